@@ -1,0 +1,5 @@
+"""`python -m talkingface` runs the CLI."""
+
+from talkingface.cli import main
+
+main()

@@ -1,0 +1,20 @@
+"""Stage s5: put a re-synthesised region back into the frame (alpha blend, paste)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def alpha_blend(base: np.ndarray, top: np.ndarray, alpha_f32: np.ndarray) -> np.ndarray:
+    """base·(1-α) + top·α, rounded to uint8; α (h, w) in 0..1 is anti-aliased at edges."""
+    a = alpha_f32[..., None]
+    mixed = base.astype(np.float32) * (1.0 - a) + top.astype(np.float32) * a
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+def paste_region(frame_rgb: np.ndarray, region_rgb: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """A copy of the frame with `region_rgb` placed at (x0, y0); the input is never modified."""
+    out = frame_rgb.copy()
+    h, w = region_rgb.shape[:2]
+    out[y0 : y0 + h, x0 : x0 + w] = region_rgb
+    return out

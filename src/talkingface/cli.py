@@ -1,0 +1,293 @@
+"""The `talkingface` command line: generate, demo, evaluate, bench (entry point, prints with Rich)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from talkingface.config import Settings, load_settings
+from talkingface.errors import ErrorCode, TalkingFaceError, UnexpectedError
+from talkingface.logs import configure_logging
+from talkingface.pipeline import items
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Lip-synced talking-head videos from a speech file and a template video or photo.",
+)
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML settings file (else TALKINGFACE_* env vars).")
+]
+_INPUT_CODES = {
+    ErrorCode.INPUT_NOT_FOUND,
+    ErrorCode.INPUT_INVALID_MEDIA,
+    ErrorCode.NO_FACE,
+    ErrorCode.MULTIPLE_FACES,
+    ErrorCode.INPUT_TOO_LARGE,
+    ErrorCode.PERMISSION_DENIED,
+    ErrorCode.UNKNOWN_ENGINE,
+    ErrorCode.CONFIG_INVALID,
+}
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Show our errors as one clear line (exit 2 for bad input, 1 otherwise), no traceback."""
+    try:
+        yield
+    except TalkingFaceError as exc:
+        err.print(f"[bold red]error[/] {exc.one_line()}", highlight=False)
+        raise typer.Exit(2 if exc.code in _INPUT_CODES else 1) from None
+    except KeyboardInterrupt:
+        err.print("[bold red]interrupted[/]")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        wrapped = UnexpectedError.from_exception(exc)
+        err.print(f"[bold red]error[/] {wrapped.one_line()}", highlight=False)
+        err.print_exception(show_locals=False)
+        raise typer.Exit(1) from None
+
+
+def _settings(config: Path | None, *, verbose: bool = False) -> Settings:
+    settings = load_settings(config)
+    configure_logging("info" if verbose else settings.logging.level, settings.logging.json_lines)
+    return settings
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Callable[[items.Progress], None] | None]:
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("frames"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(p: items.Progress) -> None:
+            if p.stage not in tasks:
+                tasks[p.stage] = bar.add_task(p.stage, total=p.frames_total)
+            bar.update(tasks[p.stage], completed=p.frames_done, total=p.frames_total)
+
+        yield update
+
+
+def run_generate(
+    audio: Path,
+    video: Path,
+    output: Path,
+    settings: Settings,
+    *,
+    engine_name: str | None = None,
+    loop: items.LoopMode | None = None,
+    face_policy: items.FacePolicy | None = None,
+    show_progress: bool = True,
+) -> Any:  # Any: GenerateResult (imported lazily to keep `--help` fast)
+    from talkingface.engines.base import get_engine
+    from talkingface.pipeline.attempt import GenerateRequest, run_attempt
+
+    engine = get_engine(engine_name or settings.engines.default)
+    engine.load("cpu")
+    request = GenerateRequest(
+        tag=items.JobTag(items.JobId(uuid.uuid4().hex[:12])),
+        audio_path=audio,
+        video_path=video,
+        output_path=output,
+        loop=loop or settings.engines.loop,
+        face_policy=face_policy or settings.engines.face_policy,
+    )
+    try:
+        with _progress_bar(show_progress) as update:
+            return run_attempt(request, engine, settings, progress=update)
+    finally:
+        engine.close()
+
+
+@app.command()
+def generate(
+    audio: Annotated[
+        Path,
+        typer.Option(
+            "--audio", "-a", help="Speech: wav/mp3/m4a/aac/flac/ogg or a video with sound."
+        ),
+    ],
+    video: Annotated[
+        Path, typer.Option("--video", "-v", help="Template: a video or photo of one person.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the MP4.")],
+    engine: Annotated[str | None, typer.Option(help="Render engine (default: classic).")] = None,
+    loop: Annotated[
+        items.LoopMode | None,
+        typer.Option(help="Template shorter than the audio: pingpong (default) or restart."),
+    ] = None,
+    face_policy: Annotated[
+        items.FacePolicy | None,
+        typer.Option(help="Several faces: largest (default) or strict (fail)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary instead of text.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Log the lifecycle to stderr.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Make OUTPUT: the template person saying the audio, lips in sync."""
+    with _user_errors():
+        settings = _settings(config, verbose=verbose)
+        result = run_generate(
+            audio,
+            video,
+            output,
+            settings,
+            engine_name=engine,
+            loop=loop,
+            face_policy=face_policy,
+            show_progress=not as_json,
+        )
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+        return
+    out.print(f"[green]wrote[/] {result.output_path}", highlight=False)
+    out.print(
+        f"{result.duration_s:.2f} s, {result.width}x{result.height} @ {result.fps:g} fps, "
+        f"{result.frame_count} frames in {result.processing_s:.1f} s "
+        f"(real-time factor {result.processing_s / max(result.duration_s, 1e-6):.2f})"
+        + (", template from cache" if result.template_from_cache else ""),
+        highlight=False,
+    )
+    if result.frames_without_face:
+        out.print(
+            f"[yellow]{result.frames_without_face} frames had no face and were left unchanged[/]"
+        )
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to write the inputs and the result.")
+    ] = Path("talkingface-demo"),
+    config: ConfigOpt = None,
+) -> None:
+    """Make sample inputs (a photo shipped in scikit-image, synthetic speech), generate, score."""
+    from talkingface.quality import evaluate as evaluate_video
+    from talkingface.samples import make_demo_inputs
+
+    with _user_errors():
+        settings = _settings(config)
+        inputs = make_demo_inputs(directory)
+        output = directory / "result.mp4"
+        out.print(f"inputs: {inputs.audio_path}  {inputs.video_path}", highlight=False)
+        result = run_generate(inputs.audio_path, inputs.video_path, output, settings)
+        report = evaluate_video(
+            output,
+            audio_path=inputs.audio_path,
+            template_path=inputs.video_path,
+            contact_sheet_path=directory / "contact_sheet.png",
+        )
+    out.print(f"[green]output[/] {result.output_path.resolve()}", highlight=False)
+    corr = report.sync_correlation
+    out.print(
+        f"sync score {corr:.2f} (lag {report.sync_lag_frames} frames)"
+        if corr is not None
+        else "sync score: n/a (no face measured)",
+        highlight=False,
+    )
+    out.print(f"contact sheet {(directory / 'contact_sheet.png').resolve()}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    video: Annotated[Path, typer.Option("--video", help="The generated MP4 to measure.")],
+    audio: Annotated[
+        Path | None,
+        typer.Option("--audio", help="Driving speech (default: the video's own audio)."),
+    ] = None,
+    template: Annotated[
+        Path | None, typer.Option("--template", help="Template video, for outside-mouth PSNR/SSIM.")
+    ] = None,
+    loop: Annotated[
+        items.LoopMode, typer.Option(help="Loop mode used when generating.")
+    ] = items.LoopMode.PINGPONG,
+    contact_sheet: Annotated[
+        Path | None, typer.Option("--contact-sheet", help="Write a PNG grid of frames.")
+    ] = None,
+    max_frames: Annotated[
+        int | None, typer.Option(help="Measure at most this many frames.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Objective quality figures: lip sync, identity preservation, jitter."""
+    from talkingface.quality import evaluate as evaluate_video
+
+    with _user_errors():
+        _settings(None)
+        report = evaluate_video(
+            video,
+            audio_path=audio,
+            template_path=template,
+            loop=loop,
+            contact_sheet_path=contact_sheet,
+            max_frames=max_frames,
+        )
+    figures = report.to_dict()
+    if as_json:
+        out.print_json(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            out.print(f"{key:28} {value}", highlight=False)
+
+
+@app.command()
+def bench(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the figures as one JSON object.")
+    ] = False,
+    seconds: Annotated[float, typer.Option(help="Length of the speech clip to render.")] = 10.0,
+) -> None:
+    """Measure end-to-end fps and real-time factor at 512x512 and 1280x720, cold and cached."""
+    from talkingface.bench import run_bench
+
+    with _user_errors():
+        _settings(None)
+        figures = run_bench(duration_s=seconds, log=None if as_json else err.print)
+    if as_json:
+        out.print_json(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            out.print(f"{key:24} {value}", highlight=False)
+
+
+def main() -> None:
+    app(prog_name="talkingface")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

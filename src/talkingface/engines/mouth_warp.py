@@ -1,0 +1,114 @@
+"""The classic engine's mouth warp: close the template's own mouth, open it to the target.
+
+Backward maps (output pixel → source pixel) over a region of interest around mouth and chin.
+The lower lip and jaw move by a displacement that fades to zero at the region's border, so the
+output equals the template at the border: no seam is possible and nothing outside lips, chin
+and jaw changes. The opened gap between the lips is filled from an interior patch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from talkingface.engines.mouth_frame import MouthFrame
+
+CHIN_FADE = 0.32  # S units below the chin over which the jaw displacement fades out
+JAW_BLEND = 0.22  # S units below the lower lip where the lip profile becomes the jaw profile
+SPREAD_GAIN = 0.07  # fraction of mouth half-width the corners move for spread = ±1
+
+
+@dataclass(frozen=True, slots=True)
+class MouthPose:
+    """Target mouth shape for one output frame."""
+
+    gap: float  # inner-lip gap at the centre, S units (0 = closed)
+    spread: float  # -1 rounded … +1 spread
+
+
+@dataclass(frozen=True, slots=True)
+class WarpPlan:
+    """Everything needed to render one frame's mouth region."""
+
+    x0: int
+    y0: int
+    map_x: np.ndarray  # (h, w) float32 source x in frame pixels
+    map_y: np.ndarray  # (h, w) float32
+    alpha_f32: np.ndarray  # (h, w) interior coverage 0..1
+    patch_u: np.ndarray  # (h, w) column 0..1 between inner corners
+    depth_top: np.ndarray  # (h, w) S units below the upper lip
+    depth_bottom: np.ndarray  # (h, w) S units above the moved lower lip
+
+
+def _smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - edge0) / np.maximum(np.asarray(edge1) - edge0, 1e-6), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def region_of_interest(mouth: MouthFrame, width: int, height: int) -> tuple[int, int, int, int]:
+    """Pixel box (x0, y0, x1, y1) holding every pixel the warp may change."""
+    half = max(2.1 * mouth.half_width, 0.6)
+    xs = np.array([mouth.center_x - half, mouth.center_x + half])
+    ys = np.array([float(mouth.upper_y.min()) - 0.25, mouth.chin_y + CHIN_FADE + 0.3])
+    gx, gy = np.meshgrid(xs, ys)
+    px, py = mouth.to_pixels(gx, gy)
+    x0, x1 = int(np.floor(px.min())), int(np.ceil(px.max())) + 1
+    y0, y1 = int(np.floor(py.min())), int(np.ceil(py.max())) + 1
+    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+
+
+def plan_warp(mouth: MouthFrame, pose: MouthPose, width: int, height: int) -> WarpPlan | None:
+    """Backward maps and the interior mask for one frame; None if the region is empty."""
+    x0, y0, x1, y1 = region_of_interest(mouth, width, height)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+    m = mouth.to_mouth(np.stack([gx, gy], axis=-1))
+    mx, my = m[..., 0], m[..., 1]
+    upper, lower = mouth.upper_at(mx), mouth.lower_at(mx)
+    own_gap = lower - upper
+    lower_eff = lower + np.where(own_gap > 0.005, np.minimum(0.3 * own_gap, 0.015), 0.0)
+    u_norm = (mx - mouth.center_x) / mouth.half_width
+    gap = pose.gap * np.clip(1.0 - u_norm**2, 0.0, 1.0) ** 0.6
+    lip_shift = upper + gap - lower_eff
+    c = np.array([mouth.center_x])
+    centre_lower = mouth.lower_at(c)[0] + min(0.3 * max(mouth.gap_at_center(), 0.0), 0.015)
+    centre_shift = pose.gap + mouth.upper_at(c)[0] - centre_lower
+    jaw_profile = 1.0 - _smoothstep(1.0, 1.8, np.abs(u_norm))
+    below = my - (upper + gap)
+    t = np.clip(below / JAW_BLEND, 0.0, 1.0)
+    shift = (1.0 - t) * lip_shift + t * centre_shift * jaw_profile
+    chin_out = mouth.chin_y + centre_shift
+    shift *= 1.0 - _smoothstep(chin_out, chin_out + CHIN_FADE, my)
+    in_gap = (my >= upper) & (my < upper + gap)
+    stretch = (lower_eff - upper) / np.maximum(gap, 1e-6)
+    src_y = np.where(my < upper, my, np.where(in_gap, upper + (my - upper) * stretch, my - shift))
+    src_x = _spread_x(mouth, pose, mx, my, upper, lower_eff, u_norm)
+    map_x, map_y = mouth.to_pixels(src_x, src_y)
+    depth_top, depth_bottom = my - upper, upper + gap - my
+    edge_px = np.minimum(depth_top, depth_bottom) * mouth.scale_px
+    coverage = np.clip(gap * mouth.scale_px, 0.0, 1.0)  # a sub-pixel gap only tints its pixel
+    alpha = (np.clip(edge_px + 0.5, 0.0, 1.0) * coverage).astype(np.float32)
+    span = max(mouth.corner_right_x - mouth.corner_left_x, 1e-3)
+    patch_u = (mx - mouth.corner_left_x) / span
+    return WarpPlan(x0, y0, map_x, map_y, alpha, patch_u, depth_top, depth_bottom)
+
+
+def _spread_x(
+    mouth: MouthFrame,
+    pose: MouthPose,
+    mx: np.ndarray,
+    my: np.ndarray,
+    upper: np.ndarray,
+    lower: np.ndarray,
+    u_norm: np.ndarray,
+) -> np.ndarray:
+    """Horizontal source positions: corners move out (spread) or in (rounded)."""
+    if abs(pose.spread) < 1e-3:
+        return mx
+    top, bottom = float(upper.min()) - 0.1, float(lower.max()) + 0.12
+    band_y = _smoothstep(top - 0.15, top, my) * (1.0 - _smoothstep(bottom, bottom + 0.15, my))
+    band_x = 1.0 - _smoothstep(1.1, 2.0, np.abs(u_norm))
+    r = SPREAD_GAIN * float(np.clip(pose.spread, -1.0, 1.0))
+    return mx - r * (mx - mouth.center_x) * band_x * band_y

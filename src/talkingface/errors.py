@@ -1,0 +1,370 @@
+"""The one error hierarchy: every failure carries a code, a stage, a retry flag and a message.
+
+    TalkingFaceError (abstract)
+    ├── ConfigError              CONFIG_INVALID
+    ├── InputError               permanent · 422
+    │   ├── InputNotFoundError   INPUT_NOT_FOUND
+    │   ├── InvalidMediaError    INPUT_INVALID_MEDIA
+    │   ├── NoFaceError          NO_FACE
+    │   ├── MultipleFacesError   MULTIPLE_FACES
+    │   └── InputTooLargeError   INPUT_TOO_LARGE · 413
+    ├── EngineError              permanent · 500
+    │   ├── UnknownEngineError   UNKNOWN_ENGINE
+    │   ├── CheckpointError      INVALID_CHECKPOINT
+    │   └── DeviceUnavailableError DEVICE_UNAVAILABLE
+    ├── TransientError           retryable · 503
+    │   ├── WorkerLostError      WORKER_LOST
+    │   ├── StageTimeoutError    STAGE_TIMEOUT
+    │   ├── StalledError         STALLED
+    │   ├── IpcError             IPC_ERROR
+    │   └── StoreUnavailableError STORE_UNAVAILABLE
+    ├── ResourceError
+    │   ├── GpuOutOfMemoryError  GPU_OUT_OF_MEMORY (retried once, on a fresh worker)
+    │   └── DiskFullError        DISK_FULL
+    ├── JobCanceledError         CANCELED
+    └── UnexpectedError          INTERNAL (not retried; traceback kept)
+
+Errors cross process boundaries and enter the store as `ErrorRecord`s, never as pickled
+exceptions. `translate_errors(stage)` is the one place foreign exceptions become ours.
+"""
+
+from __future__ import annotations
+
+import errno
+import queue
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+MAX_TRACEBACK_BYTES = 8 * 1024
+
+
+class ErrorCode(StrEnum):
+    CONFIG_INVALID = "CONFIG_INVALID"
+    INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
+    INPUT_INVALID_MEDIA = "INPUT_INVALID_MEDIA"
+    NO_FACE = "NO_FACE"
+    MULTIPLE_FACES = "MULTIPLE_FACES"
+    INPUT_TOO_LARGE = "INPUT_TOO_LARGE"
+    UNKNOWN_ENGINE = "UNKNOWN_ENGINE"
+    INVALID_CHECKPOINT = "INVALID_CHECKPOINT"
+    DEVICE_UNAVAILABLE = "DEVICE_UNAVAILABLE"
+    WORKER_LOST = "WORKER_LOST"
+    STAGE_TIMEOUT = "STAGE_TIMEOUT"
+    STALLED = "STALLED"
+    IPC_ERROR = "IPC_ERROR"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    GPU_OUT_OF_MEMORY = "GPU_OUT_OF_MEMORY"
+    DISK_FULL = "DISK_FULL"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    CANCELED = "CANCELED"
+    INTERNAL = "INTERNAL"
+
+
+class Stage(StrEnum):
+    """Where in the flow an error happened (also the progress stage names)."""
+
+    SETUP = "setup"
+    PROBE = "probe"
+    DECODE = "decode"
+    TRACK = "track"
+    FEATURES = "features"
+    RENDER = "render"
+    BLEND = "blend"
+    ENCODE = "encode"
+    CACHE = "cache"
+    EVALUATE = "evaluate"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    """An error as data: what crosses processes and enters the store."""
+
+    code: ErrorCode
+    stage: Stage | None
+    retryable: bool
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)  # Any: JSON-safe values only
+    cause: str | None = None
+    traceback: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.message.strip():
+            raise ValueError("an ErrorRecord needs a non-empty message")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code.value,
+            "stage": self.stage.value if self.stage else None,
+            "retryable": self.retryable,
+            "message": self.message,
+            "details": self.details,
+            "cause": self.cause,
+        }
+
+
+class TalkingFaceError(Exception):
+    """Something went wrong in talkingface."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+    retryable: ClassVar[bool] = False
+    http_status: ClassVar[int] = 500
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        stage: Stage | None = None,
+        details: dict[str, Any] | None = None,  # Any: JSON-safe values only
+        cause: BaseException | str | None = None,
+    ) -> None:
+        text = (message or "").strip() or _default_message(type(self))
+        super().__init__(text)
+        self.message = text
+        self.stage = stage
+        self.details = dict(details or {})
+        self.cause = _describe_cause(cause) if isinstance(cause, BaseException) else cause
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_record(self) -> ErrorRecord:
+        tb = None
+        if self.__traceback__ is not None:
+            tb = "".join(traceback.format_exception(self))[-MAX_TRACEBACK_BYTES:]
+        return ErrorRecord(
+            code=self.code,
+            stage=self.stage,
+            retryable=self.retryable,
+            message=self.message,
+            details=self.details,
+            cause=self.cause,
+            traceback=tb,
+        )
+
+    def one_line(self) -> str:
+        where = f" [{self.stage.value}]" if self.stage else ""
+        return f"{self.code.value}{where}: {self.message}"
+
+
+def _default_message(cls: type[BaseException]) -> str:
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return doc[0] if doc and doc[0] else cls.__name__
+
+
+def _describe_cause(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class ConfigError(TalkingFaceError):
+    """The configuration is invalid; fix the setting named in the message."""
+
+    code = ErrorCode.CONFIG_INVALID
+
+
+class InputError(TalkingFaceError):
+    """The input cannot be used; check the file named in the message."""
+
+    code = ErrorCode.INPUT_INVALID_MEDIA
+    http_status = 422
+
+
+class InputNotFoundError(InputError):
+    """An input file does not exist; check the path."""
+
+    code = ErrorCode.INPUT_NOT_FOUND
+
+
+class InvalidMediaError(InputError):
+    """An input file is not readable media; re-export it as MP4 (H.264/AAC) or WAV."""
+
+    code = ErrorCode.INPUT_INVALID_MEDIA
+
+
+class PermissionDeniedError(InputError):
+    """An input or output path cannot be accessed; check its permissions."""
+
+    code = ErrorCode.PERMISSION_DENIED
+
+
+class NoFaceError(InputError):
+    """No face was found in the template; use a video or photo with one frontal face."""
+
+    code = ErrorCode.NO_FACE
+
+
+class MultipleFacesError(InputError):
+    """The template shows several faces; use one with a single face or the 'largest' policy."""
+
+    code = ErrorCode.MULTIPLE_FACES
+
+
+class InputTooLargeError(InputError):
+    """An input exceeds a configured size limit; shorten or downscale it."""
+
+    code = ErrorCode.INPUT_TOO_LARGE
+    http_status = 413
+
+
+class EngineError(TalkingFaceError):
+    """The render engine failed; see the details."""
+
+    code = ErrorCode.INTERNAL
+    http_status = 500
+
+
+class UnknownEngineError(EngineError):
+    """No engine by that name; use 'classic' (default) or 'wav2lip'."""
+
+    code = ErrorCode.UNKNOWN_ENGINE
+
+
+class CheckpointError(EngineError):
+    """The model checkpoint cannot be loaded; check the file and its format."""
+
+    code = ErrorCode.INVALID_CHECKPOINT
+
+
+class DeviceUnavailableError(EngineError):
+    """The requested compute device is not available on this machine."""
+
+    code = ErrorCode.DEVICE_UNAVAILABLE
+
+
+class TransientError(TalkingFaceError):
+    """A temporary failure; the job will be retried."""
+
+    retryable = True
+    http_status = 503
+
+
+class WorkerLostError(TransientError):
+    """The worker process running the job died."""
+
+    code = ErrorCode.WORKER_LOST
+
+
+class StageTimeoutError(TransientError):
+    """A pipeline stage waited too long for its neighbour."""
+
+    code = ErrorCode.STAGE_TIMEOUT
+
+
+class StalledError(TransientError):
+    """The job made no progress for too long."""
+
+    code = ErrorCode.STALLED
+
+
+class IpcError(TransientError):
+    """Communication between processes or stages failed."""
+
+    code = ErrorCode.IPC_ERROR
+
+
+class StoreUnavailableError(TransientError):
+    """The job store cannot be reached."""
+
+    code = ErrorCode.STORE_UNAVAILABLE
+
+
+class ResourceError(TalkingFaceError):
+    """A machine resource ran out."""
+
+    code = ErrorCode.INTERNAL
+
+
+class GpuOutOfMemoryError(ResourceError):
+    """The GPU ran out of memory; the job is retried once on a fresh worker."""
+
+    code = ErrorCode.GPU_OUT_OF_MEMORY
+    retryable = True
+    http_status = 503
+
+
+class DiskFullError(ResourceError):
+    """The disk is full; free space in the data directory."""
+
+    code = ErrorCode.DISK_FULL
+    http_status = 507
+
+
+class JobCanceledError(TalkingFaceError):
+    """The job was canceled."""
+
+    code = ErrorCode.CANCELED
+    http_status = 409
+
+
+class UnexpectedError(TalkingFaceError):
+    """An unexpected internal error; the details hold the original exception."""
+
+    code = ErrorCode.INTERNAL
+
+    @classmethod
+    def from_exception(
+        cls, exc: BaseException, *, stage: Stage | None = None, context: str | None = None
+    ) -> UnexpectedError:
+        """Describe any exception, including ones whose str() is empty (queue.Empty())."""
+        text = str(exc).strip()
+        where = f" during stage {stage.value}" if stage else ""
+        what = f"{type(exc).__name__}: {text}" if text else f"{type(exc).__name__} (no message)"
+        extra = f" while {context}" if context else ""
+        return cls(f"Unexpected {what}{where}{extra}.", stage=stage, cause=exc)
+
+
+def error_from_exception(
+    exc: BaseException, *, stage: Stage | None = None, context: str | None = None
+) -> TalkingFaceError:
+    """Map a foreign exception to the most specific TalkingFaceError."""
+    if isinstance(exc, TalkingFaceError):
+        if exc.stage is None:
+            exc.stage = stage
+        return exc
+    text = str(exc).strip() or type(exc).__name__
+    suffix = f" ({context})" if context else ""
+    if isinstance(exc, FileNotFoundError):
+        name = exc.filename or text
+        return InputNotFoundError(f"File not found: {name}{suffix}.", stage=stage, cause=exc)
+    if isinstance(exc, PermissionError):
+        return PermissionDeniedError(f"Permission denied: {text}{suffix}.", stage=stage, cause=exc)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return DiskFullError(f"No space left on device{suffix}.", stage=stage, cause=exc)
+    if isinstance(exc, queue.Empty | queue.Full | TimeoutError):
+        return StageTimeoutError(
+            f"{type(exc).__name__}: a wait timed out during stage "
+            f"{stage.value if stage else 'unknown'}{suffix}.",
+            stage=stage,
+            cause=exc,
+        )
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, no torch import
+        return GpuOutOfMemoryError(f"GPU out of memory{suffix}: {text}", stage=stage, cause=exc)
+    return UnexpectedError.from_exception(exc, stage=stage, context=context)
+
+
+@contextmanager
+def translate_errors(stage: Stage, context: str | None = None) -> Iterator[None]:
+    """Turn any exception raised inside into a TalkingFaceError stamped with `stage`."""
+    try:
+        yield
+    except TalkingFaceError as exc:
+        if exc.stage is None:
+            exc.stage = stage
+        raise
+    except Exception as exc:
+        raise error_from_exception(exc, stage=stage, context=context) from exc
+
+
+def all_error_classes() -> list[type[TalkingFaceError]]:
+    """Every concrete class in the tree (for the catalogue test and the README table)."""
+    seen: list[type[TalkingFaceError]] = []
+    stack: list[type[TalkingFaceError]] = [TalkingFaceError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen

@@ -1,0 +1,244 @@
+"""One attempt at a job: probe inputs, build the drive, prepare the template, stream s1–s6.
+
+`run_attempt` is what `talkingface generate` calls in process and what a warm worker will call
+per job: the engine is loaded by the caller and passed in, so it stays loaded between jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from talkingface.audio.features import articulation_track
+from talkingface.config import Settings
+from talkingface.engines.base import LipSyncEngine
+from talkingface.errors import InvalidMediaError, Stage, translate_errors
+from talkingface.logs import bind_job
+from talkingface.media.audio import load_audio
+from talkingface.media.decode import iter_template_frames
+from talkingface.media.encode import VideoWriter
+from talkingface.media.probe import MediaInfo, choose_output_fps, probe
+from talkingface.pipeline.graph import StageSpec, run_chain
+from talkingface.pipeline.items import (
+    FacePolicy,
+    JobTag,
+    LoopMode,
+    Progress,
+    RenderedFrame,
+    TemplateFrame,
+)
+from talkingface.templates import PreparedTemplate, TemplateCache, prepare_template
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateRequest:
+    tag: JobTag
+    audio_path: Path
+    video_path: Path
+    output_path: Path
+    loop: LoopMode = LoopMode.PINGPONG
+    face_policy: FacePolicy = FacePolicy.LARGEST
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateResult:
+    output_path: Path
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    frames_without_face: int
+    template_from_cache: bool
+    processing_s: float
+    stage_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "output": str(self.output_path),
+            "duration_s": round(self.duration_s, 3),
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "frame_count": self.frame_count,
+            "frames_without_face": self.frames_without_face,
+            "template_from_cache": self.template_from_cache,
+            "processing_s": round(self.processing_s, 3),
+            "realtime_factor": round(self.processing_s / max(self.duration_s, 1e-6), 3),
+            "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
+        }
+
+
+class _Reporter:
+    """Turns frame counts into Progress reports, at most a few per second per stage."""
+
+    def __init__(self, tag: JobTag, callback: ProgressCallback | None) -> None:
+        self.tag, self.callback = tag, callback
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def __call__(self, stage: Stage, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.callback is None or (done < total and now - self._last < 0.1):
+            return
+        self._last = now
+        self.callback(Progress(self.tag, stage.value, done, total, now - self.started))
+
+
+def _check_inputs(request: GenerateRequest, settings: Settings) -> tuple[MediaInfo, MediaInfo]:
+    limits = settings.limits
+    kwargs = {
+        "max_width_px": limits.max_width_px,
+        "max_height_px": limits.max_height_px,
+        "max_duration_s": limits.max_duration_s,
+    }
+    audio_info = probe(request.audio_path, **kwargs)
+    if not audio_info.has_audio:
+        raise InvalidMediaError(
+            f"{request.audio_path.name} has no audio track; give a speech file (wav, mp3, m4a…) "
+            "or a video with sound as --audio.",
+            stage=Stage.PROBE,
+        )
+    video_info = probe(request.video_path, **kwargs)
+    if not video_info.has_video:
+        raise InvalidMediaError(
+            f"{request.video_path.name} has no picture; give a video or a photo as the template.",
+            stage=Stage.PROBE,
+        )
+    return audio_info, video_info
+
+
+def run_attempt(
+    request: GenerateRequest,
+    engine: LipSyncEngine,
+    settings: Settings,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> GenerateResult:
+    """Generate the lip-synced video; raises a TalkingFaceError with its stage on failure."""
+    with bind_job(request.tag.job_id, request.tag.attempt):
+        started = time.monotonic()
+        report = _Reporter(request.tag, progress)
+        timings: dict[str, float] = {}
+        report(Stage.PROBE, 0, 1)
+        _, video_info = _check_inputs(request, settings)
+        fps = choose_output_fps(video_info)
+        t0 = time.monotonic()
+        audio = load_audio(request.audio_path, max_duration_s=settings.limits.max_duration_s)
+        frame_count = max(1, round(audio.duration_s * fps))
+        with translate_errors(Stage.FEATURES):
+            drive = articulation_track(audio, fps=fps, frame_count=frame_count)
+        timings["features"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        template = prepare_template(
+            request.video_path,
+            video_info,
+            fps=fps,
+            frames_needed=frame_count,
+            engine=engine,
+            policy=request.face_policy,
+            cache=TemplateCache(settings.cache.dir if settings.cache.enabled else None),
+            on_frame=lambda done, total: report(Stage.TRACK, done, total),
+        )
+        timings["track"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        renderer = engine.start_job(template, drive)
+        passthrough = _stream(
+            request, settings, template, video_info, renderer.render, frame_count, report, cancel
+        )
+        timings["render"] = time.monotonic() - t0
+        result = GenerateResult(
+            output_path=request.output_path,
+            duration_s=frame_count / fps,
+            width=template.width + template.width % 2,
+            height=template.height + template.height % 2,
+            fps=fps,
+            frame_count=frame_count,
+            frames_without_face=passthrough,
+            template_from_cache=template.from_cache,
+            processing_s=time.monotonic() - started,
+            stage_s=timings,
+        )
+        _log_result(result)
+        return result
+
+
+def _stream(
+    request: GenerateRequest,
+    settings: Settings,
+    template: PreparedTemplate,
+    video_info: MediaInfo,
+    render: Callable[[TemplateFrame], RenderedFrame],
+    frame_count: int,
+    report: _Reporter,
+    cancel: threading.Event | None,
+) -> int:
+    """Decode → render → encode on three threads; returns how many frames had no face."""
+    tag = request.tag
+
+    def frames() -> Iterator[TemplateFrame]:
+        source = iter_template_frames(
+            request.video_path,
+            fps=template.fps,
+            output_frame_count=frame_count,
+            loop=request.loop,
+            info=video_info,
+            memory_budget_bytes=settings.limits.template_memory_mb * 2**20,
+        )
+        for index, (template_index, image) in enumerate(source):
+            yield TemplateFrame(tag, index, template_index, image)
+
+    passthrough = 0
+    request.output_path.parent.mkdir(parents=True, exist_ok=True)
+    with VideoWriter(
+        request.output_path,
+        width=template.width,
+        height=template.height,
+        fps=template.fps,
+        audio_path=request.audio_path,
+        crf=settings.engines.crf,
+        preset=settings.engines.preset,
+    ) as writer:
+
+        def encode(item: RenderedFrame) -> None:
+            nonlocal passthrough
+            writer.write(item.image)
+            passthrough += 0 if item.face_rendered else 1
+            report(Stage.RENDER, item.index + 1, frame_count)
+
+        run_chain(
+            tag,
+            Stage.DECODE,
+            frames(),
+            [StageSpec(Stage.RENDER, render)],
+            Stage.ENCODE,
+            encode,
+            queue_size=settings.limits.queue_frames,
+            timeout_s=settings.limits.stage_timeout_s,
+            cancel=cancel,
+        )
+    return passthrough
+
+
+def _log_result(result: GenerateResult) -> None:
+    if result.frames_without_face:
+        logger.warning(
+            "%d of %d frames had no face and were passed through unchanged",
+            result.frames_without_face,
+            result.frame_count,
+            extra={"event": "frames_passed_through", "frames": result.frames_without_face},
+        )
+    logger.info(
+        "generated %s",
+        result.output_path,
+        extra={"event": "attempt_succeeded", "processing_s": round(result.processing_s, 3)},
+    )

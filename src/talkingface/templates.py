@@ -1,0 +1,287 @@
+"""Prepared templates: face track + engine data per template video, cached on disk by content hash.
+
+A second job on the same template (same bytes, frame rate, face policy and engine version)
+loads the prepared data instead of decoding and tracking the video again. Entries are written
+to a temporary directory and renamed into place, so a crash never leaves a half-written entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from talkingface.audio.features import articulation_track
+from talkingface.engines.base import LipSyncEngine
+from talkingface.errors import InvalidMediaError, NoFaceError, Stage, translate_errors
+from talkingface.face.track import FaceTracker
+from talkingface.media.audio import load_audio
+from talkingface.media.decode import iter_frames
+from talkingface.media.probe import MediaInfo
+from talkingface.pipeline.items import LANDMARK_COUNT, Articulation, FacePolicy, FaceTrack
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+OWN_SPEECH_MIN_FRACTION = 0.2  # below this the template's audio is not someone talking
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedTemplate:
+    key: str
+    source_name: str
+    fps: float
+    frame_count: int  # frames tracked (a prefix of the template when it is longer than needed)
+    complete: bool  # True when every template frame was tracked
+    width: int
+    height: int
+    is_still_image: bool
+    track: FaceTrack
+    own_drive: Articulation | None  # the template's own speech, when it has some
+    engine_name: str
+    engine_data: dict[str, np.ndarray]
+    prepare_s: float
+    from_cache: bool = False
+
+    def covers(self, frame_count: int) -> bool:
+        return self.complete or self.frame_count >= frame_count
+
+
+def hash_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with translate_errors(Stage.CACHE, context=f"hashing {path.name}"), path.open("rb") as fh:
+        while chunk := fh.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def template_key(content_sha256: str, *, fps: float, policy: FacePolicy, engine: str) -> str:
+    params = f"{content_sha256}|fps={fps:.4f}|policy={policy.value}|engine={engine}|v{CACHE_FORMAT}"
+    return hashlib.sha256(params.encode()).hexdigest()[:32]
+
+
+class TemplateCache:
+    """Prepared templates on disk: <dir>/<key>/{meta.json, arrays.npz}."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+
+    def load(self, key: str) -> PreparedTemplate | None:
+        if self.directory is None:
+            return None
+        entry = self.directory / key
+        if not (entry / "meta.json").is_file():
+            return None
+        try:
+            return _read_entry(entry)
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning(
+                "Template cache entry %s is unreadable (%s); preparing again",
+                key,
+                exc,
+                extra={"event": "template_cache_corrupt", "key": key},
+            )
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+
+    def save(self, template: PreparedTemplate) -> None:
+        if self.directory is None:
+            return
+        with translate_errors(Stage.CACHE, context="writing the template cache"):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            final = self.directory / template.key
+            staging = self.directory / f".{template.key}.tmp-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            _write_entry(staging, template)
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            os.replace(staging, final)
+
+
+def _write_entry(directory: Path, t: PreparedTemplate) -> None:
+    arrays: dict[str, np.ndarray] = {
+        "landmarks": t.track.landmarks_f32,
+        "present": t.track.present,
+        "scores": t.track.scores_f32,
+    }
+    arrays.update({f"engine_{k}": v for k, v in t.engine_data.items()})
+    if t.own_drive is not None:
+        for f in fields(Articulation):
+            if f.name != "fps":
+                arrays[f"own_{f.name}"] = getattr(t.own_drive, f.name)
+    np.savez(directory / "arrays.npz", **arrays)  # type: ignore[arg-type]
+    meta = {
+        "format": CACHE_FORMAT,
+        "key": t.key,
+        "source_name": t.source_name,
+        "fps": t.fps,
+        "frame_count": t.frame_count,
+        "complete": t.complete,
+        "width": t.width,
+        "height": t.height,
+        "is_still_image": t.is_still_image,
+        "faces_seen_max": t.track.faces_seen_max,
+        "engine_name": t.engine_name,
+        "prepare_s": t.prepare_s,
+        "has_own_drive": t.own_drive is not None,
+    }
+    (directory / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def _read_entry(directory: Path) -> PreparedTemplate:
+    meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+    if meta.get("format") != CACHE_FORMAT:
+        raise ValueError(f"cache format {meta.get('format')} != {CACHE_FORMAT}")
+    with np.load(directory / "arrays.npz") as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    track = FaceTrack(
+        landmarks_f32=arrays["landmarks"],
+        present=arrays["present"],
+        scores_f32=arrays["scores"],
+        frame_width=int(meta["width"]),
+        frame_height=int(meta["height"]),
+        faces_seen_max=int(meta["faces_seen_max"]),
+    )
+    own = None
+    if meta["has_own_drive"]:
+        values = {f.name: arrays[f"own_{f.name}"] for f in fields(Articulation) if f.name != "fps"}
+        own = Articulation(fps=float(meta["fps"]), **values)
+    engine_data = {k[len("engine_") :]: v for k, v in arrays.items() if k.startswith("engine_")}
+    return PreparedTemplate(
+        key=meta["key"],
+        source_name=meta["source_name"],
+        fps=float(meta["fps"]),
+        frame_count=int(meta["frame_count"]),
+        complete=bool(meta["complete"]),
+        width=int(meta["width"]),
+        height=int(meta["height"]),
+        is_still_image=bool(meta["is_still_image"]),
+        track=track,
+        own_drive=own,
+        engine_name=meta["engine_name"],
+        engine_data=engine_data,
+        prepare_s=float(meta["prepare_s"]),
+        from_cache=True,
+    )
+
+
+def prepare_template(
+    path: Path,
+    info: MediaInfo,
+    *,
+    fps: float,
+    frames_needed: int,
+    engine: LipSyncEngine,
+    policy: FacePolicy,
+    cache: TemplateCache,
+    on_frame: Callable[[int, int], None] | None = None,
+) -> PreparedTemplate:
+    """The prepared template from the cache, or tracked now (and then cached)."""
+    key = template_key(hash_file(path), fps=fps, policy=policy, engine=engine.info.version)
+    cached = cache.load(key)
+    if cached is not None and cached.covers(frames_needed):
+        logger.info("template from cache", extra={"event": "template_cache_hit", "key": key})
+        return cached
+    started = time.monotonic()
+    limit = 1 if info.is_still_image else max(1, frames_needed)
+    track, engine_data, tracked = _track_template(path, info, fps, limit, engine, policy, on_frame)
+    template = PreparedTemplate(
+        key=key,
+        source_name=path.name,
+        fps=fps,
+        frame_count=tracked,
+        complete=info.is_still_image or tracked < limit,
+        width=track.frame_width,
+        height=track.frame_height,
+        is_still_image=info.is_still_image,
+        track=track,
+        own_drive=_own_drive(path, info, fps, tracked),
+        engine_name=engine.info.name,
+        engine_data=engine_data,
+        prepare_s=time.monotonic() - started,
+    )
+    cache.save(template)
+    logger.info(
+        "template prepared",
+        extra={"event": "template_prepared", "key": key, "frames": tracked},
+    )
+    return template
+
+
+def _track_template(
+    path: Path,
+    info: MediaInfo,
+    fps: float,
+    limit: int,
+    engine: LipSyncEngine,
+    policy: FacePolicy,
+    on_frame: Callable[[int, int], None] | None,
+) -> tuple[FaceTrack, dict[str, np.ndarray], int]:
+    tracker = FaceTracker(policy=policy, fps=fps)
+    collector = engine.template_collector()
+    rows: list[np.ndarray | None] = []
+    scores: list[float] = []
+    width = height = 0
+    total = max(1, min(limit, round(info.duration_s * fps)))  # for progress only
+    with translate_errors(Stage.TRACK, context=f"tracking the face in {path.name}"):
+        for index, frame in enumerate(iter_frames(path, fps=fps, info=info, max_frames=limit)):
+            height, width = frame.shape[:2]
+            observation = tracker.process(frame)
+            landmarks = None if observation is None else observation.landmarks_f32
+            rows.append(landmarks)
+            scores.append(0.0 if observation is None else observation.score)
+            collector.add(index, frame, landmarks)
+            if on_frame is not None:
+                on_frame(index + 1, max(total, index + 1))
+    if not rows:
+        raise InvalidMediaError(f"{path.name} has no decodable frames.", stage=Stage.TRACK)
+    present = np.array([r is not None for r in rows], dtype=bool)
+    if not present.any():
+        raise NoFaceError(
+            f"No face found in {path.name} ({len(rows)} frames checked); use a video or photo "
+            "with one clearly visible frontal face.",
+            stage=Stage.TRACK,
+            details={"frames_checked": len(rows)},
+        )
+    landmarks = np.full((len(rows), LANDMARK_COUNT, 2), np.nan, dtype=np.float32)
+    for i, row in enumerate(rows):
+        if row is not None:
+            landmarks[i] = row[:, :2]
+    track = FaceTrack(
+        landmarks_f32=landmarks,
+        present=present,
+        scores_f32=np.asarray(scores, dtype=np.float32),
+        frame_width=width,
+        frame_height=height,
+        faces_seen_max=tracker.faces_seen_max,
+    )
+    return track, collector.finish(), len(rows)
+
+
+def _own_drive(path: Path, info: MediaInfo, fps: float, frame_count: int) -> Articulation | None:
+    """The template's own speech as an articulation track, if it has any."""
+    if info.is_still_image or not info.has_audio:
+        return None
+    try:
+        audio = load_audio(path)
+    except InvalidMediaError as exc:
+        logger.warning(
+            "The audio track of %s is unusable (%s); mouth interiors are matched by opening only",
+            path.name,
+            exc,
+            extra={"event": "template_audio_unusable"},
+        )
+        return None
+    drive = articulation_track(audio, fps=fps, frame_count=frame_count)
+    if float(drive.speech.mean()) < OWN_SPEECH_MIN_FRACTION:
+        return None
+    return drive
