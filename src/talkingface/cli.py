@@ -1,9 +1,8 @@
-"""The `talkingface` command line: generate, demo, evaluate, bench (entry point, prints with Rich)."""
+"""The `talkingface` command line: generate, demo, evaluate, bench (prints with Rich)."""
 
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -290,4 +289,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

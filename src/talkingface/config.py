@@ -70,10 +70,10 @@ class Settings(BaseSettings):
         env_prefix="TALKINGFACE_", env_nested_delimiter="__", extra="forbid"
     )
 
-    engines: EngineSettings = Field(default_factory=EngineSettings)
-    limits: LimitSettings = Field(default_factory=LimitSettings)
-    cache: CacheSettings = Field(default_factory=CacheSettings)
-    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    engines: EngineSettings = Field(default_factory=lambda: EngineSettings())
+    limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
+    cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
+    logging: LoggingSettings = Field(default_factory=lambda: LoggingSettings())
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

@@ -44,8 +44,7 @@ class MouthFrame:
 
     def to_mouth(self, points_px: np.ndarray) -> np.ndarray:
         """(…, 2) pixel coordinates → (…, 2) mouth coordinates."""
-        rel = (points_px - self.origin_px) / self.scale_px
-        return np.stack([rel @ self.axis_x, rel @ self.axis_y], axis=-1)
+        return _to_mouth(points_px, self.origin_px, self.axis_x, self.axis_y, self.scale_px)
 
     def to_pixels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mouth coordinates → pixel x and y arrays (float32, for cv2.remap)."""
@@ -65,6 +64,13 @@ class MouthFrame:
         return float(max(0.0, (self.lower_at(c) - self.upper_at(c))[0]))
 
 
+def _to_mouth(
+    points_px: np.ndarray, origin: np.ndarray, axis_x: np.ndarray, axis_y: np.ndarray, scale: float
+) -> np.ndarray:
+    rel = (points_px - origin) / scale
+    return np.stack([rel @ axis_x, rel @ axis_y], axis=-1)
+
+
 def _sorted_curve(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(points[:, 0], kind="stable")
     xs = np.maximum.accumulate(points[order, 0])  # np.interp needs non-decreasing x
@@ -80,14 +86,14 @@ def mouth_frame(landmarks: np.ndarray) -> MouthFrame:
     axis_x = eye_vec / max(scale, 1e-6)
     axis_y = np.array([-axis_x[1], axis_x[0]])
     origin = 0.5 * (pts[MOUTH_CORNERS[0]] + pts[MOUTH_CORNERS[1]])
-    frame = MouthFrame(origin, axis_x, axis_y, max(scale, 1e-6), *([np.zeros(1)] * 4), 0, 0, 0)
-    upper = frame.to_mouth(pts[list(UPPER_INNER)])
-    lower = frame.to_mouth(pts[list(LOWER_INNER)])
+    scale = max(scale, 1e-6)
+    upper = _to_mouth(pts[list(UPPER_INNER)], origin, axis_x, axis_y, scale)
+    lower = _to_mouth(pts[list(LOWER_INNER)], origin, axis_x, axis_y, scale)
     # The lower inner lip can never sit above the upper one (landmark noise on closed mouths).
     ux, uy = _sorted_curve(upper)
     lx, ly = _sorted_curve(lower)
     ly = np.maximum(ly, np.interp(lx, ux, uy))
-    chin = frame.to_mouth(pts[CHIN][None, :])[0]
+    chin = _to_mouth(pts[CHIN][None, :], origin, axis_x, axis_y, scale)[0]
     return MouthFrame(
         origin_px=origin,
         axis_x=axis_x,

@@ -95,19 +95,23 @@ class _Reporter:
 
 def _check_inputs(request: GenerateRequest, settings: Settings) -> tuple[MediaInfo, MediaInfo]:
     limits = settings.limits
-    kwargs = {
-        "max_width_px": limits.max_width_px,
-        "max_height_px": limits.max_height_px,
-        "max_duration_s": limits.max_duration_s,
-    }
-    audio_info = probe(request.audio_path, **kwargs)
+
+    def checked(path: Path) -> MediaInfo:
+        return probe(
+            path,
+            max_width_px=limits.max_width_px,
+            max_height_px=limits.max_height_px,
+            max_duration_s=limits.max_duration_s,
+        )
+
+    audio_info = checked(request.audio_path)
     if not audio_info.has_audio:
         raise InvalidMediaError(
             f"{request.audio_path.name} has no audio track; give a speech file (wav, mp3, m4a…) "
             "or a video with sound as --audio.",
             stage=Stage.PROBE,
         )
-    video_info = probe(request.video_path, **kwargs)
+    video_info = checked(request.video_path)
     if not video_info.has_video:
         raise InvalidMediaError(
             f"{request.video_path.name} has no picture; give a video or a photo as the template.",
@@ -129,7 +133,6 @@ def run_attempt(
         started = time.monotonic()
         report = _Reporter(request.tag, progress)
         timings: dict[str, float] = {}
-        report(Stage.PROBE, 0, 1)
         _, video_info = _check_inputs(request, settings)
         fps = choose_output_fps(video_info)
         t0 = time.monotonic()

@@ -1,0 +1,109 @@
+"""`talkingface bench`: end-to-end speed at 512x512 and 1280x720, cold and cached, vs encode-only.
+
+Inputs are made in code (the demo photo, synthetic speech), so the figures are comparable
+between machines and runs. Every ratio's base is measured in the same run.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from itertools import islice
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from talkingface.config import Settings, load_settings
+from talkingface.media.decode import iter_frames
+from talkingface.media.encode import VideoWriter
+from talkingface.samples import (
+    astronaut_photo,
+    iter_template_frames_from_photo,
+    synth_speech,
+    write_wav,
+)
+
+FPS = 25.0
+TEMPLATE_S = 4.0
+
+
+def _frames_720(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """A 720x720 face clip widened to 1280x720 with mirrored edges: a real 720p frame layout."""
+    for frame in frames:
+        pad = (1280 - 720) // 2
+        yield cv2.copyMakeBorder(frame, 0, 0, pad, pad, cv2.BORDER_REFLECT_101)
+
+
+def _write_template(path: Path, size: str) -> Path:
+    photo = astronaut_photo()
+    count = int(TEMPLATE_S * FPS)
+    if size == "720":
+        frames = _frames_720(iter_template_frames_from_photo(photo, frame_count=count, size_px=720))
+        width, height = 1280, 720
+    else:
+        frames = iter_template_frames_from_photo(photo, frame_count=count, size_px=512)
+        width = height = 512
+    with VideoWriter(path, width=width, height=height, fps=FPS) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
+def _encode_only_fps(template: Path, audio: Path, out: Path, frame_count: int) -> float:
+    """The ratio base: encode (and mux the audio of) already-decoded frames, nothing else."""
+    frames = list(islice(iter_frames(template, fps=FPS), int(TEMPLATE_S * FPS)))
+    height, width = frames[0].shape[:2]
+    started = time.perf_counter()
+    with VideoWriter(out, width=width, height=height, fps=FPS, audio_path=audio) as writer:
+        for i in range(frame_count):
+            writer.write(frames[i % len(frames)])
+    return frame_count / (time.perf_counter() - started)
+
+
+def _generate_s(audio: Path, video: Path, out: Path, settings: Settings) -> float:
+    from talkingface.engines.base import get_engine
+    from talkingface.pipeline.attempt import GenerateRequest, run_attempt
+    from talkingface.pipeline.items import JobId, JobTag
+
+    engine = get_engine(settings.engines.default)
+    engine.load("cpu")
+    request = GenerateRequest(JobTag(JobId("bench")), audio, video, out)
+    started = time.perf_counter()
+    run_attempt(request, engine, settings)
+    return time.perf_counter() - started
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
+
+
+def run_bench(
+    *, duration_s: float = 10.0, log: Callable[[str], object] | None = None
+) -> dict[str, float]:
+    """Measure and return the figures; `log` gets a line per step."""
+    say = log or (lambda _line: None)
+    figures: dict[str, float] = {"audio_s": duration_s}
+    frame_count = round(duration_s * FPS)
+    with tempfile.TemporaryDirectory(prefix="talkingface-bench-") as tmp:
+        root = Path(tmp)
+        speech = synth_speech(duration_s)
+        audio = write_wav(root / "speech.wav", speech.samples_f32, speech.sample_rate_hz)
+        settings = load_settings(cache={"dir": root / "cache"})
+        for size in ("512", "720"):
+            template = _write_template(root / f"template_{size}.mp4", size)
+            say(f"encode-only {size}…")
+            fps = _encode_only_fps(template, audio, root / "encode.mp4", frame_count)
+            figures[f"encode_only_fps_{size}"] = round(fps, 1)
+            say(f"end to end {size}, cold (template not cached)…")
+            cold = _generate_s(audio, template, root / f"out_{size}.mp4", settings)
+            say(f"end to end {size}, template cached…")
+            warm = _generate_s(audio, template, root / f"out_{size}.mp4", settings)
+            figures[f"cold_rtf_{size}"] = round(cold / duration_s, 3)
+            figures[f"e2e_fps_{size}"] = round(frame_count / warm, 1)
+            figures[f"rtf_{size}"] = round(warm / duration_s, 3)
+            figures[f"e2e_vs_encode_only_{size}"] = round(figures[f"e2e_fps_{size}"] / fps, 3)
+    figures["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    return figures

@@ -1,0 +1,251 @@
+"""Input checks before s1 decode: open a media file with PyAV and describe it as a MediaInfo."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.container
+import av.error
+
+from talkingface.errors import (
+    InputNotFoundError,
+    InputTooLargeError,
+    InvalidMediaError,
+    PermissionDeniedError,
+    Stage,
+)
+
+STILL_FPS = 25.0  # output rate for photos and variable-frame-rate templates
+MAX_OUTPUT_FPS = 60.0
+VFR_TOLERANCE = 0.01  # relative gap between average and nominal rate that marks VFR
+STILL_IMAGE_DEMUXERS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe")
+REEXPORT_HINT = "re-export it as MP4 H.264/AAC or WAV"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What a media file holds; sizes are display sizes (rotation applied)."""
+
+    path: Path
+    container: str
+    size_bytes: int
+    duration_s: float
+    has_video: bool
+    has_audio: bool
+    is_still_image: bool  # png/jpg/webp/bmp or a single-frame video
+    width: int  # display size, AFTER applying rotation
+    height: int
+    rotation_deg: int  # 0/90/180/270 clockwise, applied when decoding so frames are upright
+    fps: float  # average frame rate (0.0 for stills)
+    frame_count: int  # frames at `fps` (1 for stills)
+    is_variable_frame_rate: bool
+    video_codec: str | None
+    audio_codec: str | None
+    audio_sample_rate_hz: int | None
+    audio_channels: int | None
+
+
+def invalid_media(
+    path: Path, problem: str, *, stage: Stage, ffmpeg_text: str = ""
+) -> InvalidMediaError:
+    """The one wording for an unreadable file: what is wrong and how to fix it."""
+    details = {"path": str(path), "ffmpeg": ffmpeg_text} if ffmpeg_text else {"path": str(path)}
+    return InvalidMediaError(
+        f"{path.name} is not a readable video or audio file ({problem}); {REEXPORT_HINT}.",
+        stage=stage,
+        details=details,
+    )
+
+
+def check_readable_file(path: Path, *, stage: Stage) -> int:
+    """Fail with a clear error unless `path` is a non-empty readable file; return its size."""
+    if not path.exists():
+        raise InputNotFoundError(
+            f"File not found: {path}; check the path.", stage=stage, details={"path": str(path)}
+        )
+    if path.is_dir():
+        raise InvalidMediaError(
+            f"{path} is a directory, not a media file; give the path of a video, photo or audio "
+            "file.",
+            stage=stage,
+            details={"path": str(path)},
+        )
+    if not os.access(path, os.R_OK):
+        raise PermissionDeniedError(
+            f"Permission denied reading {path}; make the file readable by the service.",
+            stage=stage,
+            details={"path": str(path)},
+        )
+    size_bytes = path.stat().st_size
+    if size_bytes == 0:
+        raise invalid_media(path, "the file is empty (0 bytes)", stage=stage)
+    return size_bytes
+
+
+def open_input(path: str | Path, *, stage: Stage) -> av.container.InputContainer:
+    """Open a media file for reading, translating every failure into one of our errors."""
+    file_path = Path(path)
+    check_readable_file(file_path, stage=stage)
+    try:
+        return av.open(str(file_path), mode="r")
+    except av.error.PermissionError as exc:
+        raise PermissionDeniedError(
+            f"Permission denied reading {file_path}; make the file readable by the service.",
+            stage=stage,
+            details={"path": str(file_path)},
+            cause=exc,
+        ) from exc
+    except av.error.FFmpegError as exc:
+        raise invalid_media(
+            file_path, "FFmpeg cannot open it", stage=stage, ffmpeg_text=str(exc)
+        ) from exc
+
+
+def probe(
+    path: str | Path,
+    *,
+    max_width_px: int = 4096,
+    max_height_px: int = 4096,
+    max_duration_s: float = 3600.0,
+) -> MediaInfo:
+    """Describe a media file, or raise an error (stage probe) saying why it is unusable."""
+    file_path = Path(path)
+    size_bytes = check_readable_file(file_path, stage=Stage.PROBE)
+    with open_input(file_path, stage=Stage.PROBE) as container:
+        info = _describe(container, file_path, size_bytes)
+    _check_limits(info, max_width_px, max_height_px, max_duration_s)
+    return info
+
+
+def choose_output_fps(info: MediaInfo) -> float:
+    """The constant output rate: the template's own rate when it has a usable one, else 25."""
+    if info.is_still_image or info.is_variable_frame_rate or info.fps <= 0:
+        return STILL_FPS
+    return min(info.fps, MAX_OUTPUT_FPS)
+
+
+def rate_fraction(fps: float) -> Fraction:
+    """`fps` as an exact fraction (29.97 -> 30000/1001), the basis of every time base we use."""
+    return Fraction(fps).limit_denominator(1001)
+
+
+def _describe(container: av.container.InputContainer, path: Path, size_bytes: int) -> MediaInfo:
+    video = container.streams.video[0] if container.streams.video else None
+    audio = container.streams.audio[0] if container.streams.audio else None
+    if video is None and audio is None:
+        raise invalid_media(path, "it has no video or audio stream", stage=Stage.PROBE)
+    duration_s = _duration_s(container)
+    if video is None and audio is not None:
+        duration_s = _audio_duration_s(audio) or duration_s
+    width = height = rotation_deg = frame_count = 0
+    fps = 0.0
+    is_still = is_vfr = False
+    if video is not None:
+        first = _first_video_frame(container, path)
+        rotation_deg = (-round(first.rotation / 90.0) * 90) % 360
+        rotation_deg = rotation_deg or _rotate_tag_deg(video.metadata.get("rotate"))
+        width, height = first.width, first.height
+        if rotation_deg in (90, 270):
+            width, height = height, width
+        is_still = container.format.name in STILL_IMAGE_DEMUXERS or video.frames == 1
+        if is_still:
+            duration_s, frame_count = (duration_s if audio is not None else 0.0), 1
+        else:
+            fps, is_vfr = _rates(video)
+            duration_s = duration_s or _stream_duration_s(video)
+            frame_count = video.frames if video.frames > 0 and not is_vfr else 0
+            frame_count = frame_count or max(1, round(duration_s * fps))
+    return MediaInfo(
+        path=path,
+        container=container.format.name,
+        size_bytes=size_bytes,
+        duration_s=duration_s,
+        has_video=video is not None,
+        has_audio=audio is not None,
+        is_still_image=is_still,
+        width=width,
+        height=height,
+        rotation_deg=rotation_deg,
+        fps=fps,
+        frame_count=frame_count,
+        is_variable_frame_rate=is_vfr,
+        video_codec=video.codec_context.name if video is not None else None,
+        audio_codec=audio.codec_context.name if audio is not None else None,
+        audio_sample_rate_hz=audio.codec_context.sample_rate if audio is not None else None,
+        audio_channels=audio.codec_context.channels if audio is not None else None,
+    )
+
+
+def _first_video_frame(container: av.container.InputContainer, path: Path) -> av.VideoFrame:
+    """Decode one frame: proves the video is readable and carries the display rotation."""
+    try:
+        for frame in container.decode(video=0):
+            return frame
+    except av.error.FFmpegError as exc:
+        raise invalid_media(
+            path, "its first video frame cannot be decoded", stage=Stage.PROBE, ffmpeg_text=str(exc)
+        ) from exc
+    raise invalid_media(path, "its video stream holds no decodable frames", stage=Stage.PROBE)
+
+
+def _rotate_tag_deg(tag: str | None) -> int:
+    """The legacy `rotate` metadata tag (clockwise degrees), normalised to 0/90/180/270."""
+    try:
+        return (round(float(tag or 0) / 90.0) * 90) % 360
+    except ValueError:
+        return 0
+
+
+def _rates(video: av.video.stream.VideoStream) -> tuple[float, bool]:
+    """(average fps, is variable frame rate) from the stream's average and nominal rates."""
+    average = float(video.average_rate or 0) or float(video.guessed_rate or 0)
+    nominal = float(video.base_rate or 0) or average
+    if average <= 0 or not math.isfinite(average):
+        return 0.0, False
+    is_vfr = abs(average - nominal) > VFR_TOLERANCE * nominal
+    return average, is_vfr
+
+
+def _duration_s(container: av.container.InputContainer) -> float:
+    if container.duration is None or container.duration <= 0:
+        return 0.0
+    return float(container.duration) / av.time_base
+
+
+def _audio_duration_s(audio: av.audio.stream.AudioStream) -> float:
+    """Audible length: AAC in MP4 counts its priming samples (start_time) inside the duration."""
+    if audio.duration is None or audio.time_base is None:
+        return 0.0
+    start = audio.start_time if audio.start_time is not None and audio.start_time > 0 else 0
+    return float((audio.duration - start) * audio.time_base)
+
+
+def _stream_duration_s(stream: av.stream.Stream) -> float:
+    if stream.duration is None or stream.time_base is None:
+        return 0.0
+    return float(stream.duration * stream.time_base)
+
+
+def _check_limits(
+    info: MediaInfo, max_width_px: int, max_height_px: int, max_duration_s: float
+) -> None:
+    name = info.path.name
+    if info.width > max_width_px or info.height > max_height_px:
+        raise InputTooLargeError(
+            f"{name} is {info.width}x{info.height} px, larger than the limit of "
+            f"{max_width_px}x{max_height_px} px; downscale it.",
+            stage=Stage.PROBE,
+            details={"width": info.width, "height": info.height},
+        )
+    if info.duration_s > max_duration_s:
+        raise InputTooLargeError(
+            f"{name} lasts {info.duration_s:.1f} s, longer than the limit of "
+            f"{max_duration_s:.0f} s; shorten it.",
+            stage=Stage.PROBE,
+            details={"duration_s": info.duration_s},
+        )

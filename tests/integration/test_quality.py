@@ -1,0 +1,252 @@
+"""Quality figures: the signal maths on synthetic data, then `evaluate` on real talking clips."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from talkingface.contact_sheet import sheet_size_px, write_contact_sheet
+from talkingface.errors import InvalidMediaError
+from talkingface.pipeline.items import AudioClip
+from talkingface.quality import (
+    PSNR_CAP_DB,
+    QualityReport,
+    evaluate,
+    lagged_correlation,
+    masked_psnr,
+    masked_ssim,
+    mouth_jitter,
+    speech_envelope,
+)
+
+OLDER_WOMAN = "video_en_female_older_512x512_talking.mp4"
+SUIT_MAN = "video_en_male_asian_suit_700x700_talking.mp4"
+RADIO_AUDIO = "audio_en_male_radio_8s_16k_stereo.wav"
+
+
+def _smooth_noise(length: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.convolve(rng.normal(size=length + 4), np.ones(5) / 5, mode="valid")
+
+
+# --- lagged_correlation ------------------------------------------------------------------
+
+
+def test_lagged_correlation_finds_mouth_after_sound_as_positive_lag() -> None:
+    sound = _smooth_noise(200)
+    mouth = np.concatenate([np.full(3, sound[0]), sound[:-3]])  # mouth[t] = sound[t - 3]
+
+    peak, lag, at_zero = lagged_correlation(mouth, sound)
+
+    assert lag == 3
+    assert peak > 0.99
+    assert at_zero < peak - 0.1
+
+
+def test_lagged_correlation_finds_mouth_before_sound_as_negative_lag() -> None:
+    sound = _smooth_noise(200, seed=1)
+    mouth = np.concatenate([sound[2:], np.full(2, sound[-1])])  # mouth[t] = sound[t + 2]
+
+    peak, lag, _ = lagged_correlation(mouth, sound)
+
+    assert (lag, round(peak, 2)) == (-2, 1.0)
+
+
+def test_lagged_correlation_skips_frames_without_a_face() -> None:
+    sound = _smooth_noise(150, seed=2)
+    mouth = sound.copy()
+    mouth[10:30] = np.nan
+
+    peak, lag, at_zero = lagged_correlation(mouth, sound)
+
+    assert lag == 0
+    assert peak == pytest.approx(1.0)
+    assert at_zero == pytest.approx(1.0)
+
+
+def test_lagged_correlation_of_a_still_mouth_is_undefined() -> None:
+    peak, lag, at_zero = lagged_correlation(np.full(100, 0.1), _smooth_noise(100))
+
+    assert math.isnan(peak) and math.isnan(at_zero) and lag == 0
+
+
+# --- masked PSNR / SSIM ------------------------------------------------------------------
+
+
+def _image(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), (7, 7), 0)
+    return np.asarray(base)
+
+
+def _with_noise(image: np.ndarray, columns: slice) -> np.ndarray:
+    noisy = image.astype(np.int16)
+    rng = np.random.default_rng(9)
+    noisy[:, columns] += rng.integers(-40, 41, noisy[:, columns].shape, dtype=np.int16)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def _left_mask(image: np.ndarray, width: int = 40) -> np.ndarray:
+    mask = np.zeros(image.shape[:2], bool)
+    mask[:, :width] = True
+    return mask
+
+
+def test_masked_psnr_of_identical_images_is_capped() -> None:
+    image = _image()
+
+    assert masked_psnr(image, image.copy(), _left_mask(image)) == PSNR_CAP_DB
+
+
+def test_masked_psnr_drops_only_for_noise_inside_the_mask() -> None:
+    image = _image()
+    mask = _left_mask(image)
+
+    outside = masked_psnr(image, _with_noise(image, slice(48, None)), mask)
+    inside = masked_psnr(image, _with_noise(image, slice(0, 40)), mask)
+
+    assert outside == PSNR_CAP_DB
+    assert inside < 30.0
+
+
+def test_masked_ssim_drops_only_for_noise_inside_the_mask() -> None:
+    image = _image(3)
+    mask = _left_mask(image)
+
+    assert masked_ssim(image, image.copy(), mask) == pytest.approx(1.0)
+    assert masked_ssim(image, _with_noise(image, slice(48, None)), mask) == pytest.approx(1.0)
+    assert masked_ssim(image, _with_noise(image, slice(0, 40)), mask) < 0.8
+
+
+def test_mouth_jitter_grows_with_frame_to_frame_shake_not_with_steady_motion() -> None:
+    frames = 50
+    eye_px = np.full(frames, 100.0)
+    steady = np.stack([np.linspace(100, 150, frames), np.full(frames, 200.0)], axis=1)
+    shaky = steady + np.stack([np.zeros(frames), 3.0 * (-1.0) ** np.arange(frames)], axis=1)
+    shaky[20] = np.nan  # a frame without a face
+
+    still = mouth_jitter(steady, eye_px)
+    shaking = mouth_jitter(shaky, eye_px)
+
+    assert still is not None and still < 1e-9
+    assert shaking == pytest.approx(0.12, rel=0.01)  # |+3 - 2(-3) + 3| / 100 px
+
+
+# --- speech envelope ---------------------------------------------------------------------
+
+
+def _speech_like(rate_hz: int, duration_s: float, speech_s: list[tuple[float, float]]) -> AudioClip:
+    """A 150 Hz buzz with syllable-rate loudness inside `speech_s`, faint noise elsewhere."""
+    rng = np.random.default_rng(4)
+    t = np.arange(round(duration_s * rate_hz)) / rate_hz
+    samples = 0.0003 * rng.normal(size=t.shape)  # about -70 dBFS room noise
+    for start_s, end_s in speech_s:
+        inside = (t >= start_s) & (t < end_s)
+        syllables = 0.6 + 0.4 * np.sin(2 * np.pi * 4.0 * t[inside]) ** 2
+        samples[inside] += 0.3 * syllables * np.sign(np.sin(2 * np.pi * 150.0 * t[inside]))
+    return AudioClip(samples.astype(np.float32), rate_hz)
+
+
+def test_speech_envelope_marks_speech_and_pauses_of_200_ms_or_more() -> None:
+    # Given speech 0.2-0.60 s and 0.68-1.4 s (an 80 ms gap), silence 1.4-2.0 s, speech 2.0-2.6 s
+    audio = _speech_like(16000, 3.0, [(0.2, 0.6), (0.68, 1.4), (2.0, 2.6)])
+
+    envelope, speech = speech_envelope(audio, fps=25.0, frame_count=80)  # 3.2 s: runs past audio
+
+    assert envelope.shape == speech.shape == (80,)
+    assert speech[6:35].all()  # 0.24-1.4 s, across the short gap
+    assert speech[51:64].all()
+    assert not speech[:4].any() and not speech[36:49].any() and not speech[66:].any()
+    assert min(envelope[6:14].min(), envelope[18:35].min()) > 0.6
+    assert envelope[15:17].max() < 0.6  # the gap dips the envelope, not the flag
+    assert envelope[38:48].max() < 0.15
+    assert not envelope[78:].any()  # the audio has ended (3.0 s) and the smoothing too
+
+
+def test_speech_envelope_of_silence_is_all_silent() -> None:
+    audio = AudioClip(np.zeros(16000, np.float32), 16000)
+
+    envelope, speech = speech_envelope(audio, fps=25.0, frame_count=25)
+
+    assert not speech.any()
+    assert not envelope.any()
+
+
+# --- contact sheet -----------------------------------------------------------------------
+
+
+def test_contact_sheet_is_a_png_grid_of_the_expected_size(tmp_path: Path) -> None:
+    frames = [_image(i) for i in range(4)] + [np.zeros((200, 50, 3), np.uint8)]
+
+    path = write_contact_sheet(frames, tmp_path / "sheet.png", columns=3, cell_px=100)
+
+    sheet = cv2.imread(str(path))
+    assert sheet.shape[:2][::-1] == sheet_size_px(5, columns=3, cell_px=100) == (300, 248)
+
+
+# --- evaluate on real clips --------------------------------------------------------------
+
+
+def _evaluate_logged(video: Path, **kwargs: object) -> QualityReport:
+    report = evaluate(video, **kwargs)  # type: ignore[arg-type]
+    print(video.name, report.to_dict())
+    return report
+
+
+@pytest.mark.slow
+def test_evaluate_real_speaker_against_own_audio_has_clearly_positive_sync(
+    shared_media: Path, tmp_path: Path
+) -> None:
+    sheet_path = tmp_path / "sheet.png"
+
+    report = _evaluate_logged(shared_media / OLDER_WOMAN, contact_sheet_path=sheet_path)
+
+    assert report.frame_count == 125 and report.fps == pytest.approx(25.0)
+    assert report.faces_found == report.frame_count
+    assert report.sync_correlation is not None and report.sync_correlation > 0.3
+    assert report.sync_lag_frames is not None and abs(report.sync_lag_frames) <= 3
+    assert report.open_speech_mean is not None
+    assert report.outside_mouth_psnr_db is None  # no template given
+    assert report.mouth_jitter is not None and report.mouth_jitter < 0.05
+    sheet = cv2.imread(str(sheet_path))
+    assert sheet.shape[:2][::-1] == sheet_size_px(24)  # 12 frames + their 12 mouth close-ups
+
+
+@pytest.mark.slow
+def test_evaluate_with_someone_elses_speech_scores_lower_sync(shared_media: Path) -> None:
+    own = evaluate(shared_media / OLDER_WOMAN)
+    other = _evaluate_logged(shared_media / OLDER_WOMAN, audio_path=shared_media / RADIO_AUDIO)
+
+    assert own.sync_correlation is not None and other.sync_correlation is not None
+    assert other.sync_correlation < own.sync_correlation - 0.2
+
+
+@pytest.mark.slow
+def test_evaluate_second_speaker_with_variable_frame_rate(shared_media: Path) -> None:
+    report = _evaluate_logged(shared_media / SUIT_MAN)
+
+    assert report.faces_found >= 0.9 * report.frame_count
+    assert report.sync_correlation is not None and report.sync_correlation > 0.2
+
+
+@pytest.mark.slow
+def test_evaluate_against_itself_as_template_is_identical_outside_the_mouth(
+    shared_media: Path,
+) -> None:
+    video = shared_media / OLDER_WOMAN
+
+    report = _evaluate_logged(video, template_path=video, max_frames=40)
+
+    assert report.frame_count == 40
+    assert report.outside_mouth_psnr_db == PSNR_CAP_DB
+    assert report.outside_mouth_ssim == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_evaluate_against_a_template_of_another_size_is_refused(shared_media: Path) -> None:
+    with pytest.raises(InvalidMediaError, match="template"):
+        evaluate(shared_media / OLDER_WOMAN, template_path=shared_media / SUIT_MAN, max_frames=3)
