@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from talkingface.pipeline.items import MouthRender, RenderedFrame
+
 
 def alpha_blend(base: np.ndarray, top: np.ndarray, alpha_f32: np.ndarray) -> np.ndarray:
     """base·(1-α) + top·α, rounded to uint8; α (h, w) in 0..1 is anti-aliased at edges."""
@@ -18,3 +20,14 @@ def paste_region(frame_rgb: np.ndarray, region_rgb: np.ndarray, x0: int, y0: int
     h, w = region_rgb.shape[:2]
     out[y0 : y0 + h, x0 : x0 + w] = region_rgb
     return out
+
+
+def blend_region(item: MouthRender) -> RenderedFrame:
+    """Composite the interior over the warped region and paste it into a copy of the frame."""
+    if item.warped is None:
+        return RenderedFrame(item.tag, item.index, item.image, face_rendered=False)
+    region = item.warped
+    if item.interior_f32 is not None and item.alpha_f32 is not None:
+        region = alpha_blend(region, item.interior_f32, item.alpha_f32)
+    image = paste_region(item.image, region, item.x0, item.y0)
+    return RenderedFrame(item.tag, item.index, image, face_rendered=True)

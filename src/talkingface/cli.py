@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,8 +32,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Lip-synced talking-head videos from a speech file and a template video or photo.",
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file (else TALKINGFACE_* env vars).")
@@ -55,16 +56,20 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except TalkingFaceError as exc:
-        err.print(f"[bold red]error[/] {exc.one_line()}", highlight=False)
+        _print_error(exc)
         raise typer.Exit(2 if exc.code in _INPUT_CODES else 1) from None
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/]")
         raise typer.Exit(130) from None
     except Exception as exc:
-        wrapped = UnexpectedError.from_exception(exc)
-        err.print(f"[bold red]error[/] {wrapped.one_line()}", highlight=False)
         err.print_exception(show_locals=False)
+        _print_error(UnexpectedError.from_exception(exc))
         raise typer.Exit(1) from None
+
+
+def _print_error(exc: TalkingFaceError) -> None:
+    """One line, never wrapped, markup-safe (messages contain brackets and file names)."""
+    err.print(f"[bold red]error[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
 
 
 def _settings(config: Path | None, *, verbose: bool = False) -> Settings:
@@ -87,15 +92,21 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[items.Progress], None] | 
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=False) as bar:
-        tasks: dict[str, TaskID] = {}
+    bar = Progress(*columns, console=err, transient=False)
+    tasks: dict[str, TaskID] = {}
 
-        def update(p: items.Progress) -> None:
-            if p.stage not in tasks:
-                tasks[p.stage] = bar.add_task(p.stage, total=p.frames_total)
-            bar.update(tasks[p.stage], completed=p.frames_done, total=p.frames_total)
+    def update(p: items.Progress) -> None:
+        if not tasks:
+            bar.start()  # lazily: an input error before any work prints no empty bar
+        if p.stage not in tasks:
+            tasks[p.stage] = bar.add_task(p.stage, total=p.frames_total)
+        bar.update(tasks[p.stage], completed=p.frames_done, total=p.frames_total)
 
+    try:
         yield update
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def run_generate(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from talkingface.errors import ConfigError
 from talkingface.pipeline.items import FacePolicy, LoopMode
@@ -75,9 +77,38 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
     logging: LoggingSettings = Field(default_factory=lambda: LoggingSettings())
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: explicit arguments, then TALKINGFACE_* env vars, then the TOML file."""
+        return (init_settings, env_settings, _FileSource(settings_cls, _file_data.get()))
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The parsed TOML file, as a settings source below the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+_file_data: ContextVar[dict[str, Any]] = ContextVar("talkingface_config_file", default={})  # noqa: B039
+
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Read the TOML file (if any), then env vars; raise ConfigError naming what is wrong."""
+    """Defaults < TOML file < TALKINGFACE_* env < `overrides`; ConfigError names what is wrong."""
     data: dict[str, Any] = {}
     path = config_file or os.environ.get("TALKINGFACE_CONFIG")
     if path:
@@ -87,9 +118,9 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             raise ConfigError(f"Config file not found: {path}.", cause=exc) from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"Config file {path} is not valid TOML: {exc}.", cause=exc) from exc
-    data.update(overrides)
+    token = _file_data.set(data)
     try:
-        return Settings(**data)
+        return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -98,3 +129,5 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             details={"errors": [str(e["msg"]) for e in exc.errors()]},
             cause=exc,
         ) from exc
+    finally:
+        _file_data.reset(token)

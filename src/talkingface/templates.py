@@ -26,7 +26,14 @@ from talkingface.face.track import FaceTracker
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_frames
 from talkingface.media.probe import MediaInfo
-from talkingface.pipeline.items import LANDMARK_COUNT, Articulation, FacePolicy, FaceTrack
+from talkingface.pipeline.items import (
+    LANDMARK_COUNT,
+    Articulation,
+    FacePolicy,
+    FaceTrack,
+    TemplateFrame,
+    TrackedFrame,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +60,14 @@ class PreparedTemplate:
 
     def covers(self, frame_count: int) -> bool:
         return self.complete or self.frame_count >= frame_count
+
+
+def attach_landmarks(track: FaceTrack, item: TemplateFrame) -> TrackedFrame:
+    """The track stage of a streaming run: look up the frame's landmarks in the prepared track."""
+    t = item.template_index
+    present = t < track.frame_count and bool(track.present[t])
+    landmarks = track.landmarks_f32[t] if present else None
+    return TrackedFrame(item.tag, item.index, t, item.image, landmarks)
 
 
 def hash_file(path: Path, chunk_bytes: int = 1 << 20) -> str:

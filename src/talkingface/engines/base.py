@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from talkingface.errors import UnknownEngineError
-from talkingface.pipeline.items import Articulation, RenderedFrame, TemplateFrame
+from talkingface.pipeline.items import Articulation, MouthRender, TrackedFrame
 
 if TYPE_CHECKING:
     from talkingface.templates import PreparedTemplate
@@ -35,7 +35,7 @@ class TemplateCollector(Protocol):
 class FrameRenderer(Protocol):
     """Renders the frames of one job, in order."""
 
-    def render(self, item: TemplateFrame) -> RenderedFrame: ...
+    def render(self, item: TrackedFrame) -> MouthRender: ...
 
 
 class LipSyncEngine(Protocol):

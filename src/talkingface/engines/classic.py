@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from talkingface.blend import alpha_blend, paste_region
 from talkingface.engines.base import EngineInfo
 from talkingface.engines.mouth_frame import mouth_frame
 from talkingface.engines.mouth_interior import (
@@ -30,7 +29,7 @@ from talkingface.engines.mouth_interior import (
 )
 from talkingface.engines.mouth_warp import MouthPose, plan_warp
 from talkingface.engines.unit_selection import select_units
-from talkingface.pipeline.items import Articulation, RenderedFrame, TemplateFrame
+from talkingface.pipeline.items import Articulation, MouthRender, TrackedFrame
 
 if TYPE_CHECKING:
     from talkingface.templates import PreparedTemplate
@@ -101,7 +100,6 @@ class ClassicRenderer:
     """Renders one job's frames in order; keeps the previous interior for smoothing."""
 
     def __init__(self, template: PreparedTemplate, drive: Articulation) -> None:
-        self._track = template.track
         self._drive = drive
         data = template.engine_data
         self.max_gap = _max_gap(data["frame_gaps"])
@@ -109,27 +107,29 @@ class ClassicRenderer:
         self._interiors = _choose_interiors(template, drive, self._gaps)
         self._previous: np.ndarray | None = None
 
-    def render(self, item: TemplateFrame) -> RenderedFrame:
+    def render(self, item: TrackedFrame) -> MouthRender:
         index = min(item.index, self._drive.frame_count - 1)
-        t = item.template_index
-        if t >= self._track.frame_count or not self._track.present[t]:
-            return RenderedFrame(item.tag, item.index, item.image, face_rendered=False)
-        mouth = mouth_frame(self._track.landmarks_f32[t])
+        if item.landmarks_f32 is None:
+            return MouthRender(item.tag, item.index, item.image, 0, 0, None, None, None)
+        mouth = mouth_frame(item.landmarks_f32)
         pose = MouthPose(gap=float(self._gaps[index]), spread=float(self._drive.width_f32[index]))
         height, width = item.image.shape[:2]
         plan = plan_warp(mouth, pose, width, height)
         if plan is None:
-            return RenderedFrame(item.tag, item.index, item.image, face_rendered=False)
+            return MouthRender(item.tag, item.index, item.image, 0, 0, None, None, None)
         warped = cv2.remap(item.image, plan.map_x, plan.map_y, cv2.INTER_LINEAR)
-        if float(plan.alpha_f32.max()) > 0.0:
-            patch = self._interior(index, lip_colour(item.image, mouth))
-            col, row = interior_sample_maps(
-                plan.patch_u, plan.depth_top, plan.depth_bottom, patch.gap_f32
+        if float(plan.alpha_f32.max()) <= 0.0:
+            return MouthRender(
+                item.tag, item.index, item.image, plan.x0, plan.y0, warped, None, None
             )
-            inside = cv2.remap(patch.image_f32, col, row, cv2.INTER_LINEAR)
-            warped = alpha_blend(warped, inside, plan.alpha_f32)
-        image = paste_region(item.image, warped, plan.x0, plan.y0)
-        return RenderedFrame(item.tag, item.index, image, face_rendered=True)
+        patch = self._interior(index, lip_colour(item.image, mouth))
+        col, row = interior_sample_maps(
+            plan.patch_u, plan.depth_top, plan.depth_bottom, patch.gap_f32
+        )
+        inside = cv2.remap(patch.image_f32, col, row, cv2.INTER_LINEAR)
+        return MouthRender(
+            item.tag, item.index, item.image, plan.x0, plan.y0, warped, inside, plan.alpha_f32
+        )
 
     def _interior(self, index: int, current_lips: np.ndarray) -> InteriorPatch:
         unit = int(self._interiors.choice[min(index, len(self._interiors.choice) - 1)])

@@ -14,8 +14,9 @@ import numpy as np
 
 from talkingface.engines.mouth_frame import MouthFrame
 
-CHIN_FADE = 0.32  # S units below the chin over which the jaw displacement fades out
+CHIN_FADE = 0.4  # S units below the chin over which the jaw displacement fades out
 JAW_BLEND = 0.22  # S units below the lower lip where the lip profile becomes the jaw profile
+JAW_WIDTH = 2.6  # mouth half-widths: the jaw moves as a whole, well beyond the corners
 SPREAD_GAIN = 0.07  # fraction of mouth half-width the corners move for spread = ±1
 
 
@@ -46,11 +47,14 @@ def _smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndar
     return t * t * (3.0 - 2.0 * t)
 
 
-def region_of_interest(mouth: MouthFrame, width: int, height: int) -> tuple[int, int, int, int]:
-    """Pixel box (x0, y0, x1, y1) holding every pixel the warp may change."""
-    half = max(2.1 * mouth.half_width, 0.6)
+def region_of_interest(
+    mouth: MouthFrame, width: int, height: int, extra_y: float = 0.0
+) -> tuple[int, int, int, int]:
+    """Pixel box (x0, y0, x1, y1) holding every pixel the warp may change (`extra_y`: S units
+    the jaw moves down, which moves the fade below the chin down too)."""
+    half = max((JAW_WIDTH + 0.2) * mouth.half_width, 0.75)
     xs = np.array([mouth.center_x - half, mouth.center_x + half])
-    ys = np.array([float(mouth.upper_y.min()) - 0.25, mouth.chin_y + CHIN_FADE + 0.3])
+    ys = np.array([float(mouth.upper_y.min()) - 0.25, mouth.chin_y + CHIN_FADE + 0.3 + extra_y])
     gx, gy = np.meshgrid(xs, ys)
     px, py = mouth.to_pixels(gx, gy)
     x0, x1 = int(np.floor(px.min())), int(np.ceil(px.max())) + 1
@@ -60,7 +64,7 @@ def region_of_interest(mouth: MouthFrame, width: int, height: int) -> tuple[int,
 
 def plan_warp(mouth: MouthFrame, pose: MouthPose, width: int, height: int) -> WarpPlan | None:
     """Backward maps and the interior mask for one frame; None if the region is empty."""
-    x0, y0, x1, y1 = region_of_interest(mouth, width, height)
+    x0, y0, x1, y1 = region_of_interest(mouth, width, height, extra_y=max(pose.gap, 0.0))
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
     gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
@@ -75,7 +79,7 @@ def plan_warp(mouth: MouthFrame, pose: MouthPose, width: int, height: int) -> Wa
     c = np.array([mouth.center_x])
     centre_lower = mouth.lower_at(c)[0] + min(0.3 * max(mouth.gap_at_center(), 0.0), 0.015)
     centre_shift = pose.gap + mouth.upper_at(c)[0] - centre_lower
-    jaw_profile = 1.0 - _smoothstep(1.0, 1.8, np.abs(u_norm))
+    jaw_profile = 1.0 - _smoothstep(1.0, JAW_WIDTH, np.abs(u_norm))
     below = my - (upper + gap)
     t = np.clip(below / JAW_BLEND, 0.0, 1.0)
     shift = (1.0 - t) * lip_shift + t * centre_shift * jaw_profile

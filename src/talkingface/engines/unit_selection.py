@@ -15,8 +15,10 @@ def select_units(
 ) -> np.ndarray:
     """target_cost (N, M), source_index (M,) template frame of each unit → (N,) unit per frame."""
     frame_count, unit_count = target_cost.shape
-    if frame_count == 0 or unit_count == 0:
-        return np.zeros(frame_count, dtype=np.int64)
+    if frame_count == 0:
+        return np.zeros(0, dtype=np.int64)
+    if unit_count == 0:
+        raise ValueError("select_units needs at least one unit to choose from")
     k = min(top_k, unit_count)
     candidates = np.argpartition(target_cost, k - 1, axis=1)[:, :k]  # (N, K)
     local = np.take_along_axis(target_cost, candidates, axis=1)  # (N, K)

@@ -11,9 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from talkingface.audio.features import articulation_track
+from talkingface.blend import blend_region
 from talkingface.config import Settings
 from talkingface.engines.base import LipSyncEngine
 from talkingface.errors import InvalidMediaError, Stage, translate_errors
@@ -27,11 +29,18 @@ from talkingface.pipeline.items import (
     FacePolicy,
     JobTag,
     LoopMode,
+    MouthRender,
     Progress,
     RenderedFrame,
     TemplateFrame,
+    TrackedFrame,
 )
-from talkingface.templates import PreparedTemplate, TemplateCache, prepare_template
+from talkingface.templates import (
+    PreparedTemplate,
+    TemplateCache,
+    attach_landmarks,
+    prepare_template,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -180,12 +189,13 @@ def _stream(
     settings: Settings,
     template: PreparedTemplate,
     video_info: MediaInfo,
-    render: Callable[[TemplateFrame], RenderedFrame],
+    render: Callable[[TrackedFrame], MouthRender],
     frame_count: int,
     report: _Reporter,
     cancel: threading.Event | None,
 ) -> int:
-    """Decode → render → encode on three threads; returns how many frames had no face."""
+    """Decode → track → render → blend → encode, each on its own thread; returns how many
+    frames had no face."""
     tag = request.tag
 
     def frames() -> Iterator[TemplateFrame]:
@@ -222,7 +232,11 @@ def _stream(
             tag,
             Stage.DECODE,
             frames(),
-            [StageSpec(Stage.RENDER, render)],
+            [
+                StageSpec(Stage.TRACK, partial(attach_landmarks, template.track)),
+                StageSpec(Stage.RENDER, render),
+                StageSpec(Stage.BLEND, blend_region),
+            ],
             Stage.ENCODE,
             encode,
             queue_size=settings.limits.queue_frames,

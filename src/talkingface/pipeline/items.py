@@ -99,6 +99,31 @@ class TemplateFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackedFrame:
+    """A template frame with its face landmarks (None: no face on this frame)."""
+
+    tag: JobTag
+    index: int
+    template_index: int
+    image: np.ndarray  # (H, W, 3) RGB uint8
+    landmarks_f32: np.ndarray | None  # (L, 2) frame pixels
+
+
+@dataclass(frozen=True, slots=True)
+class MouthRender:
+    """A re-synthesised mouth region, not yet composited into its frame (render → blend)."""
+
+    tag: JobTag
+    index: int
+    image: np.ndarray  # (H, W, 3) the template frame, unmodified
+    x0: int
+    y0: int
+    warped: np.ndarray | None  # (h, w, 3) uint8 region at (x0, y0); None: pass the frame through
+    interior_f32: np.ndarray | None  # (h, w, 3) mouth interior to lay over the opened gap
+    alpha_f32: np.ndarray | None  # (h, w) interior coverage 0..1
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedFrame:
     """An output frame ready to encode."""
 

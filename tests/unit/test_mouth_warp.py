@@ -1,0 +1,214 @@
+"""Classic-engine mouth geometry: the mouth frame, the backward warp, interiors and blending."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from talkingface.blend import alpha_blend, paste_region
+from talkingface.engines.mouth_frame import (
+    CHIN,
+    EYE_OUTER,
+    LOWER_INNER,
+    MOUTH_CORNERS,
+    UPPER_INNER,
+    MouthFrame,
+    mouth_frame,
+)
+from talkingface.engines.mouth_interior import (
+    PATCH_COLS,
+    PATCH_ROWS,
+    interior_sample_maps,
+    painted_interior,
+)
+from talkingface.engines.mouth_warp import MouthPose, WarpPlan, plan_warp
+
+SIZE_PX = 400
+EYE_DISTANCE_PX = 100.0
+MOUTH_Y_PX = 170.0
+
+
+def _landmarks(half_gap_px: float) -> np.ndarray:
+    """(468, 2) upright face: eyes 100 px apart, inner lips ±half_gap_px at the centre."""
+    points = np.full((468, 2), 128.0)
+    points[EYE_OUTER[0]] = (78.0, 100.0)
+    points[EYE_OUTER[1]] = (178.0, 100.0)
+    points[MOUTH_CORNERS[0]] = (98.0, MOUTH_Y_PX)
+    points[MOUTH_CORNERS[1]] = (158.0, MOUTH_Y_PX)
+    points[CHIN] = (128.0, 225.0)
+    xs = np.linspace(103.0, 153.0, len(UPPER_INNER))
+    bump = np.sin(np.linspace(0.0, np.pi, len(UPPER_INNER)))
+    points[list(UPPER_INNER)] = np.stack([xs, MOUTH_Y_PX - half_gap_px * bump], axis=1)
+    points[list(LOWER_INNER)] = np.stack([xs, MOUTH_Y_PX + half_gap_px * bump], axis=1)
+    return points
+
+
+def _plan(mouth: MouthFrame, gap: float, spread: float = 0.0) -> WarpPlan:
+    plan = plan_warp(mouth, MouthPose(gap=gap, spread=spread), SIZE_PX, SIZE_PX)
+    assert plan is not None
+    return plan
+
+
+def _identity(plan: WarpPlan) -> tuple[np.ndarray, np.ndarray]:
+    h, w = plan.map_x.shape
+    gy, gx = np.mgrid[plan.y0 : plan.y0 + h, plan.x0 : plan.x0 + w].astype(np.float32)
+    return gx, gy
+
+
+def _border(values: np.ndarray) -> np.ndarray:
+    return np.concatenate([values[0], values[-1], values[:, 0], values[:, -1]])
+
+
+def test_mouth_frame_measures_lips_in_eye_distance_units() -> None:
+    mouth = mouth_frame(_landmarks(half_gap_px=2.0))
+    assert mouth.scale_px == pytest.approx(EYE_DISTANCE_PX)
+    np.testing.assert_allclose(mouth.origin_px, [128.0, MOUTH_Y_PX])
+    np.testing.assert_allclose(mouth.axis_x, [1.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(mouth.axis_y, [0.0, 1.0], atol=1e-9)
+    assert mouth.upper_at(np.array([0.0]))[0] == pytest.approx(-0.02)
+    assert mouth.lower_at(np.array([0.0]))[0] == pytest.approx(0.02)
+    assert mouth.gap_at_center() == pytest.approx(0.04)
+    assert mouth.corner_left_x == pytest.approx(-0.25)
+    assert mouth.corner_right_x == pytest.approx(0.25)
+    assert mouth.chin_y == pytest.approx(0.55)
+    assert np.all(np.diff(mouth.upper_x) >= 0) and np.all(np.diff(mouth.lower_x) >= 0)
+
+
+def test_lower_lip_never_sits_above_upper_lip() -> None:
+    crossed = _landmarks(half_gap_px=-1.5)  # landmark noise: lower curve above the upper one
+    mouth = mouth_frame(crossed)
+    xs = np.linspace(mouth.corner_left_x, mouth.corner_right_x, 41)
+    assert np.all(mouth.lower_at(xs) >= mouth.upper_at(xs) - 1e-12)
+    assert mouth.gap_at_center() == 0.0
+
+
+def test_to_pixels_inverts_to_mouth() -> None:
+    mouth = mouth_frame(_landmarks(half_gap_px=2.0))
+    points = np.array([[100.0, 150.0], [140.5, 201.25]])
+    m = mouth.to_mouth(points)
+    px, py = mouth.to_pixels(m[:, 0], m[:, 1])
+    np.testing.assert_allclose(np.stack([px, py], axis=1), points, atol=1e-3)
+
+
+def test_closed_mouth_kept_closed_is_the_identity_map() -> None:
+    mouth = mouth_frame(_landmarks(half_gap_px=0.0))
+    plan = _plan(mouth, gap=0.0)
+    gx, gy = _identity(plan)
+    np.testing.assert_allclose(plan.map_x, gx, atol=1e-3)
+    np.testing.assert_allclose(plan.map_y, gy, atol=1e-3)
+    assert float(plan.alpha_f32.max()) == 0.0
+
+
+def test_open_mouth_kept_at_its_own_gap_is_nearly_the_identity_away_from_the_gap() -> None:
+    mouth = mouth_frame(_landmarks(half_gap_px=2.0))
+    plan = _plan(mouth, gap=mouth.gap_at_center())
+    gx, gy = _identity(plan)
+    outside = plan.alpha_f32 == 0.0
+    assert outside.mean() > 0.9
+    tolerance_px = 0.02 * EYE_DISTANCE_PX
+    assert np.abs(plan.map_x - gx)[outside].max() <= 1e-3
+    assert np.abs(plan.map_y - gy)[outside].max() <= tolerance_px
+
+
+@pytest.mark.parametrize(
+    ("gap", "spread"), [(0.0, 0.0), (0.12, 0.0), (0.2, 1.0), (0.2, -1.0), (0.3, 0.0)]
+)
+def test_maps_equal_the_identity_on_the_region_border(gap: float, spread: float) -> None:
+    mouth = mouth_frame(_landmarks(half_gap_px=2.0))
+    plan = _plan(mouth, gap=gap, spread=spread)
+    gx, gy = _identity(plan)
+    h, w = plan.map_x.shape
+    assert plan.x0 > 0 and plan.y0 > 0 and plan.x0 + w < SIZE_PX and plan.y0 + h < SIZE_PX
+    np.testing.assert_allclose(_border(plan.map_x), _border(gx), atol=1e-2)
+    np.testing.assert_allclose(_border(plan.map_y), _border(gy), atol=1e-2)
+    assert float(_border(plan.alpha_f32).max()) == 0.0
+
+
+def test_wider_gap_moves_the_lower_lip_down_and_keeps_the_upper_lip() -> None:
+    mouth = mouth_frame(_landmarks(half_gap_px=2.0))
+    target_gap = 0.2
+    plan = _plan(mouth, gap=target_gap)
+    gx, gy = _identity(plan)
+    col = round(float(mouth.origin_px[0])) - plan.x0  # the centre column
+    upper_px = MOUTH_Y_PX - 2.0
+    old_lower_px = MOUTH_Y_PX + 2.0
+    new_lower_px = upper_px + target_gap * EYE_DISTANCE_PX
+    # The row at the new lower-lip position samples the old lower lip.
+    row = int(np.ceil(new_lower_px)) + 1 - plan.y0
+    assert plan.map_y[row, col] == pytest.approx(
+        old_lower_px + (row + plan.y0 - new_lower_px), abs=2.0
+    )
+    # The upper lip and everything above it stay where they were.
+    above = gy[:, col] < upper_px - 0.5
+    np.testing.assert_allclose(plan.map_y[above, col], gy[above, col], atol=1e-3)
+    np.testing.assert_allclose(plan.map_x[:, col], gx[:, col], atol=1e-3)
+
+
+def test_alpha_is_zero_outside_the_opened_gap_and_one_inside() -> None:
+    mouth = mouth_frame(_landmarks(half_gap_px=2.0))
+    plan = _plan(mouth, gap=0.2)
+    edge_px = np.minimum(plan.depth_top, plan.depth_bottom) * EYE_DISTANCE_PX
+    assert np.all(plan.alpha_f32[edge_px <= -0.5] == 0.0)
+    inside = edge_px >= 0.5
+    assert inside.sum() > 100
+    np.testing.assert_allclose(plan.alpha_f32[inside], 1.0)
+    assert plan.alpha_f32.min() >= 0.0 and plan.alpha_f32.max() <= 1.0
+
+
+def test_interior_upper_half_rides_the_upper_lip_lower_half_the_lower_lip() -> None:
+    gap_f32 = np.full(PATCH_COLS, 0.1, dtype=np.float32)
+    u = np.full(4, 0.5)
+    depth_top = np.array([0.0, 0.02, 0.0, 0.02])
+    for total_gap in (0.05, 0.08, 0.2):
+        depth_bottom = total_gap - depth_top
+        col, row = interior_sample_maps(u, depth_top, depth_bottom, gap_f32)
+        np.testing.assert_allclose(col, 0.5 * (PATCH_COLS - 1))
+        # Just under the upper lip: the patch's top rows, whatever the opening.
+        assert row[0] == pytest.approx(0.0)
+        assert row[1] == pytest.approx(0.2 * (PATCH_ROWS - 1), rel=1e-5)
+    # Just above the lower lip: the patch's bottom rows, whatever the opening.
+    for total_gap in (0.05, 0.08, 0.2):
+        depth_bottom = np.array([0.0, 0.02])
+        col, row = interior_sample_maps(u[:2], total_gap - depth_bottom, depth_bottom, gap_f32)
+        assert row[0] == pytest.approx(PATCH_ROWS - 1)
+        assert row[1] == pytest.approx(0.8 * (PATCH_ROWS - 1), rel=1e-5)
+
+
+def test_small_opening_cuts_out_the_dark_middle() -> None:
+    gap_f32 = np.full(PATCH_COLS, 0.1, dtype=np.float32)
+    _, row = interior_sample_maps(
+        np.array([0.5, 0.5]), np.array([0.009, 0.011]), np.array([0.011, 0.009]), gap_f32
+    )
+    assert row[0] < 0.5 * (PATCH_ROWS - 1) < row[1]
+    assert row[0] == pytest.approx(0.09 * (PATCH_ROWS - 1), rel=1e-4)
+
+
+def test_painted_interior_has_bright_upper_teeth_over_a_dark_cavity() -> None:
+    patch = painted_interior(np.array([170, 90, 90], dtype=np.uint8))
+    assert patch.image_f32.shape == (PATCH_ROWS, PATCH_COLS, 3)
+    assert patch.image_f32.dtype == np.float32
+    assert patch.gap_f32.shape == (PATCH_COLS,)
+    centre = patch.image_f32[:, PATCH_COLS // 2 - 4 : PATCH_COLS // 2 + 4].mean(axis=(1, 2))
+    assert centre[:4].min() > 180.0  # teeth rows at the top
+    assert centre[PATCH_ROWS // 2] < 60.0  # dark cavity in the middle
+    assert patch.image_f32.min() >= 0.0 and patch.image_f32.max() <= 255.0
+
+
+def test_alpha_blend_mixes_and_rounds() -> None:
+    base = np.full((2, 3, 3), 100, dtype=np.uint8)
+    top = np.full((2, 3, 3), 201, dtype=np.uint8)
+    alpha = np.array([[0.0, 1.0, 0.5], [0.25, 0.0, 1.0]], dtype=np.float32)
+    out = alpha_blend(base, top, alpha)
+    assert out.dtype == np.uint8 and out.shape == base.shape
+    np.testing.assert_array_equal(out[..., 0], [[100, 201, 151], [125, 100, 201]])
+
+
+def test_paste_region_places_a_copy_and_never_modifies_its_input() -> None:
+    frame = np.zeros((6, 8, 3), dtype=np.uint8)
+    before = frame.copy()
+    region = np.full((2, 3, 3), 9, dtype=np.uint8)
+    out = paste_region(frame, region, x0=4, y0=1)
+    np.testing.assert_array_equal(frame, before)
+    np.testing.assert_array_equal(out[1:3, 4:7], region)
+    out[1:3, 4:7] = 0
+    np.testing.assert_array_equal(out, before)
