@@ -489,3 +489,47 @@ def test_writer_refuses_an_audio_source_without_audio(media_dir: Path, clip_25fp
         VideoWriter(out, width=64, height=64, fps=25.0, audio_path=clip_25fps)
     assert not out.exists()
     assert not list(media_dir.glob(".silent.mp4.partial-*"))
+
+
+def _write_mono_tone(path: Path, *, codec: str, fmt: str, rate_hz: int, duration_s: float) -> Path:
+    """A 440 Hz mono tone in any encodable format (mono: packed and planar look alike)."""
+    sample_format = av.Codec(codec, "w").audio_formats[0].name
+    dtype, scale = {"s16": (np.int16, 32767.0), "s32": (np.int32, 2147483647.0)}.get(
+        sample_format[:3], (np.float32, 1.0)
+    )
+    count = int(rate_hz * duration_s)
+    tone = 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(count) / rate_hz) * scale
+    with av.open(str(path), mode="w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=rate_hz)
+        assert isinstance(stream, av.audio.stream.AudioStream)
+        stream.layout = "mono"
+        step = stream.codec_context.frame_size or 1024
+        for start in range(0, count, step):
+            block = tone[None, start : start + step].astype(dtype)
+            frame = av.AudioFrame.from_ndarray(block, format=sample_format, layout="mono")
+            frame.sample_rate, frame.pts = rate_hz, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec", "fmt", "rate_hz"),
+    [
+        ("mp3", "libmp3lame", "mp3", 44100),
+        ("flac", "flac", "flac", 22050),
+        ("ogg", "libopus", "ogg", 48000),
+        ("aac", "aac", "adts", 32000),
+    ],
+)
+def test_load_audio_reads_common_speech_formats(
+    media_dir: Path, suffix: str, codec: str, fmt: str, rate_hz: int
+) -> None:
+    path = _write_mono_tone(
+        media_dir / f"tone.{suffix}", codec=codec, fmt=fmt, rate_hz=rate_hz, duration_s=1.5
+    )
+    clip = load_audio(path)
+    assert clip.sample_rate_hz == 16000
+    assert clip.duration_s == pytest.approx(1.5, abs=0.06)  # codec priming/padding
+    middle = clip.samples_f32[4000:20000]
+    assert float(np.sqrt(np.mean(middle**2))) == pytest.approx(0.3 / np.sqrt(2), abs=0.03)

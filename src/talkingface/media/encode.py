@@ -117,8 +117,11 @@ class VideoWriter:
 
     def write(self, frame_rgb: np.ndarray) -> None:
         """Encode one (height, width, 3) uint8 RGB frame at time frames_written / fps."""
-        if self._closed:
-            raise ValueError(f"{self._path.name}: write() after close()")
+        self.write_converted(self.convert(frame_rgb))
+
+    def convert(self, frame_rgb: np.ndarray) -> av.VideoFrame:
+        """RGB → padded BT.709 yuv420p frame. Touches no encoder state, so a pipeline can run
+        it on another thread than `write_converted` (the conversion costs as much as x264)."""
         if frame_rgb.shape != (self._height, self._width, 3) or frame_rgb.dtype != np.uint8:
             raise ValueError(
                 f"frame must be ({self._height}, {self._width}, 3) uint8, "
@@ -128,16 +131,22 @@ class VideoWriter:
         if (self._output_width, self._output_height) != (self._width, self._height):
             pad = ((0, self._output_height - self._height), (0, self._output_width - self._width))
             image = np.pad(frame_rgb, (*pad, (0, 0)), mode="edge")
-        with translate_errors(Stage.ENCODE, context=f"encoding {self._path.name}"):
+        with translate_errors(Stage.ENCODE, context=f"converting a frame for {self._path.name}"):
             rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            yuv = rgb.reformat(
+            return rgb.reformat(
                 format="yuv420p",
                 dst_colorspace=Colorspace.ITU709,
                 dst_color_range=ColorRange.MPEG,
             )
-            yuv.pts = self._frames_written
-            yuv.time_base = 1 / self._rate
-            self._container.mux(self._video.encode(yuv))
+
+    def write_converted(self, frame_yuv: av.VideoFrame) -> None:
+        """Encode a frame made by `convert`, at time frames_written / fps."""
+        if self._closed:
+            raise ValueError(f"{self._path.name}: write() after close()")
+        with translate_errors(Stage.ENCODE, context=f"encoding {self._path.name}"):
+            frame_yuv.pts = self._frames_written
+            frame_yuv.time_base = 1 / self._rate
+            self._container.mux(self._video.encode(frame_yuv))
             self._frames_written += 1
             if self._audio is not None:
                 self._audio.encode_until(

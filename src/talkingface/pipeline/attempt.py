@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import av
+
 from talkingface.audio.features import articulation_track
 from talkingface.blend import blend_region
 from talkingface.config import Settings
@@ -84,6 +86,16 @@ class GenerateResult:
             "realtime_factor": round(self.processing_s / max(self.duration_s, 1e-6), 3),
             "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
         }
+
+
+@dataclass(frozen=True, slots=True)
+class _EncodableFrame:
+    """A rendered frame already converted for the encoder (conversion runs on its own thread)."""
+
+    tag: JobTag
+    index: int
+    frame_yuv: av.VideoFrame
+    face_rendered: bool
 
 
 class _Reporter:
@@ -222,9 +234,14 @@ def _stream(
         preset=settings.engines.preset,
     ) as writer:
 
-        def encode(item: RenderedFrame) -> None:
+        def convert(item: RenderedFrame) -> _EncodableFrame:
+            return _EncodableFrame(
+                item.tag, item.index, writer.convert(item.image), item.face_rendered
+            )
+
+        def encode(item: _EncodableFrame) -> None:
             nonlocal passthrough
-            writer.write(item.image)
+            writer.write_converted(item.frame_yuv)
             passthrough += 0 if item.face_rendered else 1
             report(Stage.RENDER, item.index + 1, frame_count)
 
@@ -236,6 +253,7 @@ def _stream(
                 StageSpec(Stage.TRACK, partial(attach_landmarks, template.track)),
                 StageSpec(Stage.RENDER, render),
                 StageSpec(Stage.BLEND, blend_region),
+                StageSpec(Stage.ENCODE, convert),
             ],
             Stage.ENCODE,
             encode,
