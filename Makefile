@@ -17,10 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/talkingface demo
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy
+test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

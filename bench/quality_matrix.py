@@ -1,4 +1,4 @@
-"""Quality figures for every talking video in ../shared/media driven by an English and a Mandarin clip.
+"""Quality figures for every talking video in ../shared/media, driven by English and Mandarin.
 
 Usage: python bench/quality_matrix.py [--media DIR] [--out DIR] [--json] [--sheets]
 Prints one row per (template, audio): sync correlation and lag, mouth opening in speech and

@@ -9,6 +9,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ("tests.media",)  # session media fixtures built in code
+
 
 def _shared_media_dir() -> Path:
     configured = os.environ.get("TALKINGFACE_SHARED_MEDIA")
@@ -17,7 +19,7 @@ def _shared_media_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_media() -> Path:
-    """The licensed real clips (../shared/media). CI has them beside the clone: absent is a failure."""
+    """The licensed real clips (../shared/media); CI has them beside the clone, so absent fails."""
     path = _shared_media_dir()
     if not (path / "MANIFEST.md").is_file():
         pytest.fail(f"shared test media not found at {path}; set TALKINGFACE_SHARED_MEDIA")
