@@ -44,6 +44,7 @@ _INPUT_CODES = {
     ErrorCode.NO_FACE,
     ErrorCode.MULTIPLE_FACES,
     ErrorCode.INPUT_TOO_LARGE,
+    ErrorCode.OUTPUT_INVALID,
     ErrorCode.PERMISSION_DENIED,
     ErrorCode.UNKNOWN_ENGINE,
     ErrorCode.CONFIG_INVALID,

@@ -7,7 +7,8 @@
     │   ├── InvalidMediaError    INPUT_INVALID_MEDIA
     │   ├── NoFaceError          NO_FACE
     │   ├── MultipleFacesError   MULTIPLE_FACES
-    │   └── InputTooLargeError   INPUT_TOO_LARGE · 413
+    │   ├── InputTooLargeError   INPUT_TOO_LARGE · 413
+    │   └── OutputPathError      OUTPUT_INVALID
     ├── EngineError              permanent · 500
     │   ├── UnknownEngineError   UNKNOWN_ENGINE
     │   ├── CheckpointError      INVALID_CHECKPOINT
@@ -49,6 +50,7 @@ class ErrorCode(StrEnum):
     NO_FACE = "NO_FACE"
     MULTIPLE_FACES = "MULTIPLE_FACES"
     INPUT_TOO_LARGE = "INPUT_TOO_LARGE"
+    OUTPUT_INVALID = "OUTPUT_INVALID"
     UNKNOWN_ENGINE = "UNKNOWN_ENGINE"
     INVALID_CHECKPOINT = "INVALID_CHECKPOINT"
     DEVICE_UNAVAILABLE = "DEVICE_UNAVAILABLE"
@@ -208,6 +210,12 @@ class InputTooLargeError(InputError):
 
     code = ErrorCode.INPUT_TOO_LARGE
     http_status = 413
+
+
+class OutputPathError(InputError):
+    """The output path cannot be used; give a writable .mp4 path that is not an input."""
+
+    code = ErrorCode.OUTPUT_INVALID
 
 
 class EngineError(TalkingFaceError):

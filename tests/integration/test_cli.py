@@ -209,3 +209,36 @@ def test_python_dash_m_talkingface_error_is_one_line(tmp_path: Path, template_cl
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert completed.returncode == 2
     assert len(lines) == 1 and "INPUT_NOT_FOUND" in lines[0], completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("output_name", "code"),
+    [
+        ("result.avi", "OUTPUT_INVALID"),
+        ("template", "OUTPUT_INVALID"),  # the template itself
+        ("/proc/no-such-dir/result.mp4", "OUTPUT_INVALID"),
+    ],
+)
+def test_unusable_output_paths_are_refused_before_any_work(
+    tmp_path: Path, speech_wav: Path, template_clip: Path, output_name: str, code: str
+) -> None:
+    template = tmp_path / "template.mp4"
+    template.write_bytes(template_clip.read_bytes())
+    output = template if output_name == "template" else tmp_path / output_name
+
+    result = _generate(speech_wav, template, output)
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip().startswith(f"error {code}")
+    assert template.read_bytes() == template_clip.read_bytes()  # the input is untouched
+
+
+def test_inputs_over_the_size_limit_are_refused(
+    tmp_path: Path, speech_wav: Path, template_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TALKINGFACE_LIMITS__MAX_INPUT_BYTES", "1000")
+
+    result = _generate(speech_wav, template_clip, tmp_path / "out.mp4")
+
+    assert result.exit_code == 2, result.stderr
+    assert "INPUT_TOO_LARGE" in result.stderr and "limits.max_input_bytes" in result.stderr

@@ -20,13 +20,14 @@ from talkingface.audio.features import articulation_track
 from talkingface.blend import blend_region
 from talkingface.config import Settings
 from talkingface.engines.base import LipSyncEngine
-from talkingface.errors import InvalidMediaError, Stage, translate_errors
+from talkingface.errors import Stage, translate_errors
 from talkingface.logs import bind_job
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_template_frames
 from talkingface.media.encode import VideoWriter
-from talkingface.media.probe import MediaInfo, choose_output_fps, probe
+from talkingface.media.probe import MediaInfo, choose_output_fps
 from talkingface.pipeline.graph import StageSpec, run_chain
+from talkingface.pipeline.inputs import check_inputs, check_output_path
 from talkingface.pipeline.items import (
     FacePolicy,
     JobTag,
@@ -114,33 +115,6 @@ class _Reporter:
         self.callback(Progress(self.tag, stage.value, done, total, now - self.started))
 
 
-def _check_inputs(request: GenerateRequest, settings: Settings) -> tuple[MediaInfo, MediaInfo]:
-    limits = settings.limits
-
-    def checked(path: Path) -> MediaInfo:
-        return probe(
-            path,
-            max_width_px=limits.max_width_px,
-            max_height_px=limits.max_height_px,
-            max_duration_s=limits.max_duration_s,
-        )
-
-    audio_info = checked(request.audio_path)
-    if not audio_info.has_audio:
-        raise InvalidMediaError(
-            f"{request.audio_path.name} has no audio track; give a speech file (wav, mp3, m4a…) "
-            "or a video with sound as --audio.",
-            stage=Stage.PROBE,
-        )
-    video_info = checked(request.video_path)
-    if not video_info.has_video:
-        raise InvalidMediaError(
-            f"{request.video_path.name} has no picture; give a video or a photo as the template.",
-            stage=Stage.PROBE,
-        )
-    return audio_info, video_info
-
-
 def run_attempt(
     request: GenerateRequest,
     engine: LipSyncEngine,
@@ -154,7 +128,8 @@ def run_attempt(
         started = time.monotonic()
         report = _Reporter(request.tag, progress)
         timings: dict[str, float] = {}
-        _, video_info = _check_inputs(request, settings)
+        check_output_path(request.output_path, (request.audio_path, request.video_path))
+        _, video_info = check_inputs(request.audio_path, request.video_path, settings.limits)
         fps = choose_output_fps(video_info)
         t0 = time.monotonic()
         audio = load_audio(request.audio_path, max_duration_s=settings.limits.max_duration_s)
@@ -223,7 +198,6 @@ def _stream(
             yield TemplateFrame(tag, index, template_index, image)
 
     passthrough = 0
-    request.output_path.parent.mkdir(parents=True, exist_ok=True)
     with VideoWriter(
         request.output_path,
         width=template.width,
