@@ -89,6 +89,29 @@ class TemplateCache:
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
 
+    def content_hash(self, path: Path) -> str:
+        """The file's SHA-256, remembered per (path, size, mtime, inode) so a long template
+        is read once, not on every job; any change to the file means hashing it again."""
+        if self.directory is None:
+            return hash_file(path)
+        with translate_errors(Stage.CACHE, context=f"reading {path.name}"):
+            st = path.stat()
+        identity = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+        memo = self.directory / "hashes" / hashlib.sha256(identity.encode()).hexdigest()[:32]
+        try:
+            known = memo.read_text(encoding="ascii").strip()
+        except OSError:
+            known = ""
+        if len(known) == 64:
+            return known
+        digest = hash_file(path)
+        with translate_errors(Stage.CACHE, context="writing the template cache"):
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            staging = memo.with_suffix(f".tmp-{os.getpid()}")
+            staging.write_text(digest, encoding="ascii")
+            os.replace(staging, memo)
+        return digest
+
     def load(self, key: str) -> PreparedTemplate | None:
         if self.directory is None:
             return None
@@ -201,7 +224,8 @@ def prepare_template(
     on_frame: Callable[[int, int], None] | None = None,
 ) -> PreparedTemplate:
     """The prepared template from the cache, or tracked now (and then cached)."""
-    key = template_key(hash_file(path), fps=fps, policy=policy, engine=engine.info.version)
+    digest = cache.content_hash(path)
+    key = template_key(digest, fps=fps, policy=policy, engine=engine.info.version)
     cached = cache.load(key)
     if cached is not None and cached.covers(frames_needed):
         logger.info("template from cache", extra={"event": "template_cache_hit", "key": key})

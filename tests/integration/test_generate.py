@@ -319,6 +319,25 @@ def test_second_run_on_the_same_template_uses_the_cache(
     assert second.frame_count == first.frame_count
 
 
+def test_a_template_replaced_in_place_is_prepared_again(
+    engine: LipSyncEngine,
+    speech_wav: Path,
+    template_clip: Path,
+    short_template_clip: Path,
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "cache"
+    template = tmp_path / "me.mp4"
+    template.write_bytes(template_clip.read_bytes())
+    _generate(engine, speech_wav, template, tmp_path / "a.mp4", cache_dir=cache)
+    template.write_bytes(short_template_clip.read_bytes())  # same path, new content
+
+    again = _generate(engine, speech_wav, template, tmp_path / "b.mp4", cache_dir=cache)
+
+    assert again.template_from_cache is False
+    assert (again.width, again.height) == (256, 256)
+
+
 def test_corrupted_cache_entry_is_prepared_again(
     engine: LipSyncEngine, speech_wav: Path, template_clip: Path, tmp_path: Path
 ) -> None:
