@@ -21,13 +21,12 @@ import numpy as np
 
 from talkingface.audio.features import articulation_track
 from talkingface.engines.base import LipSyncEngine
-from talkingface.errors import InvalidMediaError, NoFaceError, Stage, translate_errors
-from talkingface.face.track import FaceTracker
+from talkingface.errors import InvalidMediaError, Stage, translate_errors
+from talkingface.face.track import track_frames
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_frames
 from talkingface.media.probe import MediaInfo
 from talkingface.pipeline.items import (
-    LANDMARK_COUNT,
     Articulation,
     FacePolicy,
     FaceTrack,
@@ -265,45 +264,18 @@ def _track_template(
     policy: FacePolicy,
     on_frame: Callable[[int, int], None] | None,
 ) -> tuple[FaceTrack, dict[str, np.ndarray], int]:
-    tracker = FaceTracker(policy=policy, fps=fps)
     collector = engine.template_collector()
-    rows: list[np.ndarray | None] = []
-    scores: list[float] = []
-    width = height = 0
     total = max(1, min(limit, round(info.duration_s * fps)))  # for progress only
     with translate_errors(Stage.TRACK, context=f"tracking the face in {path.name}"):
-        for index, frame in enumerate(iter_frames(path, fps=fps, info=info, max_frames=limit)):
-            height, width = frame.shape[:2]
-            observation = tracker.process(frame)
-            landmarks = None if observation is None else observation.landmarks_f32
-            rows.append(landmarks)
-            scores.append(0.0 if observation is None else observation.score)
-            collector.add(index, frame, landmarks)
-            if on_frame is not None:
-                on_frame(index + 1, max(total, index + 1))
-    if not rows:
-        raise InvalidMediaError(f"{path.name} has no decodable frames.", stage=Stage.TRACK)
-    present = np.array([r is not None for r in rows], dtype=bool)
-    if not present.any():
-        raise NoFaceError(
-            f"No face found in {path.name} ({len(rows)} frames checked); use a video or photo "
-            "with one clearly visible frontal face.",
-            stage=Stage.TRACK,
-            details={"frames_checked": len(rows)},
+        track = track_frames(
+            iter_frames(path, fps=fps, info=info, max_frames=limit),
+            policy=policy,
+            fps=fps,
+            on_frame=None if on_frame is None else (lambda done: on_frame(done, max(total, done))),
+            source_name=path.name,
+            observer=collector.add,
         )
-    landmarks = np.full((len(rows), LANDMARK_COUNT, 2), np.nan, dtype=np.float32)
-    for i, row in enumerate(rows):
-        if row is not None:
-            landmarks[i] = row[:, :2]
-    track = FaceTrack(
-        landmarks_f32=landmarks,
-        present=present,
-        scores_f32=np.asarray(scores, dtype=np.float32),
-        frame_width=width,
-        frame_height=height,
-        faces_seen_max=tracker.faces_seen_max,
-    )
-    return track, collector.finish(), len(rows)
+    return track, collector.finish(), track.frame_count
 
 
 def _own_drive(path: Path, info: MediaInfo, fps: float, frame_count: int) -> Articulation | None:

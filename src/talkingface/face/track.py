@@ -201,8 +201,10 @@ def track_frames(
     fps: float = 25.0,
     on_frame: Callable[[int], None] | None = None,
     source_name: str = "template",
+    observer: Callable[[int, np.ndarray, np.ndarray | None], None] | None = None,
 ) -> FaceTrack:
-    """Track the face through all `frames`; `on_frame(frames_done)` is called after each one.
+    """Track the face through all `frames`; `on_frame(frames_done)` is called after each one,
+    and `observer(index, frame, landmarks or None)` sees every frame with its result.
 
     Raises NoFaceError when no frame has a face, and MultipleFacesError (STRICT policy) when a
     detection pass confirms several faces.
@@ -219,6 +221,9 @@ def track_frames(
             observation = tracker.process(frame)
             rows.append(missing if observation is None else observation.landmarks_f32)
             scores.append(0.0 if observation is None else observation.score)
+            if observer is not None:
+                landmarks = None if observation is None else observation.landmarks_f32
+                observer(len(rows) - 1, frame, landmarks)
             if on_frame is not None:
                 on_frame(len(rows))
     except MultipleFacesError as exc:
