@@ -13,6 +13,11 @@ The tracker confirms each box with the landmark model before trusting it.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,9 +98,35 @@ def load_interpreter(file_name: str, num_threads: int) -> TfliteInterpreter:
     with translate_errors(Stage.SETUP, context=f"loading {file_name}"):
         from ai_edge_litert.interpreter import Interpreter
 
-        interpreter: TfliteInterpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        interpreter.allocate_tensors()
+        with _without_delegate_banner():
+            interpreter: TfliteInterpreter = Interpreter(
+                model_path=str(path), num_threads=num_threads
+            )
+            interpreter.allocate_tensors()
     return interpreter
+
+
+_BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextmanager
+def _without_delegate_banner() -> Iterator[None]:
+    """Drop LiteRT's one-line XNNPACK banner (printed by C++ straight to fd 2, with no switch
+    to turn it off) and pass on anything else it writes while a model loads."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            other = [line for line in captured.read().splitlines(True) if _BANNER not in line]
+            if other:
+                sys.stderr.buffer.write(b"".join(other))
+                sys.stderr.flush()
 
 
 def _ssd_anchors(input_px: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:
