@@ -21,7 +21,13 @@ from talkingface.engines.mouth_interior import (
     interior_sample_maps,
     painted_interior,
 )
-from talkingface.engines.mouth_warp import MouthPose, WarpPlan, plan_warp
+from talkingface.engines.mouth_warp import (
+    UPPER_FADE,
+    UPPER_SHARE_OPENING,
+    MouthPose,
+    WarpPlan,
+    plan_warp,
+)
 
 SIZE_PX = 400
 EYE_DISTANCE_PX = 100.0
@@ -124,23 +130,28 @@ def test_maps_equal_the_identity_on_the_region_border(gap: float, spread: float)
     assert float(_border(plan.alpha_f32).max()) == 0.0
 
 
-def test_wider_gap_moves_the_lower_lip_down_and_keeps_the_upper_lip() -> None:
+def test_wider_gap_moves_the_lower_lip_down_and_the_upper_lip_up_a_little() -> None:
     mouth = mouth_frame(_landmarks(half_gap_px=2.0))
     target_gap = 0.2
     plan = _plan(mouth, gap=target_gap)
     gx, gy = _identity(plan)
     col = round(float(mouth.origin_px[0])) - plan.x0  # the centre column
-    upper_px = MOUTH_Y_PX - 2.0
+    old_upper_px = MOUTH_Y_PX - 2.0
     old_lower_px = MOUTH_Y_PX + 2.0
+    extra_px = target_gap * EYE_DISTANCE_PX - 4.0
+    upper_px = old_upper_px - UPPER_SHARE_OPENING * extra_px  # the upper lip's share, upwards
     new_lower_px = upper_px + target_gap * EYE_DISTANCE_PX
     # The row at the new lower-lip position samples the old lower lip.
     row = int(np.ceil(new_lower_px)) + 1 - plan.y0
     assert plan.map_y[row, col] == pytest.approx(
         old_lower_px + (row + plan.y0 - new_lower_px), abs=2.0
     )
-    # The upper lip and everything above it stay where they were.
-    above = gy[:, col] < upper_px - 0.5
-    np.testing.assert_allclose(plan.map_y[above, col], gy[above, col], atol=1e-3)
+    # The new upper-lip row samples the old upper lip; far above it nothing moves.
+    row = round(upper_px) - plan.y0
+    assert plan.map_y[row, col] == pytest.approx(old_upper_px + (row + plan.y0 - upper_px), abs=0.5)
+    far_above = gy[:, col] < upper_px - (UPPER_FADE * EYE_DISTANCE_PX + 1.0)
+    assert far_above.sum() > 5
+    np.testing.assert_allclose(plan.map_y[far_above, col], gy[far_above, col], atol=1e-3)
     np.testing.assert_allclose(plan.map_x[:, col], gx[:, col], atol=1e-3)
 
 

@@ -18,6 +18,9 @@ CHIN_FADE = 0.4  # S units below the chin over which the jaw displacement fades 
 JAW_BLEND = 0.22  # S units below the lower lip where the lip profile becomes the jaw profile
 JAW_WIDTH = 2.6  # mouth half-widths: the jaw moves as a whole, well beyond the corners
 SPREAD_GAIN = 0.07  # fraction of mouth half-width the corners move for spread = ±1
+UPPER_SHARE_CLOSING = 0.35  # of a closing the upper lip does: real lips meet part-way
+UPPER_SHARE_OPENING = 0.15  # of an opening beyond the template's the upper lip does (upwards)
+UPPER_FADE = 0.3  # S units above the upper lip over which its movement fades out
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +57,34 @@ def region_of_interest(
     the jaw moves down, which moves the fade below the chin down too)."""
     half = max((JAW_WIDTH + 0.2) * mouth.half_width, 0.75)
     xs = np.array([mouth.center_x - half, mouth.center_x + half])
-    ys = np.array([float(mouth.upper_y.min()) - 0.25, mouth.chin_y + CHIN_FADE + 0.3 + extra_y])
+    top = float(mouth.upper_y.min()) - UPPER_FADE - 0.15
+    ys = np.array([top, mouth.chin_y + CHIN_FADE + 0.3 + extra_y])
     gx, gy = np.meshgrid(xs, ys)
     px, py = mouth.to_pixels(gx, gy)
     x0, x1 = int(np.floor(px.min())), int(np.ceil(px.max())) + 1
     y0, y1 = int(np.floor(py.min())), int(np.ceil(py.max())) + 1
     return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+
+
+@dataclass(frozen=True, slots=True)
+class _LipLines:
+    """Inner-lip lines (S units) at some x: the template's and the output's."""
+
+    upper: np.ndarray  # template upper inner lip
+    upper_out: np.ndarray  # output upper inner lip (the lips meet part-way when closing)
+    lower_src: np.ndarray  # template lower inner lip, plus a margin hiding the teeth sliver
+    gap: np.ndarray  # output opening
+
+
+def _lip_lines(mouth: MouthFrame, x: np.ndarray, target_gap: float) -> _LipLines:
+    upper, lower = mouth.upper_at(x), mouth.lower_at(x)
+    own_gap = lower - upper
+    lower_src = lower + np.where(own_gap > 0.005, np.minimum(0.3 * own_gap, 0.015), 0.0)
+    u_norm = (x - mouth.center_x) / mouth.half_width
+    gap = target_gap * np.clip(1.0 - u_norm**2, 0.0, 1.0) ** 0.6
+    closing = own_gap - gap
+    share = np.where(closing > 0, UPPER_SHARE_CLOSING, UPPER_SHARE_OPENING)
+    return _LipLines(upper, upper + share * closing, lower_src, gap)
 
 
 def plan_warp(mouth: MouthFrame, pose: MouthPose, width: int, height: int) -> WarpPlan | None:
@@ -70,33 +95,39 @@ def plan_warp(mouth: MouthFrame, pose: MouthPose, width: int, height: int) -> Wa
     gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
     m = mouth.to_mouth(np.stack([gx, gy], axis=-1))
     mx, my = m[..., 0], m[..., 1]
-    upper, lower = mouth.upper_at(mx), mouth.lower_at(mx)
-    own_gap = lower - upper
-    lower_eff = lower + np.where(own_gap > 0.005, np.minimum(0.3 * own_gap, 0.015), 0.0)
+    lines = _lip_lines(mouth, mx, pose.gap)
     u_norm = (mx - mouth.center_x) / mouth.half_width
-    gap = pose.gap * np.clip(1.0 - u_norm**2, 0.0, 1.0) ** 0.6
-    lip_shift = upper + gap - lower_eff
-    c = np.array([mouth.center_x])
-    centre_lower = mouth.lower_at(c)[0] + min(0.3 * max(mouth.gap_at_center(), 0.0), 0.015)
-    centre_shift = pose.gap + mouth.upper_at(c)[0] - centre_lower
-    jaw_profile = 1.0 - _smoothstep(1.0, JAW_WIDTH, np.abs(u_norm))
-    below = my - (upper + gap)
-    t = np.clip(below / JAW_BLEND, 0.0, 1.0)
-    shift = (1.0 - t) * lip_shift + t * centre_shift * jaw_profile
-    chin_out = mouth.chin_y + centre_shift
-    shift *= 1.0 - _smoothstep(chin_out, chin_out + CHIN_FADE, my)
-    in_gap = (my >= upper) & (my < upper + gap)
-    stretch = (lower_eff - upper) / np.maximum(gap, 1e-6)
-    src_y = np.where(my < upper, my, np.where(in_gap, upper + (my - upper) * stretch, my - shift))
-    src_x = _spread_x(mouth, pose, mx, my, upper, lower_eff, u_norm)
+    src_y = _source_y(mouth, pose, my, lines, u_norm)
+    src_x = _spread_x(mouth, pose, mx, my, lines.upper_out, lines.lower_src, u_norm)
     map_x, map_y = mouth.to_pixels(src_x, src_y)
-    depth_top, depth_bottom = my - upper, upper + gap - my
+    depth_top, depth_bottom = my - lines.upper_out, lines.upper_out + lines.gap - my
     edge_px = np.minimum(depth_top, depth_bottom) * mouth.scale_px
-    coverage = np.clip(gap * mouth.scale_px, 0.0, 1.0)  # a sub-pixel gap only tints its pixel
+    coverage = np.clip(lines.gap * mouth.scale_px, 0.0, 1.0)  # a sub-pixel gap only tints
     alpha = (np.clip(edge_px + 0.5, 0.0, 1.0) * coverage).astype(np.float32)
     span = max(mouth.corner_right_x - mouth.corner_left_x, 1e-3)
     patch_u = (mx - mouth.corner_left_x) / span
     return WarpPlan(x0, y0, map_x, map_y, alpha, patch_u, depth_top, depth_bottom)
+
+
+def _source_y(
+    mouth: MouthFrame, pose: MouthPose, my: np.ndarray, lines: _LipLines, u_norm: np.ndarray
+) -> np.ndarray:
+    """Source rows: the upper lip eases towards the line where the lips meet, the gap stretches
+    the template's own opening, and the lower lip and jaw move as one, fading below the chin."""
+    centre = _lip_lines(mouth, np.array([mouth.center_x]), pose.gap)
+    centre_shift = float((centre.upper_out + centre.gap - centre.lower_src)[0])
+    lip_shift = lines.upper_out + lines.gap - lines.lower_src
+    jaw_profile = 1.0 - _smoothstep(1.0, JAW_WIDTH, np.abs(u_norm))
+    t = np.clip((my - (lines.upper_out + lines.gap)) / JAW_BLEND, 0.0, 1.0)
+    shift = (1.0 - t) * lip_shift + t * centre_shift * jaw_profile
+    chin_out = mouth.chin_y + centre_shift
+    shift *= 1.0 - _smoothstep(chin_out, chin_out + CHIN_FADE, my)
+    descent = lines.upper_out - lines.upper
+    lift = descent * _smoothstep(lines.upper_out - UPPER_FADE, lines.upper_out, my)
+    in_gap = (my >= lines.upper_out) & (my < lines.upper_out + lines.gap)
+    stretch = (lines.lower_src - lines.upper) / np.maximum(lines.gap, 1e-6)
+    gap_src = lines.upper + (my - lines.upper_out) * stretch
+    return np.where(my < lines.upper_out, my - lift, np.where(in_gap, gap_src, my - shift))
 
 
 def _spread_x(
