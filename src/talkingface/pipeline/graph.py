@@ -174,6 +174,9 @@ def run_chain(
                 sink(item)
     except _Stopped:
         pass
+    except (KeyboardInterrupt, SystemExit):
+        run.stop.set()  # stop the stages, then let the interrupt go on unchanged
+        raise
     except BaseException as exc:
         run.fail(exc, sink_stage)
     finally:
