@@ -39,7 +39,7 @@ class LimitSettings(_Section):
     max_width_px: int = Field(4096, gt=0)
     max_height_px: int = Field(4096, gt=0)
     stage_timeout_s: float = Field(120.0, gt=0)
-    queue_frames: int = Field(16, ge=1, le=1024)
+    queue_frames: int = Field(4, ge=1, le=1024)  # per stage queue; 1080p frames are 6 MB
     template_memory_mb: int = Field(512, ge=16)
 
 

@@ -29,7 +29,7 @@ def test_defaults_run_on_a_laptop(tmp_path: Path) -> None:
     assert settings.engines.default == "classic"
     assert settings.engines.loop is LoopMode.PINGPONG
     assert settings.engines.face_policy is FacePolicy.LARGEST
-    assert settings.limits.queue_frames == 16
+    assert settings.limits.queue_frames == 4
     assert settings.limits.stage_timeout_s == 120.0
     assert settings.logging.level == "warning"
     assert settings.cache.dir == (tmp_path / "cache-home" / "talkingface").resolve()
@@ -39,11 +39,11 @@ def test_defaults_run_on_a_laptop(tmp_path: Path) -> None:
 def test_toml_file_overrides_defaults(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
-        '[limits]\nqueue_frames = 4\nstage_timeout_s = 30.5\n\n[engines]\nloop = "restart"\n'
+        '[limits]\nqueue_frames = 9\nstage_timeout_s = 30.5\n\n[engines]\nloop = "restart"\n'
         '[logging]\nlevel = "DEBUG"\n',
     )
     settings = load_settings(path)
-    assert settings.limits.queue_frames == 4
+    assert settings.limits.queue_frames == 9
     assert settings.limits.stage_timeout_s == 30.5
     assert settings.limits.max_width_px == 4096  # untouched keys keep their defaults
     assert settings.engines.loop is LoopMode.RESTART
