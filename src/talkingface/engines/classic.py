@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_INTERIOR_UNITS = 320
-DEFAULT_MAX_GAP = 0.15  # S units: a clearly readable opening when the template never opens
+DEFAULT_MAX_GAP = 0.18  # S units: a clearly readable opening when the template never opens
+MIN_TALKING_RANGE = 0.04  # S units of opening variation that mark a template as talking
 INTERIOR_SMOOTHING = 0.45  # weight of the previous frame's interior (no flicker between units)
 
 
@@ -143,11 +144,15 @@ class ClassicRenderer:
 
 
 def _max_gap(frame_gaps: np.ndarray) -> float:
-    """The person's own wide opening, from the template when it talks; a readable default."""
+    """The person's own wide opening when the template talks; a readable default when it does
+    not (a photo, or a still face whose resting mouth shows teeth, says nothing about speech)."""
     gaps = frame_gaps[np.isfinite(frame_gaps)]
-    if gaps.size < 8 or float(np.percentile(gaps, 95)) < MIN_SOURCE_GAP:
+    if gaps.size < 8:
         return DEFAULT_MAX_GAP
-    return float(np.clip(np.percentile(gaps, 95), 0.1, 0.2))
+    low, high = np.percentile(gaps, [5, 95])
+    if high - low < MIN_TALKING_RANGE:
+        return DEFAULT_MAX_GAP
+    return float(np.clip(high, 0.1, 0.2))
 
 
 def _choose_interiors(
