@@ -18,7 +18,7 @@ CHIN_FADE = 0.4  # S units below the chin over which the jaw displacement fades 
 JAW_BLEND = 0.22  # S units below the lower lip where the lip profile becomes the jaw profile
 JAW_WIDTH = 2.6  # mouth half-widths: the jaw moves as a whole, well beyond the corners
 SPREAD_GAIN = 0.07  # fraction of mouth half-width the corners move for spread = ±1
-UPPER_SHARE_CLOSING = 0.35  # of a closing the upper lip does: real lips meet part-way
+UPPER_SHARE_CLOSING = 0.2  # of a closing the upper lip does: real lips meet part-way
 UPPER_SHARE_OPENING = 0.15  # of an opening beyond the template's the upper lip does (upwards)
 UPPER_FADE = 0.3  # S units above the upper lip over which its movement fades out
 
