@@ -65,6 +65,60 @@ class LoggingSettings(_Section):
         return value.lower()
 
 
+class DbSettings(_Section):
+    url: str | None = None  # None: SQLite in WAL mode at <data_dir>/talkingface.db
+
+    @field_validator("url")
+    @classmethod
+    def _driver(cls, value: str | None) -> str | None:
+        """postgresql:// and postgres:// URLs use psycopg 3 (the driver we ship)."""
+        if value is None:
+            return None
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+
+class WorkerSettings(_Section):
+    executor: str = "local"
+    count: int = Field(1, ge=1, le=64)
+    heartbeat_s: float = Field(5.0, gt=0)
+    lost_after_beats: int = Field(3, ge=1)  # missed heartbeats before an attempt is lost
+    stall_s: float = Field(120.0, gt=0)  # no progress for this long: STALLED
+    timeout_base_s: float = Field(300.0, gt=0)  # attempt limit = base + per_input_s × audio s
+    timeout_per_input_s: float = Field(20.0, ge=0)
+    ready_timeout_s: float = Field(180.0, gt=0)  # engine load deadline for a new worker
+    recycle_after_jobs: int = Field(50, ge=1)
+    kill_grace_s: float = Field(1.0, gt=0)  # SIGTERM → SIGKILL
+    allow_faults: bool = False  # test-only fault injection through JobOptions.fault
+
+
+class RetrySettings(_Section):
+    max_retries: int = Field(3, ge=0, le=10)
+    backoff_base_s: float = Field(2.0, ge=0)
+    backoff_max_s: float = Field(120.0, ge=0)
+    jitter: float = Field(0.5, ge=0, le=1)  # ± fraction of the delay
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8383, ge=1, le=65535)
+    input_roots: list[Path] = Field(default_factory=list)  # server paths jobs may reference
+    max_upload_bytes: int = Field(2 * 2**30, gt=0)
+    url_timeout_s: float = Field(120.0, gt=0)
+    max_queued: int = Field(10_000, ge=1)
+    retry_after_s: int = Field(30, ge=1)
+    result_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
+    janitor_interval_s: float = Field(300.0, gt=0)
+    min_free_disk_bytes: int = Field(2**30, ge=0)
+
+    @field_validator("input_roots")
+    @classmethod
+    def _absolute_roots(cls, value: list[Path]) -> list[Path]:
+        return [root.expanduser().resolve() for root in value]
+
+
 class Settings(BaseSettings):
     """The one settings root; sections are plain models, unknown keys are errors."""
 
@@ -76,6 +130,20 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
     logging: LoggingSettings = Field(default_factory=lambda: LoggingSettings())
+    data_dir: Path = Path("talkingface-data")
+    db: DbSettings = Field(default_factory=lambda: DbSettings())
+    workers: WorkerSettings = Field(default_factory=lambda: WorkerSettings())
+    retry: RetrySettings = Field(default_factory=lambda: RetrySettings())
+    api: ApiSettings = Field(default_factory=lambda: ApiSettings())
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.db.url or f"sqlite:///{self.data_dir / 'talkingface.db'}"
 
     @classmethod
     def settings_customise_sources(

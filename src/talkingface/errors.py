@@ -22,6 +22,9 @@
     ├── ResourceError
     │   ├── GpuOutOfMemoryError  GPU_OUT_OF_MEMORY (retried once, on a fresh worker)
     │   └── DiskFullError        DISK_FULL
+    ├── QueueFullError           QUEUE_FULL · 429 + Retry-After
+    ├── JobNotFoundError         JOB_NOT_FOUND · 404
+    ├── JobStateError            JOB_STATE · 409
     ├── JobCanceledError         CANCELED
     └── UnexpectedError          INTERNAL (not retried; traceback kept)
 
@@ -63,6 +66,9 @@ class ErrorCode(StrEnum):
     DISK_FULL = "DISK_FULL"
     PERMISSION_DENIED = "PERMISSION_DENIED"
     CANCELED = "CANCELED"
+    QUEUE_FULL = "QUEUE_FULL"
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    JOB_STATE = "JOB_STATE"
     INTERNAL = "INTERNAL"
 
 
@@ -299,6 +305,33 @@ class DiskFullError(ResourceError):
 
     code = ErrorCode.DISK_FULL
     http_status = 507
+
+
+class QueueFullError(TalkingFaceError):
+    """The queue is full; retry after the time in Retry-After."""
+
+    code = ErrorCode.QUEUE_FULL
+    http_status = 429
+
+    def __init__(
+        self, message: str | None = None, *, retry_after_s: int = 30, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after_s = retry_after_s
+
+
+class JobNotFoundError(TalkingFaceError):
+    """No job with that id; check the id (jobs are kept until their retention ends)."""
+
+    code = ErrorCode.JOB_NOT_FOUND
+    http_status = 404
+
+
+class JobStateError(TalkingFaceError):
+    """The job is not in a state that allows this operation."""
+
+    code = ErrorCode.JOB_STATE
+    http_status = 409
 
 
 class JobCanceledError(TalkingFaceError):

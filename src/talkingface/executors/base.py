@@ -1,0 +1,58 @@
+"""Where attempts run: the Executor protocol, and get_executor() to pick one by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from talkingface.errors import ConfigError
+from talkingface.executors.messages import Assignment, WorkerMessage
+from talkingface.jobs.states import WorkerState
+
+if TYPE_CHECKING:
+    from talkingface.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: str
+    pid: int | None
+    state: WorkerState
+    job_id: str | None
+    attempt_id: str | None
+    jobs_done: int
+    started_at_s: float  # time.monotonic() when spawned
+
+
+class Executor(Protocol):
+    """Runs attempts in warm workers. All methods are called from the scheduler thread."""
+
+    def start(self) -> None:
+        """Spawn the workers (returns at once; each sends Ready when its engine is loaded)."""
+
+    def idle_worker(self) -> str | None:
+        """The id of a ready, idle worker, or None."""
+
+    def start_attempt(self, worker_id: str, assignment: Assignment) -> None:
+        """Hand the assignment to that idle worker."""
+
+    def cancel_attempt(self, attempt_id: str, reason: str) -> None:
+        """Kill the worker running this attempt (whole process group) and spawn a replacement."""
+
+    def poll(self, timeout_s: float) -> list[WorkerMessage]:
+        """Messages from workers, and WorkerExited for workers that died, waiting ≤ timeout_s."""
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every worker and what it does (for /v1/workers and liveness)."""
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        """Stop all workers (SIGTERM → join → SIGKILL of each process group)."""
+
+
+def get_executor(name: str, settings: Settings) -> Executor:
+    """The executor called `name`; an unknown name raises CONFIG_INVALID."""
+    if name == "local":
+        from talkingface.executors.local import LocalExecutor
+
+        return LocalExecutor(settings)
+    raise ConfigError(f"Unknown executor {name!r}; available: local.", details={"executor": name})

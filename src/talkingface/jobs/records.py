@@ -1,0 +1,86 @@
+"""Rows leaving the job store: jobs, attempts and events as frozen values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from talkingface.errors import ErrorRecord
+from talkingface.jobs.states import AttemptOutcome, JobState
+from talkingface.pipeline.items import JobId
+
+
+@dataclass(frozen=True, slots=True)
+class JobInputs:
+    """Where a job's media is, on the server (already fetched/uploaded and confined)."""
+
+    audio_path: str
+    video_path: str
+    input_duration_s: float | None = None  # the audio's duration, for the time limit
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    engine: str = "classic"
+    loop: str = "pingpong"
+    face_policy: str = "largest"
+    fault: str | None = None  # test-only fault injection (refused unless enabled in settings)
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    path: str  # the published MP4 on the server
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    frames_without_face: int
+    processing_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    id: str
+    job_id: JobId
+    number: int  # 1-based
+    worker: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: AttemptOutcome
+    error: ErrorRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: int  # monotonically increasing across the store (SSE ids later)
+    job_id: JobId
+    at: datetime
+    kind: str  # lower_snake past tense: job_created, attempt_started, job_succeeded…
+    data: dict[str, Any] = field(default_factory=dict)  # Any: JSON-safe values
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: JobId
+    idempotency_key: str | None
+    state: JobState
+    priority: int  # higher runs first
+    inputs: JobInputs
+    options: JobOptions
+    stage: str | None
+    frames_done: int
+    frames_total: int
+    attempt: int  # number of the current/last attempt; 0 before the first
+    not_before: datetime | None  # a queued retry waits until then
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    cancel_requested: bool
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None  # first attempt start
+    finished_at: datetime | None
+    result: JobResult | None
+    error: ErrorRecord | None
+    progress_at: datetime | None = None  # last time frames_done/stage moved (stall detection)

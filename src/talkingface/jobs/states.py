@@ -1,0 +1,48 @@
+"""Job, attempt and worker states (stored and wire values) and the allowed job transitions."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"  # waiting; with attempt > 0 and not_before set it waits for a retry
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED})
+
+ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELED}),
+    # RUNNING → QUEUED is an automatic retry after a retryable error
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.QUEUED}
+    ),
+    JobState.FAILED: frozenset({JobState.QUEUED}),  # manual retry
+    JobState.CANCELED: frozenset({JobState.QUEUED}),  # manual retry
+    JobState.SUCCEEDED: frozenset(),
+}
+
+
+class AttemptOutcome(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the worker reported an error
+    LOST = "lost"  # the worker died or stopped heartbeating
+    STALLED = "stalled"  # heartbeats came but progress did not move
+    TIMED_OUT = "timed_out"  # ran past the limit scaled by the input's duration
+    CANCELED = "canceled"
+
+
+class WorkerState(StrEnum):
+    STARTING = "starting"  # spawned, loading the engine
+    READY = "ready"  # idle
+    BUSY = "busy"  # running an attempt
+    LOST = "lost"  # exited or killed; being replaced
+
+
+def is_allowed(current: JobState, new: JobState) -> bool:
+    return new in ALLOWED_TRANSITIONS[current]
