@@ -9,7 +9,11 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ("tests.media",)  # session media fixtures built in code
+pytest_plugins = (
+    "tests.media",  # session media fixtures built in code
+    "tests.integration.store_fixtures",  # store on SQLite and PostgreSQL
+    "tests.integration.service_fixtures",  # a real `talkingface serve` process
+)
 
 
 def _shared_media_dir() -> Path:

@@ -24,6 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from talkingface.cli_service import jobs_app
 from talkingface.config import Settings, load_settings
 from talkingface.errors import ErrorCode, TalkingFaceError, UnexpectedError
 from talkingface.logs import configure_logging
@@ -54,13 +55,15 @@ _INPUT_CODES = {
 
 
 @contextmanager
-def _user_errors() -> Iterator[None]:
+def user_errors() -> Iterator[None]:
     """Show our errors as one clear line (exit 2 for bad input, 1 otherwise), no traceback."""
     try:
         yield
     except TalkingFaceError as exc:
         _print_error(exc)
-        raise typer.Exit(2 if exc.code in _INPUT_CODES else 1) from None
+        status = getattr(exc, "status", None)  # client.ServerError: the server's HTTP status
+        is_input = exc.code in _INPUT_CODES or (isinstance(status, int) and 400 <= status < 500)
+        raise typer.Exit(2 if is_input else 1) from None
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/]")
         raise typer.Exit(130) from None
@@ -173,7 +176,7 @@ def generate(
     config: ConfigOpt = None,
 ) -> None:
     """Make OUTPUT: the template person saying the audio, lips in sync."""
-    with _user_errors():
+    with user_errors():
         settings = _settings(config, verbose=verbose)
         result = run_generate(
             audio,
@@ -213,7 +216,7 @@ def demo(
     from talkingface.quality import evaluate as evaluate_video
     from talkingface.samples import make_demo_inputs
 
-    with _user_errors():
+    with user_errors():
         settings = _settings(config)
         inputs = make_demo_inputs(directory)
         output = directory / "result.mp4"
@@ -260,7 +263,7 @@ def evaluate(
     """Objective quality figures: lip sync, identity preservation, jitter."""
     from talkingface.quality import evaluate as evaluate_video
 
-    with _user_errors():
+    with user_errors():
         _settings(None)
         report = evaluate_video(
             video,
@@ -288,7 +291,7 @@ def bench(
     """Measure end-to-end fps and real-time factor at 512x512 and 1280x720, cold and cached."""
     from talkingface.bench import run_bench
 
-    with _user_errors():
+    with user_errors():
         _settings(None)
         figures = run_bench(duration_s=seconds, log=None if as_json else err.print)
     if as_json:
@@ -296,6 +299,84 @@ def bench(
     else:
         for key, value in figures.items():
             out.print(f"{key:24} {value}", highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8383).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local worker processes (default 1).")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Jobs database, inputs and results (default ./talkingface-data)."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the v1 API with a scheduler and warm local workers, until Ctrl-C."""
+    from talkingface.cli_service import serve_command
+
+    with user_errors():
+        serve_command(host, port, workers, data_dir, config)
+
+
+@app.command()
+def submit(
+    audio: Annotated[
+        str,
+        typer.Option("--audio", "-a", help="Speech file (uploaded; a server path with --by-path)."),
+    ],
+    video: Annotated[str, typer.Option("--video", "-v", help="Template video or photo.")],
+    server: Annotated[
+        str, typer.Option(envvar="TALKINGFACE_SERVER", help="Server URL.")
+    ] = "http://127.0.0.1:8383",
+    by_path: Annotated[
+        bool, typer.Option("--by-path", help="Send server-side paths instead of uploading.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the job with a progress bar until it ends.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job object.")] = False,
+    priority: Annotated[int, typer.Option(help="Higher runs first (-100..100).")] = 0,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Resubmitting with the same key returns the same job.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="With --wait: download the result here.")
+    ] = None,
+) -> None:
+    """Submit a job; prints its id, or with --wait its result (exit 1 failed, 2 canceled)."""
+    from talkingface.cli_service import submit_command
+
+    with user_errors():
+        code = submit_command(
+            audio,
+            video,
+            server,
+            by_path=by_path,
+            wait=wait,
+            as_json=as_json,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            output=output,
+        )
+    raise typer.Exit(code)
+
+
+@app.command()
+def stats(
+    server: Annotated[
+        str, typer.Option(envvar="TALKINGFACE_SERVER", help="Server URL.")
+    ] = "http://127.0.0.1:8383",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Job statistics of a server: counts, success rates, durations, queue wait, retries."""
+    from talkingface.cli_service import stats_command
+
+    with user_errors():
+        stats_command(server, as_json)
+
+
+app.add_typer(jobs_app, name="jobs")
 
 
 def _interrupt_on_sigterm() -> None:

@@ -112,6 +112,7 @@ class ApiSettings(_Section):
     result_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
     janitor_interval_s: float = Field(300.0, gt=0)
     min_free_disk_bytes: int = Field(2**30, ge=0)
+    allow_private_url_hosts: bool = False  # URL inputs may name loopback/private hosts
 
     @field_validator("input_roots")
     @classmethod

@@ -1,0 +1,127 @@
+"""① The HTTP entry point: create_app(settings) wires the store, storage, scheduler and routes."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from talkingface.api.deps import SchedulerView
+from talkingface.api.problems import install_problem_handlers
+from talkingface.api.routes import jobs, ops
+from talkingface.api.schemas import JobCreate
+from talkingface.config import Settings
+from talkingface.jobs.store import JobStore
+from talkingface.logs import bind
+from talkingface.storage.local import LocalStorage
+
+logger = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Bind `request_id` (the X-Request-ID header if sane, else a new one) for every log line,
+    and echo it in the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message["headers"] = headers
+            await send(message)
+
+        with bind(request_id=request_id):
+            await self.app(scope, receive, send_with_id)
+
+
+def _lifespan(
+    settings: Settings, store: JobStore | None, scheduler: SchedulerView | None
+) -> Callable[[FastAPI], Any]:  # Any: an async context manager factory
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        owned_store = None
+        if store is None:
+            owned_store = JobStore(settings.database_url)
+            owned_store.migrate()
+        app.state.store = store or owned_store
+        owned_scheduler = None
+        if scheduler is None:
+            from talkingface.scheduler import Scheduler
+
+            owned_scheduler = Scheduler(settings, app.state.store)
+            owned_scheduler.start()
+        app.state.scheduler = scheduler or owned_scheduler
+        logger.info("api started", extra={"event": "api_started"})
+        try:
+            yield
+        finally:
+            if owned_scheduler is not None:
+                owned_scheduler.stop()
+            if owned_store is not None:
+                owned_store.close()
+            logger.info("api stopped", extra={"event": "api_stopped"})
+
+    return lifespan
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:  # Any: the OpenAPI document
+    """The generated document plus JobCreate, which submit_job reads by hand (JSON or form)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            job_create = JobCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(job_create.pop("$defs", {}))
+            schemas["JobCreate"] = job_create
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    return openapi
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: JobStore | None = None,
+    scheduler: SchedulerView | None = None,
+) -> FastAPI:
+    """The v1 API. Without `store`/`scheduler` the lifespan opens the store (and migrates it)
+    and starts the real scheduler, and stops both on shutdown."""
+    app = FastAPI(
+        title="talkingface",
+        version="1",
+        summary="Lip-sync jobs: speech audio + template video → MP4.",
+        lifespan=_lifespan(settings, store, scheduler),
+    )
+    app.state.settings = settings
+    app.state.storage = LocalStorage(settings.data_dir)
+    if store is not None:
+        app.state.store = store
+    if scheduler is not None:
+        app.state.scheduler = scheduler
+    app.include_router(jobs.router)
+    app.include_router(ops.router)
+    install_problem_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,52 @@
+"""① What route functions receive: settings, the store, storage and the scheduler's view."""
+
+from __future__ import annotations
+
+from typing import Annotated, Protocol
+
+from fastapi import Depends, Request
+
+from talkingface.config import Settings
+from talkingface.executors.base import WorkerInfo
+from talkingface.jobs.store import JobStore
+from talkingface.storage.local import LocalStorage
+
+
+class SchedulerView(Protocol):
+    """What the API needs from the scheduler."""
+
+    def workers(self) -> list[WorkerInfo]: ...
+
+    def is_ready(self) -> bool:
+        """The dispatch loop runs and at least one worker is ready or busy."""
+        ...
+
+    def wake(self) -> None:
+        """A job was submitted/canceled: look now, don't wait for the next tick."""
+        ...
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_store(request: Request) -> JobStore:
+    store: JobStore = request.app.state.store
+    return store
+
+
+def get_storage(request: Request) -> LocalStorage:
+    storage: LocalStorage = request.app.state.storage
+    return storage
+
+
+def get_scheduler(request: Request) -> SchedulerView:
+    scheduler: SchedulerView = request.app.state.scheduler
+    return scheduler
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[JobStore, Depends(get_store)]
+StorageDep = Annotated[LocalStorage, Depends(get_storage)]
+SchedulerDep = Annotated[SchedulerView, Depends(get_scheduler)]

@@ -1,0 +1,289 @@
+"""① /v1/jobs: submit, read, list, cancel, retry, events and the result download."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+from starlette.datastructures import FormData, UploadFile
+
+from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
+from talkingface.api.inputs import MediaRef, Upload, resolve_inputs
+from talkingface.api.problems import invalid_request
+from talkingface.api.schemas import EventPublic, JobCreate, JobList, JobOptionsIn, JobPublic
+from talkingface.api.schemas import job_public as build_job_public
+from talkingface.config import Settings
+from talkingface.engines.base import ENGINE_NAMES
+from talkingface.errors import InputTooLargeError, JobStateError, QueueFullError, Stage
+from talkingface.jobs.records import JobOptions, JobRecord
+from talkingface.jobs.states import JobState
+from talkingface.jobs.store import JobStore
+from talkingface.pipeline.items import JobId
+from talkingface.storage.local import LocalStorage
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+MULTIPART_SLACK_BYTES = 1 << 20  # form fields and part headers beside the two files
+
+SUBMIT_BODY: dict[str, Any] = {  # Any: an OpenAPI fragment; JobCreate is added by create_app
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/JobCreate"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["audio", "video"],
+                    "properties": {
+                        "audio": {"type": "string", "format": "binary"},
+                        "video": {"type": "string", "format": "binary"},
+                        "priority": {"type": "integer", "minimum": -100, "maximum": 100},
+                        "engine": {"type": "string"},
+                        "loop": {"type": "string"},
+                        "face_policy": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def job_public(request: Request, store: JobStore, job: JobRecord) -> JobPublic:
+    url = str(request.url_for("download_result", job_id=job.id))
+    return build_job_public(job, store.attempts(job.id), url)
+
+
+def job_options(options: JobOptionsIn, settings: Settings) -> JobOptions:
+    """The stored options: server defaults filled in, unknown engines and faults refused."""
+    engine = options.engine or settings.engines.default
+    if engine not in ENGINE_NAMES:
+        raise invalid_request(
+            [{"loc": ("engine",), "msg": f"unknown engine {engine!r}; use one of {ENGINE_NAMES}"}]
+        )
+    if options.fault is not None and not settings.workers.allow_faults:
+        raise invalid_request(
+            [{"loc": ("fault",), "msg": "fault injection is disabled (workers.allow_faults)"}]
+        )
+    return JobOptions(
+        engine=engine,
+        loop=(options.loop or settings.engines.loop).value,
+        face_policy=(options.face_policy or settings.engines.face_policy).value,
+        fault=options.fault,
+    )
+
+
+def create_job(
+    audio: MediaRef,
+    video: MediaRef,
+    options_in: JobOptionsIn,
+    idempotency_key: str | None,
+    settings: Settings,
+    store: JobStore,
+    storage: LocalStorage,
+) -> tuple[JobRecord, bool]:
+    """Make the inputs local, probe them and create the job; no files are left on failure."""
+    options = job_options(options_in, settings)
+    if store.queued_count() >= settings.api.max_queued:
+        raise queue_full(settings)
+    job_id = JobId(uuid.uuid4().hex)
+    try:
+        inputs = resolve_inputs(audio, video, job_id, storage, settings)
+        job, created = store.create(
+            inputs,
+            options,
+            priority=options_in.priority,
+            idempotency_key=idempotency_key,
+            max_queued=settings.api.max_queued,
+            job_id=job_id,
+        )
+    except QueueFullError as exc:
+        storage.delete_job_files(job_id)
+        raise queue_full(settings) from exc
+    except BaseException:
+        storage.delete_job_files(job_id)
+        raise
+    if not created:  # the idempotency key named an existing job: our copies are not needed
+        storage.delete_job_files(job_id)
+    return job, created
+
+
+def queue_full(settings: Settings) -> QueueFullError:
+    return QueueFullError(
+        f"The queue is full ({settings.api.max_queued} jobs waiting, api.max_queued); "
+        f"retry in {settings.api.retry_after_s} s.",
+        retry_after_s=settings.api.retry_after_s,
+        details={"max_queued": settings.api.max_queued},
+    )
+
+
+async def read_json_submission(request: Request) -> JobCreate:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise invalid_request(
+            [{"loc": ("body",), "msg": f"the body is not valid JSON ({exc})"}]
+        ) from exc
+    try:
+        return JobCreate.model_validate(body)
+    except ValidationError as exc:
+        raise invalid_request(exc.errors(include_url=False, include_context=False)) from exc
+
+
+def form_submission(form: FormData) -> tuple[MediaRef, MediaRef, JobOptionsIn]:
+    """Files (or path/URL strings) `audio` and `video`, and the options as form fields."""
+    refs: list[MediaRef] = []
+    missing = []
+    for field in ("audio", "video"):
+        value = form.get(field)
+        if isinstance(value, UploadFile):
+            refs.append(Upload(filename=value.filename, file=value.file))
+        elif isinstance(value, str) and value:
+            refs.append(value)
+        else:
+            missing.append({"loc": (field,), "msg": "Field required (a file, path or URL)"})
+    fields = {k: v for k, v in form.multi_items() if k not in ("audio", "video")}
+    try:
+        options = JobOptionsIn.model_validate({k: v for k, v in fields.items() if v != ""})
+    except ValidationError as exc:
+        raise invalid_request(
+            missing + exc.errors(include_url=False, include_context=False)
+        ) from exc
+    if missing:
+        raise invalid_request(missing)
+    return refs[0], refs[1], options
+
+
+def check_body_size(request: Request, settings: Settings) -> None:
+    length = request.headers.get("content-length", "")
+    limit = 2 * settings.api.max_upload_bytes + MULTIPART_SLACK_BYTES
+    if length.isdigit() and int(length) > limit:
+        raise InputTooLargeError(
+            f"The request body is {length} bytes, over the limit for two files of "
+            f"{settings.api.max_upload_bytes} bytes (api.max_upload_bytes).",
+            stage=Stage.SETUP,
+            details={"limit_bytes": settings.api.max_upload_bytes},
+        )
+
+
+@router.post(
+    "",
+    status_code=202,
+    operation_id="submit_job",
+    responses={200: {"description": "An existing job with the same Idempotency-Key."}},
+    openapi_extra=SUBMIT_BODY,
+)
+async def submit_job(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    store: StoreDep,
+    storage: StorageDep,
+    scheduler: SchedulerDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobPublic:
+    """Queue a job over server paths or URLs (JSON) or uploaded files (multipart)."""
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("multipart/form-data"):
+        check_body_size(request, settings)
+        async with request.form(max_files=2, max_fields=20) as form:
+            audio, video, options = form_submission(form)
+            job, created = await run_in_threadpool(
+                create_job, audio, video, options, idempotency_key, settings, store, storage
+            )
+    elif content_type.startswith("application/json") or not content_type:
+        body = await read_json_submission(request)
+        job, created = await run_in_threadpool(
+            create_job, body.audio, body.video, body, idempotency_key, settings, store, storage
+        )
+    else:
+        raise invalid_request(
+            [{"loc": ("body",), "msg": "send application/json or multipart/form-data"}]
+        )
+    if created:
+        scheduler.wake()
+    else:
+        response.status_code = 200
+    return await run_in_threadpool(job_public, request, store, job)
+
+
+@router.get("", operation_id="list_jobs")
+def list_jobs(
+    request: Request,
+    store: StoreDep,
+    state: JobState | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobList:
+    """Jobs newest first, optionally of one state."""
+    jobs, total = store.list_jobs(state=state, limit=limit, offset=offset)
+    items = [job_public(request, store, job) for job in jobs]
+    return JobList(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", operation_id="read_job")
+def read_job(request: Request, store: StoreDep, job_id: str) -> JobPublic:
+    """The job: state, stage, progress, attempts, error and result."""
+    return job_public(request, store, store.get(job_id))
+
+
+@router.post("/{job_id}/cancel", status_code=202, operation_id="cancel_job")
+def cancel_job(
+    request: Request, store: StoreDep, scheduler: SchedulerDep, job_id: str
+) -> JobPublic:
+    """Cancel: a queued job at once, a running one as soon as its worker is stopped."""
+    job = store.request_cancel(job_id)
+    scheduler.wake()
+    return job_public(request, store, job)
+
+
+@router.post("/{job_id}/retry", status_code=202, operation_id="retry_job")
+def retry_job(request: Request, store: StoreDep, scheduler: SchedulerDep, job_id: str) -> JobPublic:
+    """Queue a failed or canceled job again; its attempt history continues."""
+    job = store.retry(job_id)
+    scheduler.wake()
+    return job_public(request, store, job)
+
+
+@router.get("/{job_id}/events", operation_id="list_job_events")
+def list_job_events(
+    store: StoreDep,
+    job_id: str,
+    after_id: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> list[EventPublic]:
+    """The job's history: every state change and notable happening, oldest first."""
+    store.get(job_id)  # 404 for an unknown job, not an empty list
+    events = store.events(job_id, after_id=after_id, limit=limit)
+    return [EventPublic(id=e.id, at=e.at, kind=e.kind, data=e.data) for e in events]
+
+
+@router.get(
+    "/{job_id}/result",
+    operation_id="download_result",
+    response_class=FileResponse,
+    responses={200: {"content": {"video/mp4": {}}}, 206: {"description": "A byte range."}},
+)
+def download_result(store: StoreDep, job_id: str) -> FileResponse:
+    """The result MP4 (supports Range requests)."""
+    job = store.get(job_id)
+    if job.state is not JobState.SUCCEEDED or job.result is None:
+        raise JobStateError(
+            f"Job {job_id} is {job.state.value}; its result can be downloaded once it has "
+            "succeeded.",
+            details={"state": job.state.value},
+        )
+    path = Path(job.result.path)
+    if not path.is_file():
+        raise JobStateError(
+            f"The result of job {job_id} is no longer on the server (removed after "
+            "api.result_retention_s); run the job again.",
+            details={"state": job.state.value},
+        )
+    return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")

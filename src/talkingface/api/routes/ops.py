@@ -1,0 +1,71 @@
+"""① Operations: statistics, workers, liveness and readiness."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
+from talkingface.api.schemas import WorkerPublic
+from talkingface.errors import TalkingFaceError
+from talkingface.jobs.stats import compute_stats
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/v1/stats", operation_id="read_stats")
+def read_stats(store: StoreDep) -> dict[str, Any]:  # Any: the stats object of jobs.stats
+    """Counts by state and error code, success rates, duration and queue-wait percentiles."""
+    return compute_stats(store, now=datetime.now(UTC))
+
+
+@router.get("/v1/workers", operation_id="list_workers")
+def list_workers(scheduler: SchedulerDep) -> list[WorkerPublic]:
+    """Every worker with its process id, state and the job it runs."""
+    return [
+        WorkerPublic(id=w.id, pid=w.pid, state=w.state.value, job_id=w.job_id)
+        for w in scheduler.workers()
+    ]
+
+
+@router.get("/healthz", operation_id="check_health")
+def check_health() -> dict[str, str]:
+    """The process answers (no store access)."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    operation_id="check_ready",
+    responses={503: {"description": "Not ready; `checks` says which check failed."}},
+)
+def check_ready(
+    settings: SettingsDep, store: StoreDep, storage: StorageDep, scheduler: SchedulerDep
+) -> JSONResponse:
+    """Ready when the store answers, a worker is ready or busy, and the disk has room."""
+    checks: dict[str, dict[str, Any]] = {}  # Any: ok flag and a sentence
+    try:
+        store.ping()
+        checks["store"] = {"ok": True, "message": "the job store answers"}
+    except TalkingFaceError as exc:
+        checks["store"] = {"ok": False, "message": exc.message}
+    workers_ok = scheduler.is_ready()
+    checks["workers"] = {
+        "ok": workers_ok,
+        "message": "a worker is ready or busy"
+        if workers_ok
+        else "no worker is ready yet (starting, lost, or the scheduler is not running)",
+    }
+    free = storage.free_disk_bytes()
+    minimum = settings.api.min_free_disk_bytes
+    checks["disk"] = {
+        "ok": free >= minimum,
+        "message": f"{free} bytes free in the data directory (minimum {minimum}, "
+        "api.min_free_disk_bytes)",
+        "free_bytes": free,
+    }
+    ready = all(check["ok"] for check in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

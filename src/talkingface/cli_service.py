@@ -1,0 +1,218 @@
+"""CLI commands of the job service: serve (server side); submit, jobs, stats (client side)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from talkingface.client import DEFAULT_SERVER, ApiClient, Job, iter_job_updates
+
+ServerOpt = Annotated[
+    str, typer.Option("--server", envvar="TALKINGFACE_SERVER", help="The talkingface server URL.")
+]
+jobs_app = typer.Typer(help="List, show, cancel and retry jobs on a server.", no_args_is_help=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_FAILED = 1
+EXIT_CANCELED = 2
+
+
+def serve_command(
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    data_dir: Path | None,
+    config: Path | None,
+) -> None:
+    """Run the API, the scheduler and the local workers in this process (until Ctrl-C)."""
+    import uvicorn
+
+    from talkingface.api.app import create_app
+    from talkingface.config import load_settings
+    from talkingface.logs import configure_logging
+
+    overrides: dict[str, Any] = {}  # Any: nested settings sections
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    api = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if api:
+        overrides["api"] = api
+    if workers is not None:
+        overrides["workers"] = {"count": workers}
+    settings = load_settings(config, **overrides)
+    configure_logging(
+        settings.logging.level if settings.logging.level != "warning" else "info",
+        settings.logging.json_lines,
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    err.print(
+        f"talkingface serving on http://{settings.api.host}:{settings.api.port} "
+        f"(data {settings.data_dir}, {settings.workers.count} worker(s); docs at /docs)",
+        highlight=False,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api.host,
+        port=settings.api.port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+def submit_command(
+    audio: str,
+    video: str,
+    server: str,
+    *,
+    by_path: bool,
+    wait: bool,
+    as_json: bool,
+    priority: int,
+    idempotency_key: str | None,
+    output: Path | None,
+) -> int:
+    """Submit one job; with wait, follow it to the end. Returns the exit code."""
+    with ApiClient(server) as client:
+        if by_path:
+            job = client.submit_paths(
+                audio, video, priority=priority, idempotency_key=idempotency_key
+            )
+        else:
+            job = client.submit_files(
+                _local(audio), _local(video), priority=priority, idempotency_key=idempotency_key
+            )
+        if not wait:
+            if as_json:
+                out.print_json(json.dumps(job))
+            else:
+                out.print(job["id"], highlight=False)
+            return 0
+        final = _follow(client, job["id"])
+        if as_json:
+            out.print_json(json.dumps(final))
+        return _report_final(client, final, output)
+
+
+def _local(path: str) -> Path:
+    from talkingface.errors import InputNotFoundError
+
+    local = Path(path)
+    if not local.is_file():
+        raise InputNotFoundError(f"File not found: {path}; check the path (or use --by-path).")
+    return local
+
+
+def _follow(client: ApiClient, job_id: str) -> Job:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(job_id, total=1.0, detail="queued")
+        job: Job = {}
+        for job in iter_job_updates(client, job_id):
+            progress = job.get("progress") or {}
+            detail = f"{job['state']} {job.get('stage') or ''}".strip()
+            if progress.get("frames_total"):
+                detail += f" {progress['frames_done']}/{progress['frames_total']} frames"
+            if progress.get("eta_s") is not None and job["state"] == "running":
+                detail += f" ETA {progress['eta_s']:.0f} s"
+            bar.update(task, completed=progress.get("fraction") or 0.0, detail=detail)
+        return job
+
+
+def _report_final(client: ApiClient, job: Job, output: Path | None) -> int:
+    if job["state"] == "succeeded":
+        if output is not None:
+            client.download_result(job["id"], output)
+            out.print(str(output.resolve()), highlight=False)
+        else:
+            out.print(f"{client.server}{job['result']['url']}", highlight=False)
+        return 0
+    error = job.get("error") or {}
+    err.print(f"[bold red]{job['state']}[/] {error.get('code', '')}: {error.get('message', '')}")
+    return EXIT_CANCELED if job["state"] == "canceled" else EXIT_FAILED
+
+
+@jobs_app.command("list")
+def list_jobs(
+    server: ServerOpt = DEFAULT_SERVER,
+    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
+    limit: Annotated[int, typer.Option(help="Page size.")] = 50,
+    offset: Annotated[int, typer.Option(help="Skip this many (newest first).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List jobs, newest first."""
+    from talkingface.cli import user_errors  # cli imports this module: import at call time
+
+    with user_errors(), ApiClient(server) as client:
+        page = client.jobs(state=state, limit=limit, offset=offset)
+    if as_json:
+        out.print_json(json.dumps(page))
+        return
+    table = Table("id", "state", "stage", "progress", "attempt", "created", "error")
+    for job in page["items"]:
+        fraction = (job.get("progress") or {}).get("fraction") or 0.0
+        error = (job.get("error") or {}).get("code") or ""
+        table.add_row(
+            job["id"],
+            job["state"],
+            job.get("stage") or "",
+            f"{fraction:.0%}",
+            str(job["attempt"]),
+            job["created_at"][:19],
+            error,
+        )
+    out.print(table)
+    out.print(f"{len(page['items'])} of {page['total']}")
+
+
+@jobs_app.command("show")
+def show_job(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
+    """Show one job (JSON), with its attempts and error."""
+    from talkingface.cli import user_errors  # cli imports this module: import at call time
+
+    with user_errors(), ApiClient(server) as client:
+        out.print_json(json.dumps(client.job(job_id)))
+
+
+@jobs_app.command("cancel")
+def cancel_job(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
+    """Cancel a queued job at once, or a running one (its worker is stopped)."""
+    from talkingface.cli import user_errors  # cli imports this module: import at call time
+
+    with user_errors(), ApiClient(server) as client:
+        job = client.cancel(job_id)
+    out.print(
+        f"{job['id']} {job['state']}{' (cancel requested)' if job['state'] == 'running' else ''}"
+    )
+
+
+@jobs_app.command("retry")
+def retry_job(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
+    """Queue a failed or canceled job again."""
+    from talkingface.cli import user_errors  # cli imports this module: import at call time
+
+    with user_errors(), ApiClient(server) as client:
+        job = client.retry(job_id)
+    out.print(f"{job['id']} {job['state']}")
+
+
+def stats_command(server: str, as_json: bool) -> None:
+    with ApiClient(server) as client:
+        stats = client.stats()
+    if as_json:
+        out.print_json(json.dumps(stats))
+        return
+    for key, value in stats.items():
+        out.print(f"{key:24} {json.dumps(value)}", highlight=False)

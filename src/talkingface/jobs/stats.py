@@ -1,0 +1,94 @@
+"""Figures over the job store for /v1/stats and metrics: counts, success rates, percentiles."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, case, func, select
+
+from talkingface.jobs.states import JobState
+from talkingface.jobs.tables import jobs
+
+if TYPE_CHECKING:
+    from talkingface.jobs.store import JobStore
+
+PERCENTILE_WINDOW_JOBS = 10_000  # percentiles look at the newest jobs only
+_WINDOWS = {"last_hour": timedelta(hours=1), "last_day": timedelta(days=1), "all": None}
+
+
+def compute_stats(store: JobStore, *, now: datetime) -> dict[str, Any]:  # Any: JSON-safe values
+    """Counts by state and error code, success rates, duration/queue-wait percentiles, retries."""
+    with store.reading() as conn:
+        by_state = {state.value: 0 for state in JobState}
+        for state, count in conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state)):
+            by_state[state] = int(count)
+        failures = conn.execute(
+            select(jobs.c.error_code, func.count())
+            .where(jobs.c.state == JobState.FAILED.value)
+            .group_by(jobs.c.error_code)
+        )
+        retries = conn.execute(
+            select(func.coalesce(func.sum(case((jobs.c.attempt > 1, jobs.c.attempt - 1))), 0))
+        ).scalar_one()
+        durations_s, waits_s = _recent_durations(conn)
+        success_rate = {
+            name: _success_rate(conn, None if span is None else now - span)
+            for name, span in _WINDOWS.items()
+        }
+    return {
+        "jobs_total": sum(by_state.values()),
+        "by_state": by_state,
+        "failures_by_code": {str(code): int(count) for code, count in failures},
+        "success_rate": success_rate,
+        "duration_s": _percentiles(durations_s),
+        "queue_wait_s": _percentiles(waits_s),
+        "retries_total": int(retries),
+    }
+
+
+def _success_rate(conn: Connection, since: datetime | None) -> float | None:
+    """succeeded / (succeeded + failed) among jobs finished since `since`; None if none."""
+    succeeded = func.sum(case((jobs.c.state == JobState.SUCCEEDED.value, 1), else_=0))
+    query = select(succeeded, func.count()).where(
+        jobs.c.state.in_([JobState.SUCCEEDED.value, JobState.FAILED.value])
+    )
+    if since is not None:
+        query = query.where(jobs.c.finished_at >= since)
+    done, finished = conn.execute(query).one()
+    return None if not finished else int(done) / int(finished)
+
+
+def _recent_durations(conn: Connection) -> tuple[list[float], list[float]]:
+    """Run time of succeeded jobs and queue wait of started jobs, among the newest jobs."""
+    recent = (
+        select(jobs.c.state, jobs.c.created_at, jobs.c.started_at, jobs.c.finished_at)
+        .order_by(jobs.c.created_at.desc())
+        .limit(PERCENTILE_WINDOW_JOBS)
+    )
+    durations_s: list[float] = []
+    waits_s: list[float] = []
+    for state, created_at, started_at, finished_at in conn.execute(recent):
+        if started_at is None:
+            continue
+        waits_s.append((started_at - created_at).total_seconds())
+        if state == JobState.SUCCEEDED.value and finished_at is not None:
+            durations_s.append((finished_at - started_at).total_seconds())
+    return durations_s, waits_s
+
+
+def _percentiles(values_s: Sequence[float]) -> dict[str, float | None]:
+    return {f"p{q}": percentile(values_s, q / 100) for q in (50, 90, 99)}
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """Linear-interpolated percentile (numpy's default); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

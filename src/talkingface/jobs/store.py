@@ -1,0 +1,537 @@
+"""The job store: the durable record of every job and, through claim_next, the queue itself."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+
+from talkingface.errors import (
+    ErrorRecord,
+    JobNotFoundError,
+    JobStateError,
+    QueueFullError,
+    StoreUnavailableError,
+)
+from talkingface.jobs import tables
+from talkingface.jobs.records import (
+    AttemptRecord,
+    EventRecord,
+    JobInputs,
+    JobOptions,
+    JobRecord,
+    JobResult,
+)
+from talkingface.jobs.states import TERMINAL_STATES, AttemptOutcome, JobState
+from talkingface.jobs.tables import attempts, events, jobs
+
+
+def utcnow() -> datetime:
+    """The store's default clock: aware UTC now (tests inject their own)."""
+    return datetime.now(UTC)
+
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_MIGRATE_LOCK_KEY = 0x7466_0001  # pg_advisory_xact_lock key: one migrator at a time
+_PURGE_BATCH = 500
+
+
+class JobStore:
+    """The single source of truth and the queue. Thread-safe (one Engine, short transactions)."""
+
+    def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self._clock = clock
+        self._url = make_url(url)
+        self._where = self._url.render_as_string(hide_password=True)
+        self._is_sqlite = self._url.get_backend_name() == "sqlite"
+        self._engine = _sqlite_engine(url) if self._is_sqlite else _server_engine(url)
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (tests and tools; the service goes through the methods)."""
+        return self._engine
+
+    def reading(self) -> AbstractContextManager[Connection]:
+        """A read transaction with database errors translated (reports such as jobs.stats)."""
+        return self._read()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (Alembic, configured here; no alembic.ini)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self._write() as conn:
+            if not self._is_sqlite:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK_KEY})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def ping(self) -> None:
+        """SELECT 1; raises StoreUnavailableError when the database cannot be reached."""
+        with self._read() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- creation and reads ------------------------------------------------------------------
+
+    def create(
+        self,
+        inputs: JobInputs,
+        options: JobOptions,
+        *,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        max_queued: int | None = None,
+        job_id: str | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """(job, created): an idempotency key seen before returns that job and False.
+
+        job_id: a caller-chosen uuid4 hex (the API names upload folders after it); else new.
+        """
+        try:
+            with self._write() as conn:
+                if idempotency_key is not None:
+                    existing = conn.execute(
+                        select(jobs).where(jobs.c.idempotency_key == idempotency_key)
+                    ).first()
+                    if existing is not None:
+                        return tables.job_from_row(existing), False
+                if max_queued is not None:
+                    queued = _count(conn, JobState.QUEUED)
+                    if queued >= max_queued:
+                        raise QueueFullError(
+                            f"The queue is full ({queued} jobs waiting, limit {max_queued}); "
+                            "submit again later."
+                        )
+                now = self._clock()
+                new_id = job_id or uuid.uuid4().hex
+                values = tables.new_job_values(new_id, inputs, options, priority, idempotency_key)
+                conn.execute(jobs.insert().values(**values, created_at=now, updated_at=now))
+                tables.insert_event(conn, new_id, "job_created", {"priority": priority}, now)
+                return self._get(conn, new_id), True
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            # a concurrent create with the same key won the insert: return its job
+            with self._read() as conn:
+                row = conn.execute(
+                    select(jobs).where(jobs.c.idempotency_key == idempotency_key)
+                ).first()
+            if row is None:
+                raise
+            return tables.job_from_row(row), False
+
+    def get(self, job_id: str) -> JobRecord:
+        with self._read() as conn:
+            return self._get(conn, job_id)
+
+    def list_jobs(
+        self, *, state: JobState | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[JobRecord], int]:
+        """A page of jobs, newest first, and the total matching the filter."""
+        query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+        if state is not None:
+            query = query.where(jobs.c.state == state.value)
+        with self._read() as conn:
+            page = conn.execute(query.limit(limit).offset(offset)).all()
+            total = _count(conn, state)
+        return [tables.job_from_row(row) for row in page], total
+
+    def attempts(self, job_id: str) -> list[AttemptRecord]:
+        """Every attempt of the job, oldest first."""
+        query = select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)
+        with self._read() as conn:
+            return [tables.attempt_from_row(row) for row in conn.execute(query)]
+
+    def events(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
+        query = (
+            select(events)
+            .where(events.c.job_id == job_id, events.c.id > after_id)
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [tables.event_from_row(row) for row in conn.execute(query)]
+
+    def queued_count(self) -> int:
+        with self._read() as conn:
+            return _count(conn, JobState.QUEUED)
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def claim_next(
+        self, worker_id: str, *, lease_s: float
+    ) -> tuple[JobRecord, AttemptRecord] | None:
+        """Atomically start the highest-priority, oldest runnable queued job, or None."""
+        with self._write() as conn:
+            now = self._clock()
+            candidate = (
+                select(jobs.c.id)
+                .where(
+                    jobs.c.state == JobState.QUEUED.value,
+                    jobs.c.cancel_requested.is_(False),
+                    (jobs.c.not_before.is_(None)) | (jobs.c.not_before <= now),
+                )
+                .order_by(jobs.c.priority.desc(), jobs.c.created_at, jobs.c.id)
+                .limit(1)
+            )
+            if not self._is_sqlite:  # SQLite: BEGIN IMMEDIATE already serialises writers
+                candidate = candidate.with_for_update(skip_locked=True)
+            job_id = conn.execute(candidate).scalar()
+            if job_id is None:
+                return None
+            claimed = conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.state == JobState.QUEUED.value)
+                .values(
+                    state=JobState.RUNNING.value,
+                    attempt=jobs.c.attempt + 1,
+                    lease_owner=worker_id,
+                    lease_expires_at=now + timedelta(seconds=lease_s),
+                    started_at=func.coalesce(jobs.c.started_at, now),
+                    stage="starting",
+                    frames_done=0,
+                    frames_total=0,
+                    progress_at=now,
+                    updated_at=now,
+                )
+                .returning(jobs)
+            ).first()
+            if claimed is None:
+                return None
+            job = tables.job_from_row(claimed)
+            attempt_id = uuid.uuid4().hex
+            conn.execute(
+                attempts.insert().values(
+                    id=attempt_id,
+                    job_id=job_id,
+                    number=job.attempt,
+                    worker=worker_id,
+                    started_at=now,
+                    outcome=AttemptOutcome.RUNNING.value,
+                )
+            )
+            data = {"attempt": job.attempt, "worker": worker_id}
+            tables.insert_event(conn, job_id, "attempt_started", data, now)
+            return job, self._attempt(conn, attempt_id)
+
+    def heartbeat(
+        self,
+        job_id: str,
+        attempt_id: str,
+        *,
+        stage: str,
+        frames_done: int,
+        frames_total: int,
+        lease_s: float,
+    ) -> bool:
+        """Record progress and extend the lease; False when this attempt is no longer current."""
+        with self._write() as conn:
+            job = self._current(conn, job_id, attempt_id)
+            if job is None:
+                return False
+            now = self._clock()
+            values: dict[str, Any] = {  # Any: column values of several types
+                "stage": stage,
+                "frames_done": frames_done,
+                "frames_total": frames_total,
+                "lease_expires_at": now + timedelta(seconds=lease_s),
+                "updated_at": now,
+            }
+            if stage != job.stage or frames_done != job.frames_done:
+                values["progress_at"] = now
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+            if stage != job.stage:
+                data = {"attempt": job.attempt, "stage": stage, "previous": job.stage}
+                tables.insert_event(conn, job_id, "stage_changed", data, now)
+            return True
+
+    def succeed(self, job_id: str, attempt_id: str, result: JobResult) -> bool:
+        """Mark the job succeeded; False (nothing changed) when this attempt is not current."""
+        with self._write() as conn:
+            job = self._current(conn, job_id, attempt_id)
+            if job is None:
+                return False
+            now = self._clock()
+            tables.end_attempt(conn, attempt_id, AttemptOutcome.SUCCEEDED, None, now)
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id)
+                .values(
+                    state=JobState.SUCCEEDED.value,
+                    result=asdict(result),
+                    finished_at=now,
+                    updated_at=now,
+                    **tables.NO_LEASE,
+                )
+            )
+            tables.insert_event(conn, job_id, "job_succeeded", {"attempt": job.attempt}, now)
+            return True
+
+    def fail_attempt(
+        self,
+        job_id: str,
+        attempt_id: str,
+        error: ErrorRecord,
+        *,
+        outcome: AttemptOutcome,
+        retry_at: datetime | None,
+    ) -> JobRecord:
+        """End the attempt with `error`: requeue at retry_at, else fail the job.
+
+        A job whose cancel was requested ends canceled instead of being requeued.
+        Fenced: when the attempt is no longer current, the record is returned unchanged.
+        """
+        if not error.message.strip():
+            raise ValueError("the job store refuses an error with an empty message")
+        if outcome in (AttemptOutcome.RUNNING, AttemptOutcome.SUCCEEDED):
+            raise ValueError(f"fail_attempt needs a failure outcome, not {outcome.value}")
+        with self._write() as conn:
+            job = self._current(conn, job_id, attempt_id)
+            if job is None:
+                return self._get(conn, job_id)
+            now = self._clock()
+            tables.end_attempt(conn, attempt_id, outcome, error, now)
+            if job.cancel_requested:
+                tables.cancel_job(conn, job, now)
+            elif retry_at is not None:
+                tables.requeue_job(conn, job, error, outcome, retry_at, now)
+            else:
+                tables.fail_job(conn, job, error, now)
+            return self._get(conn, job_id)
+
+    def request_cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued job at once, flag a running one; a finished job is a 409."""
+        with self._write() as conn:
+            job = self._get(conn, job_id, lock=True)
+            now = self._clock()
+            if job.state == JobState.QUEUED:
+                tables.cancel_job(conn, job, now)
+            elif job.state == JobState.RUNNING:
+                if not job.cancel_requested:
+                    conn.execute(
+                        jobs.update()
+                        .where(jobs.c.id == job_id)
+                        .values(cancel_requested=True, updated_at=now)
+                    )
+                    tables.insert_event(
+                        conn, job_id, "cancel_requested", {"attempt": job.attempt}, now
+                    )
+            else:
+                raise JobStateError(
+                    f"Job {job_id} is already {job.state.value}; only queued or running jobs "
+                    "can be canceled.",
+                    details={"job_id": job_id, "state": job.state.value},
+                )
+            return self._get(conn, job_id)
+
+    def mark_canceled(self, job_id: str, attempt_id: str) -> JobRecord:
+        """After its worker was killed: the running job and its attempt end canceled (fenced)."""
+        with self._write() as conn:
+            job = self._current(conn, job_id, attempt_id)
+            if job is None:
+                return self._get(conn, job_id)
+            now = self._clock()
+            tables.end_attempt(conn, attempt_id, AttemptOutcome.CANCELED, tables.canceled(), now)
+            tables.cancel_job(conn, job, now)
+            return self._get(conn, job_id)
+
+    def retry(self, job_id: str) -> JobRecord:
+        """Manual retry: a failed or canceled job goes back to the queue, its history kept."""
+        with self._write() as conn:
+            job = self._get(conn, job_id, lock=True)
+            if job.state not in (JobState.FAILED, JobState.CANCELED):
+                raise JobStateError(
+                    f"Job {job_id} is {job.state.value}; only failed or canceled jobs can be "
+                    "retried.",
+                    details={"job_id": job_id, "state": job.state.value},
+                )
+            now = self._clock()
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id)
+                .values(
+                    state=JobState.QUEUED.value,
+                    cancel_requested=False,
+                    not_before=None,
+                    result=None,
+                    finished_at=None,
+                    stage=None,
+                    frames_done=0,
+                    frames_total=0,
+                    updated_at=now,
+                    **tables.NO_LEASE,
+                    **tables.error_values(None),
+                )
+            )
+            data = {"attempt": job.attempt, "previous_state": job.state.value}
+            tables.insert_event(conn, job_id, "job_requeued", data, now)
+            return self._get(conn, job_id)
+
+    def running(self) -> list[tuple[JobRecord, AttemptRecord]]:
+        """Every running job with its current attempt (supervision and recovery)."""
+        return self._running_where(jobs.c.state == JobState.RUNNING.value)
+
+    def cancel_requested_running(self) -> list[tuple[JobRecord, AttemptRecord]]:
+        return self._running_where(
+            jobs.c.state == JobState.RUNNING.value, jobs.c.cancel_requested.is_(True)
+        )
+
+    def add_event(self, job_id: str, kind: str, data: dict[str, Any] | None = None) -> None:
+        with self._write() as conn:
+            self._get(conn, job_id)
+            tables.insert_event(conn, job_id, kind, data or {}, self._clock())
+
+    def purge_finished_before(self, cutoff: datetime) -> list[JobRecord]:
+        """Delete terminal jobs finished before cutoff, with their history; return them."""
+        query = select(jobs).where(
+            jobs.c.state.in_([state.value for state in TERMINAL_STATES]),
+            jobs.c.finished_at < cutoff,
+        )
+        with self._write() as conn:
+            purged = [tables.job_from_row(row) for row in conn.execute(query)]
+            ids = [job.id for job in purged]
+            for start in range(0, len(ids), _PURGE_BATCH):
+                batch = ids[start : start + _PURGE_BATCH]
+                conn.execute(events.delete().where(events.c.job_id.in_(batch)))
+                conn.execute(attempts.delete().where(attempts.c.job_id.in_(batch)))
+                conn.execute(jobs.delete().where(jobs.c.id.in_(batch)))
+        return purged
+
+    # -- transactions ------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._translated(), self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction; on SQLite it takes the write lock at BEGIN (BEGIN IMMEDIATE)."""
+        with self._translated(), self._engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except (OperationalError, InterfaceError) as exc:
+            raise self._unavailable(exc) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise self._unavailable(exc) from exc
+            raise
+
+    def _unavailable(self, exc: DBAPIError) -> StoreUnavailableError:
+        reason = (
+            str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc).__name__
+        )
+        return StoreUnavailableError(
+            f"The job store at {self._where} cannot be reached ({reason}); check that the "
+            "database is running and the database URL is right.",
+            details={"url": self._where},
+            cause=exc,
+        )
+
+    # -- helpers inside a transaction --------------------------------------------------------
+
+    def _get(self, conn: Connection, job_id: str, *, lock: bool = False) -> JobRecord:
+        query = select(jobs).where(jobs.c.id == job_id)
+        if lock and not self._is_sqlite:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise JobNotFoundError(
+                f"No job with id {job_id}; check the id (finished jobs are deleted when their "
+                "retention ends).",
+                details={"job_id": job_id},
+            )
+        return tables.job_from_row(row)
+
+    def _attempt(self, conn: Connection, attempt_id: str) -> AttemptRecord:
+        row = conn.execute(select(attempts).where(attempts.c.id == attempt_id)).one()
+        return tables.attempt_from_row(row)
+
+    def _current(self, conn: Connection, job_id: str, attempt_id: str) -> JobRecord | None:
+        """The locked job if attempt_id is its current running attempt, else None (fenced out)."""
+        job = self._get(conn, job_id, lock=True)
+        if job.state != JobState.RUNNING:
+            return None
+        number = conn.execute(
+            select(attempts.c.number).where(
+                attempts.c.id == attempt_id,
+                attempts.c.job_id == job_id,
+                attempts.c.outcome == AttemptOutcome.RUNNING.value,
+            )
+        ).scalar()
+        return job if number == job.attempt else None
+
+    def _running_where(self, *conditions: Any) -> list[tuple[JobRecord, AttemptRecord]]:
+        query = (
+            select(jobs, *[column.label(f"a_{column.name}") for column in attempts.c])
+            .join(
+                attempts,
+                (attempts.c.job_id == jobs.c.id) & (attempts.c.number == jobs.c.attempt),
+            )
+            .where(*conditions)
+            .order_by(jobs.c.started_at, jobs.c.id)
+        )
+        with self._read() as conn:
+            return [
+                (tables.job_from_row(row), tables.attempt_from_row(row, prefix="a_"))
+                for row in conn.execute(query)
+            ]
+
+
+def _count(conn: Connection, state: JobState | None) -> int:
+    query = select(func.count()).select_from(jobs)
+    if state is not None:
+        query = query.where(jobs.c.state == state.value)
+    return int(conn.execute(query).scalar_one())
+
+
+def _sqlite_engine(url: str) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5.0})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:  # Any: DBAPI objects
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _server_engine(url: str) -> Engine:
+    connect_args = (
+        {"connect_timeout": 5} if make_url(url).get_backend_name() == "postgresql" else {}
+    )
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)

@@ -1,0 +1,433 @@
+"""③ The supervisor: claim queued jobs, dispatch them to idle workers, apply heartbeats and
+results, and reap lost, stalled and timed-out attempts; plus start-up recovery and the janitor.
+
+The store is the record; the scheduler keeps only rebuildable bookkeeping per running attempt
+(when it started, when it last beat, when its progress last moved). Every attempt that stops
+without a result is recorded with a sentence saying what happened, and the retry policy
+decides what comes next. No path leaves a job `running` without a live worker behind it:
+a worker's exit, missed heartbeats, stalled progress, the time limit and a server restart
+each end the attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from talkingface.config import Settings
+from talkingface.errors import (
+    ErrorRecord,
+    Stage,
+    StageTimeoutError,
+    StalledError,
+    TalkingFaceError,
+    WorkerLostError,
+)
+from talkingface.executors.base import Executor, WorkerInfo, get_executor
+from talkingface.executors.messages import (
+    Assignment,
+    Failed,
+    Heartbeat,
+    Succeeded,
+    WorkerExited,
+    WorkerMessage,
+)
+from talkingface.jobs.records import AttemptRecord, JobRecord
+from talkingface.jobs.retry import RetryPolicy
+from talkingface.jobs.states import AttemptOutcome, WorkerState
+from talkingface.jobs.store import JobStore
+from talkingface.logs import bind_job
+from talkingface.storage.local import LocalStorage
+
+logger = logging.getLogger(__name__)
+
+TICK_S = 0.05  # poll timeout: bounds dispatch latency and cancel reaction time
+CANCEL_CHECK_S = 0.25
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class _Running:
+    """Bookkeeping for one running attempt (rebuildable: the store holds the record)."""
+
+    job_id: str
+    attempt_id: str
+    attempt_number: int
+    worker_id: str
+    started_s: float
+    limit_s: float
+    last_beat_s: float
+    last_progress_s: float
+    stage: str = "starting"
+    frames_done: int = 0
+
+
+class Scheduler:
+    """Runs the dispatch loop on its own thread; the API talks to it through wake()/workers()."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        *,
+        executor: Executor | None = None,
+        storage: LocalStorage | None = None,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.executor = executor or get_executor(settings.workers.executor, settings)
+        self.storage = storage or LocalStorage(settings.data_dir)
+        self.policy = policy or RetryPolicy(settings.retry)
+        self.clock = clock
+        self.paused = False
+        self._running: dict[str, _Running] = {}  # by attempt id
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop_alive_s = 0.0
+        self._next_cancel_check_s = 0.0
+        self._next_janitor_s = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Scheduler:
+        self.recover()
+        self.executor.start()
+        self._thread = threading.Thread(target=self._loop, name="tf-scheduler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+        self.executor.shutdown()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def workers(self) -> list[WorkerInfo]:
+        return self.executor.workers()
+
+    def is_ready(self) -> bool:
+        loop_ok = self._thread is not None and self._thread.is_alive()
+        live = {WorkerState.READY, WorkerState.BUSY}
+        return loop_ok and any(w.state in live for w in self.executor.workers())
+
+    # --- recovery and the loop -------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Attempts the store still calls running have no worker after a restart: end them."""
+        for job, attempt in self.store.running():
+            error = WorkerLostError(
+                f"The server stopped while attempt {attempt.number} was running "
+                f"(worker {attempt.worker}); the attempt was lost.",
+                stage=_stage_of(job),
+            ).to_record()
+            self._end_attempt(job.id, attempt.id, attempt.number, error, AttemptOutcome.LOST)
+            logger.warning(
+                "recovered a running job after restart",
+                extra={"event": "attempt_recovered", "job_id": job.id, "attempt": attempt.number},
+            )
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the scheduler loop is a boundary: log, keep serving
+                logger.exception("scheduler tick failed", extra={"event": "scheduler_error"})
+                self._stop.wait(1.0)
+
+    def tick(self) -> None:
+        """One round: messages, cancels, supervision, dispatch, janitor."""
+        now = self.clock()
+        self._loop_alive_s = now
+        for message in self.executor.poll(0.0 if self._wake.is_set() else TICK_S):
+            self._apply(message)
+        self._wake.clear()
+        if now >= self._next_cancel_check_s:
+            self._next_cancel_check_s = now + CANCEL_CHECK_S
+            self._handle_cancels()
+        self._supervise(self.clock())
+        self._dispatch()
+        if now >= self._next_janitor_s:
+            self._next_janitor_s = now + self.settings.api.janitor_interval_s
+            self.run_janitor()
+
+    # --- dispatch --------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        while not self.paused:
+            worker_id = self.executor.idle_worker()
+            if worker_id is None:
+                return
+            lease_s = self.settings.workers.heartbeat_s * self.settings.workers.lost_after_beats
+            claimed = self.store.claim_next(worker_id, lease_s=lease_s)
+            if claimed is None:
+                return
+            job, attempt = claimed
+            output = self.storage.partial_result_path(job.id, attempt.id)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            assignment = Assignment(
+                job_id=job.id,
+                attempt_id=attempt.id,
+                attempt_number=attempt.number,
+                audio_path=job.inputs.audio_path,
+                video_path=job.inputs.video_path,
+                output_path=str(output),
+                options=job.options,
+            )
+            now = self.clock()
+            self._running[attempt.id] = _Running(
+                job.id, attempt.id, attempt.number, worker_id, now, self._limit_s(job), now, now
+            )
+            self.executor.start_attempt(worker_id, assignment)
+            with bind_job(job.id, attempt.number):
+                logger.info(
+                    "attempt %d of job %s dispatched to %s",
+                    attempt.number,
+                    job.id,
+                    worker_id,
+                    extra={"event": "attempt_dispatched", "worker": worker_id},
+                )
+
+    def _limit_s(self, job: JobRecord) -> float:
+        w = self.settings.workers
+        return w.timeout_base_s + w.timeout_per_input_s * (job.inputs.input_duration_s or 0.0)
+
+    # --- messages from workers -------------------------------------------------------------
+
+    def _apply(self, message: WorkerMessage) -> None:
+        if isinstance(message, Heartbeat):
+            self._on_heartbeat(message)
+        elif isinstance(message, Succeeded):
+            self._on_succeeded(message)
+        elif isinstance(message, Failed):
+            self._on_failed(message)
+        elif isinstance(message, WorkerExited):
+            self._on_exited(message)
+
+    def _on_heartbeat(self, beat: Heartbeat) -> None:
+        run = self._running.get(beat.attempt_id)
+        if run is None:
+            return
+        now = self.clock()
+        run.last_beat_s = now
+        if beat.stage != run.stage or beat.frames_done != run.frames_done:
+            run.last_progress_s = now
+            run.stage, run.frames_done = beat.stage, beat.frames_done
+        lease_s = self.settings.workers.heartbeat_s * self.settings.workers.lost_after_beats
+        current = self.store.heartbeat(
+            beat.job_id,
+            beat.attempt_id,
+            stage=beat.stage,
+            frames_done=beat.frames_done,
+            frames_total=beat.frames_total,
+            lease_s=lease_s,
+        )
+        if not current:  # the job was canceled, retried or removed under this attempt
+            self._running.pop(beat.attempt_id, None)
+            self.executor.cancel_attempt(beat.attempt_id, "the attempt is no longer current")
+            self.storage.partial_result_path(beat.job_id, beat.attempt_id).unlink(missing_ok=True)
+
+    def _on_succeeded(self, done: Succeeded) -> None:
+        run = self._running.pop(done.attempt_id, None)
+        if run is None:
+            return
+        # Publish first, then record: a job the store calls succeeded always has its file.
+        final = self.storage.publish_result(done.job_id, done.attempt_id)
+        result = replace(done.result, path=str(final))
+        if not self.store.succeed(done.job_id, done.attempt_id, result):
+            final.unlink(missing_ok=True)  # canceled meanwhile: the result is not wanted
+            return
+        with bind_job(done.job_id, run.attempt_number):
+            logger.info(
+                "job %s succeeded",
+                done.job_id,
+                extra={"event": "job_succeeded", "processing_s": result.processing_s},
+            )
+
+    def _on_failed(self, failed: Failed) -> None:
+        run = self._running.pop(failed.attempt_id, None)
+        if run is None:
+            return
+        self._end_attempt(
+            failed.job_id,
+            failed.attempt_id,
+            run.attempt_number,
+            failed.error,
+            AttemptOutcome.FAILED,
+        )
+
+    def _on_exited(self, exited: WorkerExited) -> None:
+        if exited.attempt_id is None:
+            return
+        run = self._running.pop(exited.attempt_id, None)
+        if run is None:
+            return
+        how = _describe_exit(exited.exit_code)
+        error = WorkerLostError(
+            f"Worker {exited.worker_id} (pid {exited.pid}) {how} during stage {run.stage} "
+            f"after {self.clock() - run.started_s:.0f} s.",
+            stage=_as_stage(run.stage),
+            details={"exit_code": exited.exit_code, "pid": exited.pid, "worker": exited.worker_id},
+        ).to_record()
+        self._end_attempt(
+            run.job_id, run.attempt_id, run.attempt_number, error, AttemptOutcome.LOST
+        )
+
+    # --- supervision -----------------------------------------------------------------------
+
+    def _supervise(self, now: float) -> None:
+        w = self.settings.workers
+        lost_after_s = w.heartbeat_s * w.lost_after_beats
+        for run in list(self._running.values()):
+            error: TalkingFaceError | None = None
+            outcome = AttemptOutcome.LOST
+            if now - run.last_beat_s > lost_after_s:
+                error = WorkerLostError(
+                    f"Worker {run.worker_id} sent no heartbeat for {now - run.last_beat_s:.0f} s "
+                    f"({w.lost_after_beats} missed) during stage {run.stage}; it was killed.",
+                    stage=_as_stage(run.stage),
+                )
+            elif now - run.last_progress_s > w.stall_s:
+                outcome = AttemptOutcome.STALLED
+                error = StalledError(
+                    f"No progress for {now - run.last_progress_s:.0f} s in stage {run.stage} "
+                    f"at frame {run.frames_done} (limit {w.stall_s:.0f} s); the worker was killed.",
+                    stage=_as_stage(run.stage),
+                )
+            elif now - run.started_s > run.limit_s:
+                outcome = AttemptOutcome.TIMED_OUT
+                error = StageTimeoutError(
+                    f"The attempt ran {now - run.started_s:.0f} s, over its limit of "
+                    f"{run.limit_s:.0f} s for this input; the worker was killed.",
+                    stage=_as_stage(run.stage),
+                )
+            if error is not None:
+                self._kill(run, error.message)
+                self._end_attempt(
+                    run.job_id, run.attempt_id, run.attempt_number, error.to_record(), outcome
+                )
+
+    def _kill(self, run: _Running, reason: str) -> None:
+        self._running.pop(run.attempt_id, None)
+        self.executor.cancel_attempt(run.attempt_id, reason)
+
+    def _handle_cancels(self) -> None:
+        for job, attempt in self.store.cancel_requested_running():
+            run = self._running.get(attempt.id)
+            if run is not None:
+                self._kill(run, "canceled by request")
+            self.store.mark_canceled(job.id, attempt.id)
+            self.storage.partial_result_path(job.id, attempt.id).unlink(missing_ok=True)
+            with bind_job(job.id, attempt.number):
+                logger.info("job %s canceled", job.id, extra={"event": "job_canceled"})
+
+    # --- ending attempts -------------------------------------------------------------------
+
+    def _end_attempt(
+        self,
+        job_id: str,
+        attempt_id: str,
+        attempt_number: int,
+        error: ErrorRecord,
+        outcome: AttemptOutcome,
+    ) -> None:
+        """Record the attempt's end; requeue with backoff or fail, as the policy decides."""
+        self.storage.partial_result_path(job_id, attempt_id).unlink(missing_ok=True)
+        attempts = self._attempts_this_run(job_id)
+        previous = [a.error.code for a in attempts if a.error is not None and a.id != attempt_id]
+        decision = self.policy.decide(error, len(attempts), previous)
+        retry_at = utcnow() + timedelta(seconds=decision.delay_s) if decision.retry else None
+        self.store.fail_attempt(job_id, attempt_id, error, outcome=outcome, retry_at=retry_at)
+        with bind_job(job_id, attempt_number):
+            logger.log(
+                logging.WARNING if decision.retry else logging.ERROR,
+                "attempt %d of job %s ended (%s): %s; %s",
+                attempt_number,
+                job_id,
+                error.code.value,
+                error.message,
+                decision.reason,
+                extra={
+                    "event": "retry_scheduled" if decision.retry else "job_failed",
+                    "code": error.code.value,
+                    "stage": error.stage.value if error.stage else None,
+                    "outcome": outcome.value,
+                },
+            )
+
+    def _attempts_this_run(self, job_id: str) -> list[AttemptRecord]:
+        """Attempts since the job was last retried by hand: each manual retry gets the full
+        automatic retry budget again, while the history keeps every attempt."""
+        requeued = [e.at for e in self.store.events(job_id) if e.kind == "job_requeued"]
+        attempts = self.store.attempts(job_id)
+        if not requeued:
+            return attempts
+        return [a for a in attempts if a.started_at >= requeued[-1]]
+
+    # --- janitor ---------------------------------------------------------------------------
+
+    def run_janitor(self) -> None:
+        """Remove expired results and files no job owns (partials of dead attempts included)."""
+        cutoff = utcnow() - timedelta(seconds=self.settings.api.result_retention_s)
+        for job in self.store.purge_finished_before(cutoff):
+            self.storage.delete_job_files(job.id)
+        known = self._known_job_ids()
+        live_partials = {
+            self.storage.partial_result_path(r.job_id, r.attempt_id) for r in self._running.values()
+        }
+        for path in self.storage.orphan_paths(known):
+            if path in live_partials:
+                continue
+            _remove(path)
+            logger.info("removed orphan %s", path, extra={"event": "orphan_removed"})
+
+    def _known_job_ids(self) -> set[str]:
+        ids: set[str] = set()
+        offset = 0
+        while True:
+            page, total = self.store.list_jobs(limit=500, offset=offset)
+            ids.update(job.id for job in page)
+            offset += len(page)
+            if not page or offset >= total:
+                return ids
+
+
+def _remove(target: Path) -> None:
+    if target.is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        target.unlink(missing_ok=True)
+
+
+def _describe_exit(exit_code: int | None) -> str:
+    if exit_code is None:
+        return "stopped responding"
+    if exit_code < 0:
+        return f"was killed by signal {-exit_code}"
+    return f"exited with code {exit_code}"
+
+
+def _as_stage(name: str | None) -> Stage | None:
+    try:
+        return Stage(name) if name else None
+    except ValueError:
+        return None
+
+
+def _stage_of(job: JobRecord) -> Stage | None:
+    return _as_stage(job.stage)

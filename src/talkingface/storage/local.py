@@ -1,0 +1,171 @@
+"""⑥ Files on local disk: job inputs, partial results and atomically published results."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterable, Iterable
+from pathlib import Path
+
+from talkingface.errors import InputTooLargeError, Stage, translate_errors
+
+logger = logging.getLogger(__name__)
+
+PARTIAL_SUFFIX = ".partial.mp4"
+_MAX_NAME_CHARS = 100
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def sanitize_filename(filename: str | None, fallback: str) -> str:
+    """The last path component without control characters or leading dots; `fallback` if empty."""
+    name = re.split(r"[/\\]", filename or "")[-1]
+    name = _UNSAFE_CHARS.sub("", name).strip().lstrip(".")
+    if len(name) > _MAX_NAME_CHARS:
+        stem, dot, suffix = name.rpartition(".")
+        keep = suffix[:10] if dot else ""
+        name = (stem if dot else name)[: _MAX_NAME_CHARS - len(keep) - 1] + (
+            f".{keep}" if keep else ""
+        )
+    return name or fallback
+
+
+class LocalStorage:
+    """Layout: <data>/inputs/<job_id>/, <data>/results/<job_id>.mp4 and
+    <data>/results/.<job_id>.<attempt_id>.partial.mp4 (a worker's unpublished output)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.inputs_root = self.data_dir / "inputs"
+        self.results_root = self.data_dir / "results"
+
+    def inputs_dir(self, job_id: str) -> Path:
+        return self.inputs_root / job_id
+
+    def result_path(self, job_id: str) -> Path:
+        return self.results_root / f"{job_id}.mp4"
+
+    def partial_result_path(self, job_id: str, attempt_id: str) -> Path:
+        return self.results_root / f".{job_id}.{attempt_id}{PARTIAL_SUFFIX}"
+
+    def _upload_target(self, job_id: str, field_name: str, filename: str | None) -> Path:
+        directory = self.inputs_dir(job_id)
+        with translate_errors(Stage.SETUP, context="creating the job's inputs directory"):
+            directory.mkdir(parents=True, exist_ok=True)
+        return directory / f"{field_name}_{sanitize_filename(filename, field_name)}"
+
+    def save_upload(
+        self,
+        job_id: str,
+        field_name: str,
+        filename: str | None,
+        chunks: Iterable[bytes],
+        max_bytes: int,
+    ) -> Path:
+        """Stream `chunks` to <inputs>/<job_id>/<field>_<name>; past `max_bytes` the partial
+        file is deleted and InputTooLargeError (413) raised."""
+        target = self._upload_target(job_id, field_name, filename)
+        written = 0
+        try:
+            with (
+                translate_errors(Stage.SETUP, context=f"saving {field_name}"),
+                target.open("wb") as fh,
+            ):
+                for chunk in chunks:
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise _too_large(field_name, max_bytes)
+                    fh.write(chunk)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
+
+    async def save_upload_async(
+        self,
+        job_id: str,
+        field_name: str,
+        filename: str | None,
+        chunks: AsyncIterable[bytes],
+        max_bytes: int,
+    ) -> Path:
+        """save_upload for an async byte stream (e.g. a request body)."""
+        target = self._upload_target(job_id, field_name, filename)
+        written = 0
+        try:
+            with (
+                translate_errors(Stage.SETUP, context=f"saving {field_name}"),
+                target.open("wb") as fh,
+            ):
+                async for chunk in chunks:
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise _too_large(field_name, max_bytes)
+                    fh.write(chunk)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
+
+    def publish_result(self, job_id: str, attempt_id: str) -> Path:
+        """Move an attempt's finished partial to the job's result path in one atomic rename."""
+        final = self.result_path(job_id)
+        with translate_errors(Stage.ENCODE, context="publishing the result"):
+            os.replace(self.partial_result_path(job_id, attempt_id), final)
+        return final
+
+    def delete_job_files(self, job_id: str) -> None:
+        """Remove a job's inputs, result and any partial results (missing files are fine)."""
+        with translate_errors(Stage.SETUP, context=f"deleting the files of job {job_id}"):
+            if self.inputs_dir(job_id).exists():
+                shutil.rmtree(self.inputs_dir(job_id))
+            self.result_path(job_id).unlink(missing_ok=True)
+            if self.results_root.is_dir():
+                for partial in self.results_root.glob(f".{job_id}.*{PARTIAL_SUFFIX}"):
+                    partial.unlink(missing_ok=True)
+
+    def orphan_paths(self, known_job_ids: set[str], *, min_age_s: float = 3600.0) -> list[Path]:
+        """Inputs dirs and results of jobs the store does not know, and every partial result
+        (the caller skips the partials of running attempts). Inputs dirs and results younger
+        than `min_age_s` are spared: the API saves a job's inputs before the job exists."""
+        cutoff = time.time() - min_age_s
+        orphans: list[Path] = []
+        if self.inputs_root.is_dir():
+            orphans += [
+                p
+                for p in self.inputs_root.iterdir()
+                if p.name not in known_job_ids and _mtime(p) < cutoff
+            ]
+        if self.results_root.is_dir():
+            for path in self.results_root.iterdir():
+                is_partial = path.name.endswith(PARTIAL_SUFFIX) or path.name.startswith(".")
+                unowned = path.suffix != ".mp4" or path.stem not in known_job_ids
+                if is_partial or (unowned and _mtime(path) < cutoff):
+                    orphans.append(path)
+        return sorted(orphans)
+
+    def free_disk_bytes(self) -> int:
+        """Free bytes on the data directory's file system (its nearest existing ancestor)."""
+        probe = self.data_dir
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        return shutil.disk_usage(probe).free
+
+
+def _too_large(field_name: str, max_bytes: int) -> InputTooLargeError:
+    return InputTooLargeError(
+        f"The {field_name} file is larger than the {max_bytes}-byte upload limit "
+        "(api.max_upload_bytes); shorten or re-encode it.",
+        stage=Stage.SETUP,
+        details={"field": field_name, "limit_bytes": max_bytes},
+    )
+
+
+def _mtime(path: Path) -> float:
+    """Modification time, or 0 (very old) for a path that vanished meanwhile."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0

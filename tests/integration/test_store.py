@@ -1,0 +1,530 @@
+"""The job store on SQLite and PostgreSQL: creation, the queue, fencing, cancel, retry, history."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from talkingface.errors import (
+    ErrorCode,
+    ErrorRecord,
+    JobNotFoundError,
+    JobStateError,
+    QueueFullError,
+    Stage,
+    StoreUnavailableError,
+)
+from talkingface.jobs.records import AttemptRecord, JobInputs, JobOptions, JobRecord, JobResult
+from talkingface.jobs.states import AttemptOutcome, JobState
+from talkingface.jobs.stats import compute_stats
+from talkingface.jobs.store import JobStore
+from talkingface.jobs.tables import metadata
+
+if TYPE_CHECKING:
+    from tests.integration.store_fixtures import FakeClock
+
+
+LEASE_S = 15.0
+
+
+def _submit(store: JobStore, name: str = "a", **kwargs: object) -> JobRecord:
+    inputs = JobInputs(audio_path=f"/in/{name}.wav", video_path=f"/in/{name}.mp4")
+    job, created = store.create(inputs, JobOptions(), **kwargs)  # type: ignore[arg-type]
+    assert created
+    return job
+
+
+def _error(code: ErrorCode = ErrorCode.WORKER_LOST, message: str = "worker died") -> ErrorRecord:
+    return ErrorRecord(code=code, stage=Stage.RENDER, retryable=True, message=message)
+
+
+def _result() -> JobResult:
+    return JobResult("/out/r.mp4", 1.0, 128, 128, 25.0, 25, 0, 2.5)
+
+
+def test_created_job_reads_back_queued_with_its_inputs(store: JobStore) -> None:
+    job = _submit(store, "talk", priority=3)
+
+    read = store.get(job.id)
+
+    assert read == job
+    assert (read.state, read.priority, read.attempt) == (JobState.QUEUED, 3, 0)
+    assert read.inputs.audio_path == "/in/talk.wav"
+    assert read.created_at.tzinfo is not None
+    assert [event.kind for event in store.events(job.id)] == ["job_created"]
+
+
+def test_a_caller_chosen_job_id_is_kept(store: JobStore) -> None:
+    job = _submit(store, job_id="0123456789abcdef0123456789abcdef")
+
+    assert store.get("0123456789abcdef0123456789abcdef") == job
+
+
+def test_unknown_job_is_not_found(store: JobStore) -> None:
+    with pytest.raises(JobNotFoundError, match="nope"):
+        store.get("nope")
+
+
+def test_list_jobs_pages_newest_first_and_filters_by_state(
+    store: JobStore, clock: FakeClock
+) -> None:
+    created = []
+    for index in range(5):
+        created.append(_submit(store, f"j{index}"))
+        clock.advance(1)
+    store.claim_next("w1", lease_s=LEASE_S)  # the oldest starts running
+
+    page, total = store.list_jobs(limit=2, offset=1)
+    queued, queued_total = store.list_jobs(state=JobState.QUEUED)
+
+    assert total == 5
+    assert [job.id for job in page] == [created[3].id, created[2].id]
+    assert queued_total == 4 == store.queued_count()
+    assert created[0].id not in {job.id for job in queued}
+
+
+def test_same_idempotency_key_returns_the_same_job(store: JobStore) -> None:
+    first = _submit(store, idempotency_key="upload-42")
+
+    again, created = store.create(
+        JobInputs("/in/other.wav", "/in/other.mp4"), JobOptions(), idempotency_key="upload-42"
+    )
+
+    assert not created
+    assert again.id == first.id
+    assert store.list_jobs()[1] == 1
+
+
+def test_create_refuses_when_the_queue_is_full(store: JobStore) -> None:
+    _submit(store, "a", max_queued=2)
+    _submit(store, "b", max_queued=2)
+
+    with pytest.raises(QueueFullError, match="queue is full"):
+        _submit(store, "c", max_queued=2)
+    assert store.queued_count() == 2
+
+
+def test_claim_takes_highest_priority_then_oldest(store: JobStore, clock: FakeClock) -> None:
+    low_old = _submit(store, "low_old", priority=0)
+    clock.advance(1)
+    high_new = _submit(store, "high_new", priority=5)
+    clock.advance(1)
+    low_new = _submit(store, "low_new", priority=0)
+
+    order = []
+    while (claimed := store.claim_next("w1", lease_s=LEASE_S)) is not None:
+        order.append(claimed[0].id)
+
+    assert order == [high_new.id, low_old.id, low_new.id]
+
+
+def test_claim_starts_an_attempt_with_a_lease(store: JobStore, clock: FakeClock) -> None:
+    job = _submit(store)
+
+    claimed = store.claim_next("w7", lease_s=LEASE_S)
+
+    assert claimed is not None
+    running, attempt = claimed
+    assert (running.state, running.attempt, running.stage) == (JobState.RUNNING, 1, "starting")
+    assert running.lease_owner == "w7"
+    assert running.lease_expires_at == clock.now + timedelta(seconds=LEASE_S)
+    assert running.started_at == clock.now
+    assert (attempt.job_id, attempt.number, attempt.worker) == (job.id, 1, "w7")
+    assert attempt.outcome == AttemptOutcome.RUNNING
+    assert store.events(job.id)[-1].data == {"attempt": 1, "worker": "w7"}
+
+
+def test_a_retry_waits_until_not_before(store: JobStore, clock: FakeClock) -> None:
+    job = _submit(store)
+    _, attempt = _claim(store)
+    store.fail_attempt(
+        job.id,
+        attempt.id,
+        _error(),
+        outcome=AttemptOutcome.LOST,
+        retry_at=clock.now + timedelta(seconds=10),
+    )
+
+    clock.advance(9)
+    assert store.claim_next("w1", lease_s=LEASE_S) is None
+    clock.advance(1)
+    claimed = store.claim_next("w1", lease_s=LEASE_S)
+
+    assert claimed is not None
+    assert (claimed[0].id, claimed[0].attempt, claimed[1].number) == (job.id, 2, 2)
+
+
+def test_concurrent_claims_hand_out_each_job_exactly_once(store: JobStore) -> None:
+    jobs = {_submit(store, f"j{index}").id for index in range(50)}
+    claimed: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def claim_all(worker_id: str) -> None:
+        try:
+            start.wait(timeout=10)
+            while (got := store.claim_next(worker_id, lease_s=LEASE_S)) is not None:
+                with lock:
+                    claimed.append(got[0].id)
+        except BaseException as exc:  # reported by the main thread below
+            errors.append(exc)
+            raise
+
+    threads = [threading.Thread(target=claim_all, args=(f"w{n}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert sorted(claimed) == sorted(jobs)
+    assert len(store.running()) == 50
+
+
+def test_heartbeat_records_progress_and_extends_the_lease(
+    store: JobStore, clock: FakeClock
+) -> None:
+    job, attempt = _claim(store, _submit(store))
+    clock.advance(5)
+    assert store.heartbeat(
+        job.id, attempt.id, stage="render", frames_done=10, frames_total=100, lease_s=LEASE_S
+    )
+    moved_at = clock.now
+    clock.advance(5)
+    assert store.heartbeat(
+        job.id, attempt.id, stage="render", frames_done=10, frames_total=100, lease_s=LEASE_S
+    )
+
+    read = store.get(job.id)
+    assert (read.stage, read.frames_done, read.frames_total) == ("render", 10, 100)
+    assert read.progress_at == moved_at  # unchanged progress does not count as progress
+    assert read.lease_expires_at == clock.now + timedelta(seconds=LEASE_S)
+    changes = [event for event in store.events(job.id) if event.kind == "stage_changed"]
+    assert [event.data["stage"] for event in changes] == ["render"]
+
+
+def test_heartbeat_of_an_old_attempt_is_fenced_out(store: JobStore, clock: FakeClock) -> None:
+    job = _submit(store)
+    _, old = _claim(store)
+    store.fail_attempt(job.id, old.id, _error(), outcome=AttemptOutcome.LOST, retry_at=clock.now)
+    _, current = _claim(store)
+    before = store.get(job.id)
+
+    accepted = store.heartbeat(
+        job.id, old.id, stage="encode", frames_done=99, frames_total=100, lease_s=LEASE_S
+    )
+
+    assert not accepted
+    assert store.get(job.id) == before
+    assert store.heartbeat(
+        job.id, current.id, stage="track", frames_done=1, frames_total=100, lease_s=LEASE_S
+    )
+
+
+def test_succeed_is_fenced_on_the_current_attempt(store: JobStore, clock: FakeClock) -> None:
+    job = _submit(store)
+    _, old = _claim(store)
+    store.fail_attempt(job.id, old.id, _error(), outcome=AttemptOutcome.LOST, retry_at=clock.now)
+    _, current = _claim(store)
+
+    assert not store.succeed(job.id, old.id, _result())
+    assert store.get(job.id).state == JobState.RUNNING
+    assert store.succeed(job.id, current.id, _result())
+
+    done = store.get(job.id)
+    assert (done.state, done.result, done.finished_at) == (
+        JobState.SUCCEEDED,
+        _result(),
+        clock.now,
+    )
+    assert done.lease_owner is None
+    assert store.attempts(job.id)[-1].outcome == AttemptOutcome.SUCCEEDED
+    assert not store.succeed(job.id, current.id, _result())  # a second report changes nothing
+
+
+def test_fail_attempt_with_retry_at_requeues_and_without_fails(
+    store: JobStore, clock: FakeClock
+) -> None:
+    job = _submit(store)
+    _, first = _claim(store)
+    retry_at = clock.now + timedelta(seconds=4)
+
+    requeued = store.fail_attempt(
+        job.id, first.id, _error(), outcome=AttemptOutcome.LOST, retry_at=retry_at
+    )
+    clock.advance(4)
+    _, second = _claim(store)
+    missing = _error(ErrorCode.INPUT_NOT_FOUND, "File not found: /in/a.wav.")
+    failed = store.fail_attempt(
+        job.id, second.id, missing, outcome=AttemptOutcome.FAILED, retry_at=None
+    )
+
+    assert (requeued.state, requeued.not_before, requeued.lease_owner) == (
+        JobState.QUEUED,
+        retry_at,
+        None,
+    )
+    assert requeued.error is not None and requeued.error.code == ErrorCode.WORKER_LOST
+    assert (failed.state, failed.finished_at) == (JobState.FAILED, clock.now)
+    assert failed.error is not None and failed.error.message == "File not found: /in/a.wav."
+
+
+def test_history_tells_each_attempt_and_why(store: JobStore, clock: FakeClock) -> None:
+    job = _submit(store)
+    _, first = _claim(store, worker="w1")
+    lost = _error(ErrorCode.WORKER_LOST, "worker exited with signal 9 during stage render")
+    store.fail_attempt(job.id, first.id, lost, outcome=AttemptOutcome.LOST, retry_at=clock.now)
+    _, second = _claim(store, worker="w2")
+    store.succeed(job.id, second.id, _result())
+
+    history = store.attempts(job.id)
+    kinds = [event.kind for event in store.events(job.id)]
+
+    assert [(a.number, a.worker, a.outcome) for a in history] == [
+        (1, "w1", AttemptOutcome.LOST),
+        (2, "w2", AttemptOutcome.SUCCEEDED),
+    ]
+    assert history[0].error == lost
+    assert history[1].error is None
+    assert kinds == [
+        "job_created",
+        "attempt_started",
+        "retry_scheduled",
+        "attempt_started",
+        "job_succeeded",
+    ]
+    retry_event = store.events(job.id)[2]
+    assert retry_event.data["code"] == "WORKER_LOST"
+    assert retry_event.data["message"] == lost.message
+    assert store.events(job.id, after_id=retry_event.id)[0].kind == "attempt_started"
+
+
+def test_attempt_traceback_is_kept_up_to_8_kb(store: JobStore) -> None:
+    job, attempt = _claim(store, _submit(store))
+    crash = ErrorRecord(
+        code=ErrorCode.INTERNAL,
+        stage=Stage.BLEND,
+        retryable=False,
+        message="Unexpected ValueError during stage blend.",
+        traceback="x" * 20_000 + "last line",
+    )
+
+    store.fail_attempt(job.id, attempt.id, crash, outcome=AttemptOutcome.FAILED, retry_at=None)
+
+    kept = store.attempts(job.id)[0].error
+    assert kept is not None and kept.traceback is not None
+    assert kept.traceback.endswith("last line") and len(kept.traceback) <= 8 * 1024
+
+
+def test_an_empty_error_message_is_refused(store: JobStore) -> None:
+    job, attempt = _claim(store, _submit(store))
+
+    with pytest.raises(ValueError, match="non-empty message"):
+        ErrorRecord(code=ErrorCode.INTERNAL, stage=None, retryable=False, message="  ")
+    with pytest.raises(IntegrityError), store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE jobs SET error_code = 'INTERNAL', error_message = '' WHERE id = :id"),
+            {"id": job.id},
+        )
+    with pytest.raises(IntegrityError), store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE attempts SET error_code = 'IPC_ERROR', error_message = '' WHERE id = :id"),
+            {"id": attempt.id},
+        )
+    assert store.get(job.id).error is None
+
+
+def test_cancel_of_a_queued_job_is_immediate(store: JobStore, clock: FakeClock) -> None:
+    job = _submit(store)
+
+    canceled = store.request_cancel(job.id)
+
+    assert (canceled.state, canceled.finished_at) == (JobState.CANCELED, clock.now)
+    assert canceled.error is not None and canceled.error.code == ErrorCode.CANCELED
+    assert canceled.error.message == "Canceled by request."
+    assert store.claim_next("w1", lease_s=LEASE_S) is None
+    assert store.events(job.id)[-1].kind == "job_canceled"
+
+
+def test_cancel_of_a_running_job_flags_it_for_the_scheduler(store: JobStore) -> None:
+    job, attempt = _claim(store, _submit(store))
+
+    flagged = store.request_cancel(job.id)
+    pending = store.cancel_requested_running()
+    canceled = store.mark_canceled(job.id, attempt.id)
+
+    assert (flagged.state, flagged.cancel_requested) == (JobState.RUNNING, True)
+    assert [(j.id, a.id) for j, a in pending] == [(job.id, attempt.id)]
+    assert canceled.state == JobState.CANCELED
+    assert store.attempts(job.id)[0].outcome == AttemptOutcome.CANCELED
+    assert store.cancel_requested_running() == []
+    kinds = [event.kind for event in store.events(job.id)]
+    assert kinds[-2:] == ["cancel_requested", "job_canceled"]
+
+
+def test_a_failing_attempt_of_a_cancel_requested_job_ends_canceled(
+    store: JobStore, clock: FakeClock
+) -> None:
+    job, attempt = _claim(store, _submit(store))
+    store.request_cancel(job.id)
+
+    ended = store.fail_attempt(
+        job.id, attempt.id, _error(), outcome=AttemptOutcome.LOST, retry_at=clock.now
+    )
+
+    assert ended.state == JobState.CANCELED
+    assert store.attempts(job.id)[0].outcome == AttemptOutcome.LOST
+
+
+def test_cancel_of_a_finished_job_is_a_conflict_naming_its_state(store: JobStore) -> None:
+    job, attempt = _claim(store, _submit(store))
+    store.succeed(job.id, attempt.id, _result())
+
+    with pytest.raises(JobStateError, match="already succeeded") as caught:
+        store.request_cancel(job.id)
+    assert caught.value.http_status == 409
+
+
+def test_a_failed_job_can_be_retried_by_hand(store: JobStore) -> None:
+    job, attempt = _claim(store, _submit(store))
+    store.fail_attempt(job.id, attempt.id, _error(), outcome=AttemptOutcome.STALLED, retry_at=None)
+
+    requeued = store.retry(job.id)
+    _, second = _claim(store)
+
+    assert (requeued.state, requeued.error, requeued.finished_at) == (JobState.QUEUED, None, None)
+    assert second.number == 2  # the history continues
+    assert store.events(job.id)[-2].kind == "job_requeued"
+    with pytest.raises(JobStateError, match="running"):
+        store.retry(job.id)
+
+
+def test_purge_deletes_finished_jobs_before_the_cutoff_with_their_history(
+    store: JobStore, clock: FakeClock
+) -> None:
+    old, attempt = _claim(store, _submit(store, "old"))
+    store.succeed(old.id, attempt.id, _result())
+    old_canceled = store.request_cancel(_submit(store, "old_canceled").id)
+    cutoff = clock.advance(60)
+    recent, attempt = _claim(store, _submit(store, "recent"))
+    store.succeed(recent.id, attempt.id, _result())
+    still_queued = _submit(store, "queued")
+
+    purged = store.purge_finished_before(cutoff)
+
+    assert {job.id for job in purged} == {old.id, old_canceled.id}
+    assert purged[0].result is not None or purged[1].result is not None
+    remaining = {job.id for job in store.list_jobs()[0]}
+    assert remaining == {still_queued.id, recent.id}
+    assert store.attempts(old.id) == [] and store.events(old.id) == []
+
+
+def test_running_lists_every_running_job_with_its_current_attempt(
+    store: JobStore, clock: FakeClock
+) -> None:
+    first = _submit(store, "first")
+    clock.advance(1)
+    _submit(store, "second")
+    _, lost = _claim(store, first)
+    store.fail_attempt(first.id, lost.id, _error(), outcome=AttemptOutcome.LOST, retry_at=clock.now)
+    pairs = [_claim(store), _claim(store)]
+
+    running = store.running()
+
+    assert sorted((job.id, attempt.id) for job, attempt in running) == sorted(
+        (job.id, attempt.id) for job, attempt in pairs
+    )
+    assert all(job.attempt == attempt.number for job, attempt in running)
+
+
+def test_stats_count_states_failures_rates_and_retries(store: JobStore, clock: FakeClock) -> None:
+    job, attempt = _claim(store, _submit(store, "ok"))
+    store.fail_attempt(
+        job.id, attempt.id, _error(), outcome=AttemptOutcome.LOST, retry_at=clock.now
+    )
+    clock.advance(2)
+    _, attempt = _claim(store)
+    clock.advance(10)
+    store.succeed(job.id, attempt.id, _result())
+    bad, attempt = _claim(store, _submit(store, "bad"))
+    missing = _error(ErrorCode.INPUT_NOT_FOUND, "File not found: /in/bad.wav.")
+    store.fail_attempt(bad.id, attempt.id, missing, outcome=AttemptOutcome.FAILED, retry_at=None)
+    _submit(store, "waiting")
+
+    stats = compute_stats(store, now=clock.now + timedelta(hours=2))
+
+    assert stats["jobs_total"] == 3
+    assert stats["by_state"] == {
+        "queued": 1,
+        "running": 0,
+        "succeeded": 1,
+        "failed": 1,
+        "canceled": 0,
+    }
+    assert stats["failures_by_code"] == {"INPUT_NOT_FOUND": 1}
+    assert stats["success_rate"] == {"last_hour": None, "last_day": 0.5, "all": 0.5}
+    assert stats["duration_s"]["p50"] == pytest.approx(12.0)
+    assert stats["retries_total"] == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrate_builds_a_fresh_database_and_is_idempotent(
+    backend: str, tmp_path: Path, postgres_database: Callable[[], str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/new/jobs.db" if backend == "sqlite" else postgres_database()
+    fresh = JobStore(url)
+    try:
+        fresh.migrate()
+        fresh.migrate()
+        with fresh.engine.connect() as conn:
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        _submit(fresh)
+    finally:
+        fresh.close()
+
+    assert version == "0001"
+    assert diff == []  # the migration builds exactly what tables.py declares
+
+
+def test_sqlite_store_runs_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    job_store = JobStore(f"sqlite:///{path}")
+    job_store.migrate()
+    job_store.close()
+
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_an_unreachable_store_raises_store_unavailable_with_a_clear_message() -> None:
+    unreachable = JobStore("postgresql+psycopg://postgres@127.0.0.1:1/x")
+    try:
+        with pytest.raises(StoreUnavailableError, match="cannot be reached") as caught:
+            unreachable.ping()
+    finally:
+        unreachable.close()
+
+    assert "127.0.0.1:1" in caught.value.message
+    assert caught.value.retryable
+
+
+def _claim(
+    store: JobStore, expected: JobRecord | None = None, *, worker: str = "w1"
+) -> tuple[JobRecord, AttemptRecord]:
+    claimed = store.claim_next(worker, lease_s=LEASE_S)
+    assert claimed is not None, "no job to claim"
+    if expected is not None:
+        assert claimed[0].id == expected.id
+    return claimed

@@ -1,0 +1,114 @@
+"""RetryPolicy: which errors are retried, how many times, and after how long."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from talkingface.config import RetrySettings
+from talkingface.errors import ErrorCode, ErrorRecord
+from talkingface.jobs.retry import RetryPolicy
+
+RETRYABLE = [
+    ErrorCode.WORKER_LOST,
+    ErrorCode.STAGE_TIMEOUT,
+    ErrorCode.STALLED,
+    ErrorCode.IPC_ERROR,
+    ErrorCode.STORE_UNAVAILABLE,
+]
+PERMANENT = [
+    ErrorCode.INPUT_NOT_FOUND,
+    ErrorCode.INPUT_INVALID_MEDIA,
+    ErrorCode.INPUT_TOO_LARGE,
+    ErrorCode.NO_FACE,
+    ErrorCode.MULTIPLE_FACES,
+    ErrorCode.PERMISSION_DENIED,
+    ErrorCode.CANCELED,
+    ErrorCode.INTERNAL,
+    ErrorCode.INVALID_CHECKPOINT,
+    ErrorCode.UNKNOWN_ENGINE,
+    ErrorCode.DISK_FULL,
+]
+
+
+def _error(code: ErrorCode, retryable: bool = True) -> ErrorRecord:
+    return ErrorRecord(code=code, stage=None, retryable=retryable, message=f"{code} happened")
+
+
+def _policy(**settings: float) -> RetryPolicy:
+    return RetryPolicy(RetrySettings(**settings), rng=random.Random(7))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("code", RETRYABLE)
+def test_transient_errors_are_retried(code: ErrorCode) -> None:
+    decision = _policy().decide(_error(code), attempt_number=1)
+
+    assert decision.retry
+    assert decision.delay_s > 0
+    assert code.value in decision.reason
+
+
+@pytest.mark.parametrize("code", PERMANENT)
+def test_permanent_and_unknown_errors_are_not_retried(code: ErrorCode) -> None:
+    # even when the record claims to be retryable, the code decides
+    decision = _policy().decide(_error(code, retryable=True), attempt_number=1)
+
+    assert not decision.retry
+    assert decision.delay_s == 0
+    assert code.value in decision.reason and "happened" in decision.reason
+
+
+def test_gpu_out_of_memory_is_retried_once() -> None:
+    policy = _policy()
+    oom = _error(ErrorCode.GPU_OUT_OF_MEMORY)
+
+    first = policy.decide(oom, attempt_number=1)
+    again = policy.decide(oom, 2, previous_codes=[ErrorCode.GPU_OUT_OF_MEMORY])
+    after_other = policy.decide(oom, 2, previous_codes=[ErrorCode.WORKER_LOST])
+
+    assert first.retry and after_other.retry
+    assert not again.retry
+    assert "again" in again.reason
+
+
+def test_retries_stop_after_max_retries() -> None:
+    policy = _policy(max_retries=3)
+    lost = _error(ErrorCode.WORKER_LOST)
+
+    decisions = [policy.decide(lost, attempt_number=n) for n in (1, 2, 3, 4)]
+
+    assert [d.retry for d in decisions] == [True, True, True, False]
+    assert decisions[3].reason.startswith("Retries exhausted: 4 attempts")
+    assert "WORKER_LOST" in decisions[3].reason
+
+
+def test_no_retries_when_max_retries_is_zero() -> None:
+    assert not _policy(max_retries=0).decide(_error(ErrorCode.STALLED), 1).retry
+
+
+def test_backoff_doubles_up_to_the_maximum_without_jitter() -> None:
+    policy = _policy(max_retries=10, backoff_base_s=2.0, backoff_max_s=10.0, jitter=0.0)
+    lost = _error(ErrorCode.WORKER_LOST)
+
+    delays = [policy.decide(lost, attempt_number=n).delay_s for n in range(1, 6)]
+
+    assert delays == [2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def test_jitter_stays_within_its_bounds_and_varies() -> None:
+    policy = _policy(max_retries=10, backoff_base_s=4.0, backoff_max_s=100.0, jitter=0.25)
+    lost = _error(ErrorCode.WORKER_LOST)
+
+    delays = [policy.decide(lost, attempt_number=2).delay_s for _ in range(200)]
+
+    assert all(6.0 <= delay <= 10.0 for delay in delays)  # 8 s ± 25 %
+    assert max(delays) - min(delays) > 2.0  # spread, not a constant
+
+
+def test_a_seeded_rng_gives_reproducible_delays() -> None:
+    lost = _error(ErrorCode.IPC_ERROR)
+    first = [_policy().decide(lost, n).delay_s for n in (1, 2, 3)]
+    second = [_policy().decide(lost, n).delay_s for n in (1, 2, 3)]
+
+    assert first == second
