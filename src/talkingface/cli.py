@@ -48,6 +48,9 @@ _INPUT_CODES = {
     ErrorCode.MULTIPLE_FACES,
     ErrorCode.INPUT_TOO_LARGE,
     ErrorCode.OUTPUT_INVALID,
+    ErrorCode.INPUT_INVALID,
+    ErrorCode.JOB_NOT_FOUND,
+    ErrorCode.JOB_STATE,
     ErrorCode.PERMISSION_DENIED,
     ErrorCode.UNKNOWN_ENGINE,
     ErrorCode.CONFIG_INVALID,
@@ -61,9 +64,7 @@ def user_errors() -> Iterator[None]:
         yield
     except TalkingFaceError as exc:
         _print_error(exc)
-        status = getattr(exc, "status", None)  # client.ServerError: the server's HTTP status
-        is_input = exc.code in _INPUT_CODES or (isinstance(status, int) and 400 <= status < 500)
-        raise typer.Exit(2 if is_input else 1) from None
+        raise typer.Exit(2 if exc.code in _INPUT_CODES else 1) from None
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/]")
         raise typer.Exit(130) from None

@@ -160,18 +160,19 @@ def list_jobs(
     if as_json:
         out.print_json(json.dumps(page))
         return
-    table = Table("id", "state", "stage", "progress", "attempt", "created", "error")
+    table = Table("state", "stage", "progress", "attempt", "created", "error")
+    table.add_column("id", no_wrap=True, min_width=32)
     for job in page["items"]:
         fraction = (job.get("progress") or {}).get("fraction") or 0.0
         error = (job.get("error") or {}).get("code") or ""
         table.add_row(
-            job["id"],
             job["state"],
             job.get("stage") or "",
             f"{fraction:.0%}",
             str(job["attempt"]),
             job["created_at"][:19],
             error,
+            job["id"],
         )
     out.print(table)
     out.print(f"{len(page['items'])} of {page['total']}")

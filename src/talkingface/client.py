@@ -11,35 +11,16 @@ from typing import Any
 import httpx
 
 from talkingface.errors import (
-    ErrorCode,
     IpcError,
-    JobNotFoundError,
-    JobStateError,
-    QueueFullError,
+    Stage,
     TalkingFaceError,
     UnexpectedError,
+    all_error_classes,
 )
 
 DEFAULT_SERVER = "http://127.0.0.1:8383"
-_BY_CODE: dict[str, type[TalkingFaceError]] = {
-    ErrorCode.JOB_NOT_FOUND.value: JobNotFoundError,
-    ErrorCode.JOB_STATE.value: JobStateError,
-    ErrorCode.QUEUE_FULL.value: QueueFullError,
-}
 
 Job = dict[str, Any]  # Any: the JobPublic JSON object, as the server sent it
-
-
-class ServerError(TalkingFaceError):
-    """The server refused the request; the message is the server's."""
-
-    def __init__(self, message: str, *, code: str, status: int) -> None:
-        super().__init__(message)
-        self.server_code = code
-        self.status = status
-
-    def one_line(self) -> str:
-        return f"{self.server_code}: {self.message}"
 
 
 class ApiClient:
@@ -143,16 +124,23 @@ def _idempotency(key: str | None) -> dict[str, str]:
 
 
 def _server_error(response: httpx.Response) -> TalkingFaceError:
+    """The server's error as the same class here (its code, message and stage)."""
     try:
         error = response.json().get("error", {})
     except ValueError:
         error = {}
-    code = str(error.get("code") or f"HTTP_{response.status_code}")
+    code = str(error.get("code") or "")
     message = str(error.get("message") or response.text.strip() or response.reason_phrase)
-    cls = _BY_CODE.get(code)
-    if cls is not None:
-        return cls(message)
-    return ServerError(message, code=code, status=response.status_code)
+    cls = _leaf_classes().get(code)
+    if cls is None:
+        return UnexpectedError(f"The server answered HTTP {response.status_code}: {message}")
+    stage = error.get("stage")
+    return cls(message, stage=Stage(stage) if stage in Stage.__members__.values() else None)
+
+
+def _leaf_classes() -> dict[str, type[TalkingFaceError]]:
+    leaves = [cls for cls in all_error_classes() if not cls.__subclasses__()]
+    return {cls.code.value: cls for cls in leaves}
 
 
 def iter_job_updates(client: ApiClient, job_id: str, *, interval_s: float = 0.5) -> Iterator[Job]:

@@ -8,6 +8,7 @@
     │   ├── NoFaceError          NO_FACE
     │   ├── MultipleFacesError   MULTIPLE_FACES
     │   ├── InputTooLargeError   INPUT_TOO_LARGE · 413
+    │   ├── InvalidRequestError  INPUT_INVALID
     │   └── OutputPathError      OUTPUT_INVALID
     ├── EngineError              permanent · 500
     │   ├── UnknownEngineError   UNKNOWN_ENGINE
@@ -217,6 +218,12 @@ class InputTooLargeError(InputError):
 
     code = ErrorCode.INPUT_TOO_LARGE
     http_status = 413
+
+
+class InvalidRequestError(InputError):
+    """A request field is missing or malformed; the message names the field."""
+
+    code = ErrorCode.INPUT_INVALID
 
 
 class OutputPathError(InputError):

@@ -240,7 +240,7 @@ class Scheduler:
         if not current:  # the job was canceled, retried or removed under this attempt
             self._running.pop(beat.attempt_id, None)
             self.executor.cancel_attempt(beat.attempt_id, "the attempt is no longer current")
-            self.storage.partial_result_path(beat.job_id, beat.attempt_id).unlink(missing_ok=True)
+            self.storage.discard_attempt_files(beat.job_id, beat.attempt_id)
 
     def _on_succeeded(self, done: Succeeded) -> None:
         run = self._running.pop(done.attempt_id, None)
@@ -332,7 +332,7 @@ class Scheduler:
             if run is not None:
                 self._kill(run, "canceled by request")
             self.store.mark_canceled(job.id, attempt.id)
-            self.storage.partial_result_path(job.id, attempt.id).unlink(missing_ok=True)
+            self.storage.discard_attempt_files(job.id, attempt.id)
             with bind_job(job.id, attempt.number):
                 logger.info("job %s canceled", job.id, extra={"event": "job_canceled"})
 
@@ -347,7 +347,7 @@ class Scheduler:
         outcome: AttemptOutcome,
     ) -> None:
         """Record the attempt's end; requeue with backoff or fail, as the policy decides."""
-        self.storage.partial_result_path(job_id, attempt_id).unlink(missing_ok=True)
+        self.storage.discard_attempt_files(job_id, attempt_id)
         attempts = self._attempts_this_run(job_id)
         previous = [a.error.code for a in attempts if a.error is not None and a.id != attempt_id]
         decision = self.policy.decide(error, len(attempts), previous)

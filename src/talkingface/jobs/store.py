@@ -274,6 +274,8 @@ class JobStore:
                 .values(
                     state=JobState.SUCCEEDED.value,
                     result=asdict(result),
+                    frames_done=result.frame_count,  # the last heartbeat may predate the end
+                    frames_total=result.frame_count,
                     finished_at=now,
                     updated_at=now,
                     **tables.NO_LEASE,

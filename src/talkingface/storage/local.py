@@ -50,6 +50,14 @@ class LocalStorage:
     def partial_result_path(self, job_id: str, attempt_id: str) -> Path:
         return self.results_root / f".{job_id}.{attempt_id}{PARTIAL_SUFFIX}"
 
+    def discard_attempt_files(self, job_id: str, attempt_id: str) -> None:
+        """Remove an ended attempt's partial result and the encoder's own temporary file
+        (`.NAME.partial-PID`, left behind when the worker was killed mid-write)."""
+        partial = self.partial_result_path(job_id, attempt_id)
+        partial.unlink(missing_ok=True)
+        for leftover in self.results_root.glob(f".{partial.name}.partial-*"):
+            leftover.unlink(missing_ok=True)
+
     def _upload_target(self, job_id: str, field_name: str, filename: str | None) -> Path:
         directory = self.inputs_dir(job_id)
         with translate_errors(Stage.SETUP, context="creating the job's inputs directory"):

@@ -1,0 +1,324 @@
+"""The worker process (④): loads the engine once, says Ready, then runs one attempt at a time.
+
+`worker_main` is the target of a spawned process. It owns its process group (so the executor
+can kill everything it started), talks to the executor over one duplex pipe, heartbeats while
+an attempt runs, exits when the pipe reaches EOF, and exits by itself after
+`workers.recycle_after_jobs` attempts to contain leaks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from talkingface.config import Settings
+from talkingface.engines.base import LipSyncEngine, get_engine
+from talkingface.errors import (
+    MAX_TRACEBACK_BYTES,
+    ConfigError,
+    Stage,
+    TalkingFaceError,
+    UnexpectedError,
+    translate_errors,
+)
+from talkingface.executors.faults import Fault, FaultControls, get_fault
+from talkingface.executors.messages import Assignment, Failed, Heartbeat, Ready, Succeeded
+from talkingface.jobs.records import JobResult
+from talkingface.logs import bind, bind_job, configure_logging
+from talkingface.pipeline.attempt import GenerateRequest, GenerateResult, run_attempt
+from talkingface.pipeline.items import FacePolicy, JobTag, LoopMode, Progress
+
+logger = logging.getLogger(__name__)
+
+PROCESS_NAME = "tf-worker"  # what `ps` and psutil show for a worker (Linux)
+EXIT_ENGINE_LOAD_FAILED = 3
+PROGRESS_MIN_INTERVAL_S = 1.0  # progress changes are sent at most this often between beats
+
+
+def worker_main(conn: Connection, settings_json: dict[str, Any], worker_id: str) -> None:
+    """Entry point of a spawned worker (Any: the JSON dump of Settings)."""
+    os.setsid()  # own process group: a kill reaches everything this worker starts
+    _set_process_name(PROCESS_NAME)
+    settings = Settings(**settings_json)
+    configure_logging(settings.logging.level, json_lines=True)
+    channel = _Channel(conn)
+    with bind(worker=worker_id):
+        engines = _Engines()
+        try:
+            engines.get(settings.engines.default)
+        except TalkingFaceError as exc:
+            logger.error(
+                "worker %s could not load engine %s: %s",
+                worker_id,
+                settings.engines.default,
+                exc,
+                extra={"event": "worker_start_failed", "code": exc.code.value},
+            )
+            sys.exit(EXIT_ENGINE_LOAD_FAILED)
+        try:
+            if channel.send(Ready(worker_id=worker_id, pid=os.getpid())):
+                logger.info("worker ready", extra={"event": "worker_ready"})
+                _serve(channel, conn, settings, worker_id, engines)
+        finally:
+            engines.close()
+            conn.close()
+
+
+def _serve(
+    channel: _Channel,
+    conn: Connection,
+    settings: Settings,
+    worker_id: str,
+    engines: _Engines,
+) -> None:
+    """Receive and run assignments until EOF or until it is time to recycle."""
+    for _ in range(settings.workers.recycle_after_jobs):
+        try:
+            assignment = conn.recv()
+        except (EOFError, OSError):
+            logger.info("parent pipe closed; exiting", extra={"event": "worker_parent_gone"})
+            return
+        if not isinstance(assignment, Assignment):
+            logger.error(
+                "unexpected message %s from the executor; exiting",
+                type(assignment).__name__,
+                extra={"event": "worker_protocol_error"},
+            )
+            return
+        outcome = _run_assignment(channel, settings, worker_id, engines, assignment)
+        if not channel.send(outcome):
+            logger.info("parent pipe closed; exiting", extra={"event": "worker_parent_gone"})
+            return
+    logger.info(
+        "recycling after %d jobs",
+        settings.workers.recycle_after_jobs,
+        extra={"event": "worker_recycled"},
+    )
+
+
+def _run_assignment(
+    channel: _Channel,
+    settings: Settings,
+    worker_id: str,
+    engines: _Engines,
+    assignment: Assignment,
+) -> Succeeded | Failed:
+    """Run one attempt with heartbeats; every outcome becomes a Succeeded or Failed message."""
+    cancel = threading.Event()  # set when the parent is gone: stop the attempt early
+    beats = _Heartbeats(channel, assignment, worker_id, settings.workers.heartbeat_s, cancel)
+    controls = FaultControls(send_heartbeat=beats.send_now, stop_heartbeats=beats.silence)
+    started_s = time.monotonic()
+    fault: Fault | None = None
+    with (
+        bind_job(assignment.job_id, assignment.attempt_number),
+        bind(attempt_id=assignment.attempt_id),
+    ):
+        try:
+            beats.start()  # first beat at once: the executor sees the attempt has begun
+            fault = get_fault(assignment.options.fault, settings, controls)
+            engine = engines.get(assignment.options.engine)
+            if fault is not None:
+                fault.arm()
+                engine = fault.wrap_engine(engine)
+            progress = (
+                beats.on_progress if fault is None else fault.wrap_progress(beats.on_progress)
+            )
+            result = run_attempt(
+                _request_for(assignment), engine, settings, progress=progress, cancel=cancel
+            )
+            return Succeeded(
+                worker_id, assignment.job_id, assignment.attempt_id, _job_result(result)
+            )
+        except TalkingFaceError as exc:
+            _log_failure(assignment, exc, started_s, exc_info=False)
+            return Failed(worker_id, assignment.job_id, assignment.attempt_id, exc.to_record())
+        except Exception as exc:  # the attempt boundary: anything unexpected becomes INTERNAL
+            error = UnexpectedError.from_exception(exc, context=f"attempt {assignment.attempt_id}")
+            _log_failure(assignment, error, started_s, exc_info=True)
+            tb = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_BYTES:]
+            record = dataclasses.replace(error.to_record(), traceback=tb)
+            return Failed(worker_id, assignment.job_id, assignment.attempt_id, record)
+        finally:
+            beats.stop()
+            if fault is not None:
+                fault.disarm()
+
+
+def _request_for(assignment: Assignment) -> GenerateRequest:
+    options = assignment.options
+    try:
+        loop = LoopMode(options.loop)
+        face_policy = FacePolicy(options.face_policy)
+    except ValueError as exc:
+        raise ConfigError(
+            f"Invalid job option ({exc}); loop is pingpong or restart, face_policy is "
+            "largest or strict.",
+            stage=Stage.SETUP,
+            details={"loop": options.loop, "face_policy": options.face_policy},
+        ) from exc
+    return GenerateRequest(
+        tag=JobTag(assignment.job_id, assignment.attempt_number),
+        audio_path=Path(assignment.audio_path),
+        video_path=Path(assignment.video_path),
+        output_path=Path(assignment.output_path),
+        loop=loop,
+        face_policy=face_policy,
+    )
+
+
+def _job_result(result: GenerateResult) -> JobResult:
+    return JobResult(
+        path=str(result.output_path),
+        duration_s=result.duration_s,
+        width=result.width,
+        height=result.height,
+        fps=result.fps,
+        frame_count=result.frame_count,
+        frames_without_face=result.frames_without_face,
+        processing_s=result.processing_s,
+    )
+
+
+def _log_failure(
+    assignment: Assignment, error: TalkingFaceError, started_s: float, *, exc_info: bool
+) -> None:
+    logger.error(
+        "attempt failed: %s",
+        error.one_line(),
+        exc_info=exc_info,
+        extra={
+            "event": "attempt_failed",
+            "code": error.code.value,
+            "error_stage": error.stage.value if error.stage else None,
+            "retryable": error.retryable,
+            "audio_path": assignment.audio_path,
+            "video_path": assignment.video_path,
+            "elapsed_s": round(time.monotonic() - started_s, 3),
+        },
+    )
+
+
+class _Channel:
+    """The pipe to the executor; sends are serialised (the heartbeat thread shares it)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: object) -> bool:
+        """Send one message; False when the executor's end is gone."""
+        with self._lock:
+            try:
+                self._conn.send(message)
+            except (OSError, EOFError):
+                return False
+        return True
+
+
+class _Heartbeats:
+    """Sends the attempt's latest progress every interval, and on change (≤ 1 per second)."""
+
+    def __init__(
+        self,
+        channel: _Channel,
+        assignment: Assignment,
+        worker_id: str,
+        interval_s: float,
+        parent_gone: threading.Event,
+    ) -> None:
+        self._channel = channel
+        self._assignment = assignment
+        self._worker_id = worker_id
+        self._interval_s = interval_s
+        self._parent_gone = parent_gone
+        self._lock = threading.Lock()
+        self._latest: tuple[str, int, int, float | None] = (Stage.SETUP.value, 0, 0, None)
+        self._last_progress_sent_s = 0.0  # progress-triggered sends only (≤ 1 per second)
+        self._stopped = threading.Event()
+        self._silenced = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tf-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.send_now()
+        self._thread.start()
+
+    def on_progress(self, progress: Progress) -> None:
+        latest = (progress.stage, progress.frames_done, progress.frames_total, progress.eta_s)
+        now_s = time.monotonic()
+        with self._lock:
+            moved = latest[:3] != self._latest[:3]
+            self._latest = latest
+            due = now_s - self._last_progress_sent_s >= PROGRESS_MIN_INTERVAL_S
+            if moved and due:
+                self._last_progress_sent_s = now_s
+        if moved and due:
+            self.send_now()
+
+    def send_now(self) -> None:
+        if self._silenced.is_set() or self._parent_gone.is_set():
+            return
+        with self._lock:
+            stage, done, total, eta_s = self._latest
+        beat = Heartbeat(
+            worker_id=self._worker_id,
+            job_id=self._assignment.job_id,
+            attempt_id=self._assignment.attempt_id,
+            stage=stage,
+            frames_done=done,
+            frames_total=total,
+            eta_s=eta_s,
+        )
+        if not self._channel.send(beat):
+            logger.warning(
+                "parent pipe closed; stopping the attempt", extra={"event": "worker_parent_gone"}
+            )
+            self._parent_gone.set()
+
+    def silence(self) -> None:
+        self._silenced.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._interval_s + 5.0)
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self._interval_s):
+            self.send_now()
+
+
+class _Engines:
+    """Engines loaded in this worker, by name; the default one is loaded before Ready."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, LipSyncEngine] = {}
+
+    def get(self, name: str) -> LipSyncEngine:
+        if name not in self._loaded:
+            engine = get_engine(name)
+            with translate_errors(Stage.SETUP, context=f"loading engine {name}"):
+                engine.load("cpu")
+            self._loaded[name] = engine
+        return self._loaded[name]
+
+    def close(self) -> None:
+        for engine in self._loaded.values():
+            engine.close()
+        self._loaded.clear()
+
+
+def _set_process_name(name: str) -> None:
+    """Name the process (Linux prctl PR_SET_NAME) so operators and tests can find workers."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(15, name.encode()[:15], 0, 0, 0)  # 15 = PR_SET_NAME

@@ -1,0 +1,329 @@
+"""The job service end to end: a real server process, real workers, real signals, real databases."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from talkingface.samples import synth_speech, write_wav
+from tests.integration.service_fixtures import (
+    Service,
+    all_error_messages,
+    descendants_alive,
+    wait_until,
+)
+from tests.media import read_stream_facts
+
+ServiceFactory = Callable[..., Service]
+
+
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 s of speech: long enough to interrupt mid-render."""
+    path = tmp_path_factory.mktemp("service-media") / "long.wav"
+    return write_wav(path, synth_speech(8.0, seed=11).samples_f32, 16000)
+
+
+def _submit(service: Service, audio: Path, video: Path, **fields: Any) -> dict[str, Any]:
+    with audio.open("rb") as a, video.open("rb") as v:
+        response = service.http.post(
+            "/v1/jobs",
+            files={"audio": (audio.name, a), "video": (video.name, v)},
+            data={k: str(value) for k, value in fields.items()},
+        )
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def _running_with_progress(service: Service, job_id: str) -> dict[str, Any]:
+    def moving() -> dict[str, Any] | None:
+        job = service.job(job_id)
+        return job if job["state"] == "running" and job["progress"]["frames_done"] > 0 else None
+
+    result: dict[str, Any] = wait_until(moving, timeout_s=60, what=f"job {job_id} rendering")
+    return result
+
+
+def _worker_pid_of(service: Service, job_id: str) -> int:
+    workers = service.http.get("/v1/workers").json()
+    pids = [w["pid"] for w in workers if w.get("job_id") == job_id]
+    assert pids, workers
+    return int(pids[0])
+
+
+def _assert_clean(service: Service) -> None:
+    """No partial results left in the data dir; every error message non-empty."""
+    partials = list((service.data_dir / "results").glob(".*partial*"))
+    assert partials == []
+    jobs = service.http.get("/v1/jobs", params={"limit": 500}).json()["items"]
+    for listed in jobs:
+        job = service.job(listed["id"])
+        assert all(message.strip() for message in all_error_messages(job)), job
+
+
+def test_happy_path_over_http_on_sqlite(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path, tmp_path: Path
+) -> None:
+    service = service_factory()
+    job = _submit(service, speech_wav, short_template_clip)
+
+    done = service.wait_state(job["id"], "succeeded", "failed")
+
+    assert done["state"] == "succeeded", done
+    assert done["attempt"] == 1 and done["progress"]["fraction"] == 1.0
+    assert done["result"]["duration_s"] == pytest.approx(3.0, abs=0.05)
+    response = service.http.get(done["result"]["url"])
+    assert response.status_code == 200
+    (tmp_path / "got.mp4").write_bytes(response.content)
+    facts = read_stream_facts(tmp_path / "got.mp4")
+    assert facts.video_codec == "h264" and facts.audio_codec == "aac"
+    ranged = service.http.get(done["result"]["url"], headers={"Range": "bytes=0-99"})
+    assert ranged.status_code == 206 and ranged.content == response.content[:100]
+    _assert_clean(service)
+
+
+def test_happy_path_over_http_on_postgresql(
+    service_factory: ServiceFactory,
+    fresh_postgres_url: str,
+    speech_wav: Path,
+    short_template_clip: Path,
+) -> None:
+    service = service_factory(extra_env={"TALKINGFACE_DB__URL": fresh_postgres_url})
+    job = _submit(service, speech_wav, short_template_clip)
+
+    done = service.wait_state(job["id"], "succeeded", "failed")
+
+    assert done["state"] == "succeeded", done
+    assert service.http.get("/v1/stats").json()["by_state"]["succeeded"] == 1
+
+
+def test_twenty_jobs_at_once_all_succeed(
+    service_factory: ServiceFactory, short_template_clip: Path, tmp_path: Path
+) -> None:
+    service = service_factory(workers=2)
+    audio = write_wav(tmp_path / "short.wav", synth_speech(1.5, seed=2).samples_f32, 16000)
+    ids = [_submit(service, audio, short_template_clip)["id"] for _ in range(20)]
+
+    finals = [service.wait_state(job_id, "succeeded", "failed", timeout_s=180) for job_id in ids]
+
+    assert [job["state"] for job in finals] == ["succeeded"] * 20
+    assert all(job["result"]["duration_s"] == pytest.approx(1.5, abs=0.05) for job in finals)
+    _assert_clean(service)
+
+
+def test_sigkill_of_a_worker_mid_job_is_retried_and_succeeds(
+    service_factory: ServiceFactory, long_speech: Path, short_template_clip: Path
+) -> None:
+    service = service_factory()
+    job = _submit(service, long_speech, short_template_clip)
+    _running_with_progress(service, job["id"])
+
+    os.kill(_worker_pid_of(service, job["id"]), signal.SIGKILL)
+    done = service.wait_state(job["id"], "succeeded", "failed")
+
+    assert done["state"] == "succeeded", done
+    assert done["attempt"] == 2
+    first = done["attempts"][0]
+    assert first["outcome"] == "lost"
+    assert first["error"]["code"] == "WORKER_LOST"
+    assert "signal 9" in first["error"]["message"]
+    _assert_clean(service)
+
+
+def test_a_hanging_worker_is_detected_retried_and_then_failed_with_a_specific_message(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path
+) -> None:
+    service = service_factory(extra_env={"TALKINGFACE_RETRY__MAX_RETRIES": "1"})
+    job = _submit(service, speech_wav, short_template_clip, fault="hang")
+
+    done = service.wait_state(job["id"], "succeeded", "failed", timeout_s=120)
+
+    assert done["state"] == "failed"
+    assert [a["outcome"] for a in done["attempts"]] == ["stalled", "stalled"]
+    assert done["error"]["code"] == "STALLED"
+    assert "No progress for" in done["error"]["message"]
+    # the service keeps serving: a normal job afterwards succeeds on a fresh worker
+    after = _submit(service, speech_wav, short_template_clip)
+    assert service.wait_state(after["id"], "succeeded", "failed")["state"] == "succeeded"
+    _assert_clean(service)
+
+
+def test_a_worker_that_stops_heartbeating_is_declared_lost(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path
+) -> None:
+    service = service_factory(extra_env={"TALKINGFACE_RETRY__MAX_RETRIES": "0"})
+    job = _submit(service, speech_wav, short_template_clip, fault="silent_hang")
+
+    done = service.wait_state(job["id"], "succeeded", "failed", timeout_s=60)
+
+    assert done["state"] == "failed"
+    assert done["error"]["code"] == "WORKER_LOST"
+    assert "no heartbeat" in done["error"]["message"]
+
+
+def test_missing_input_fails_at_once_without_retry(
+    service_factory: ServiceFactory,
+    long_speech: Path,
+    speech_wav: Path,
+    short_template_clip: Path,
+    tmp_path: Path,
+) -> None:
+    roots = tmp_path / "inputs"
+    roots.mkdir()
+    audio = roots / "speech.wav"
+    audio.write_bytes(speech_wav.read_bytes())
+    video = roots / "face.mp4"
+    video.write_bytes(short_template_clip.read_bytes())
+    service = service_factory(extra_env={"TALKINGFACE_API__INPUT_ROOTS": f'["{roots}"]'})
+    # Given the only worker is busy, a job whose input disappears before it runs
+    busy = _submit(service, long_speech, short_template_clip)
+    _running_with_progress(service, busy["id"])
+    response = service.http.post("/v1/jobs", json={"audio": str(audio), "video": str(video)})
+    assert response.status_code == 202, response.text
+    audio.unlink()
+
+    done = service.wait_state(response.json()["id"], "succeeded", "failed")
+
+    assert done["state"] == "failed"
+    assert done["error"]["code"] == "INPUT_NOT_FOUND" and done["error"]["retryable"] is False
+    assert done["attempt"] == 1 and len(done["attempts"]) == 1
+
+
+def test_cancel_of_queued_and_running_jobs(
+    service_factory: ServiceFactory, long_speech: Path, short_template_clip: Path
+) -> None:
+    service = service_factory()
+    running = _submit(service, long_speech, short_template_clip)
+    queued = _submit(service, long_speech, short_template_clip)
+    _running_with_progress(service, running["id"])
+    old_pid = _worker_pid_of(service, running["id"])
+
+    assert service.http.post(f"/v1/jobs/{queued['id']}/cancel").status_code == 202
+    assert service.job(queued["id"])["state"] == "canceled"  # at once
+    assert service.http.post(f"/v1/jobs/{running['id']}/cancel").status_code == 202
+    done = service.wait_state(running["id"], "canceled", "succeeded", "failed", timeout_s=5)
+
+    assert done["state"] == "canceled"
+    assert done["attempts"][-1]["outcome"] == "canceled"
+    wait_until(lambda: not descendants_alive([old_pid]), timeout_s=10, what="the old worker gone")
+    wait_until(
+        lambda: any(w["state"] == "ready" for w in service.http.get("/v1/workers").json()),
+        timeout_s=60,
+        what="a replacement worker",
+    )
+    _assert_clean(service)
+
+
+def test_server_sigkill_and_restart_mid_job_completes_the_job(
+    service_factory: ServiceFactory, long_speech: Path, short_template_clip: Path, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    service = service_factory(data_dir=data_dir)
+    job = _submit(service, long_speech, short_template_clip)
+    _running_with_progress(service, job["id"])
+    worker_pids = service.worker_pids()
+
+    service.stop(signal.SIGKILL)
+    wait_until(
+        lambda: not descendants_alive(worker_pids), timeout_s=20, what="orphaned workers to exit"
+    )
+    restarted = service_factory(data_dir=data_dir)
+    done = restarted.wait_state(job["id"], "succeeded", "failed")
+
+    assert done["state"] == "succeeded", done
+    assert done["attempts"][0]["error"]["code"] == "WORKER_LOST"
+    assert "server stopped" in done["attempts"][0]["error"]["message"]
+    _assert_clean(restarted)
+
+
+def test_stopping_the_server_leaves_no_worker_processes(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path
+) -> None:
+    service = service_factory(workers=2)
+    pids = service.worker_pids()
+    assert len(pids) == 2
+
+    service.stop(signal.SIGTERM)
+
+    assert service.process.returncode is not None
+    wait_until(lambda: not descendants_alive(pids), timeout_s=20, what="workers to exit")
+
+
+def _cli(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "talkingface", *args, "--server", service.url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_cli_submit_wait_downloads_the_result_and_exit_codes_say_how_it_ended(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path, tmp_path: Path
+) -> None:
+    service = service_factory()
+    output = tmp_path / "result.mp4"
+
+    ok = _cli(
+        service,
+        "submit",
+        "-a",
+        str(speech_wav),
+        "-v",
+        str(short_template_clip),
+        "--wait",
+        "-o",
+        str(output),
+    )
+    failed = _cli(service, "submit", "-a", str(speech_wav), "-v", str(speech_wav), "--wait")
+    bare = _cli(service, "submit", "-a", str(speech_wav), "-v", str(short_template_clip))
+
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == str(output.resolve())
+    assert read_stream_facts(output).frame_count == 75
+    assert failed.returncode == 2, failed.stderr  # refused at submit: no picture in the template
+    assert "INPUT_INVALID_MEDIA" in failed.stderr
+    job_id = bare.stdout.strip()
+    assert bare.returncode == 0 and len(job_id) == 32
+    service.wait_state(job_id, "succeeded", "failed")
+    shown = _cli(service, "jobs", "show", job_id)
+    assert json.loads(shown.stdout)["state"] == "succeeded"
+    listed = _cli(service, "jobs", "list")
+    assert job_id in listed.stdout and "2 of 2" in listed.stdout
+    stats = _cli(service, "stats", "--json")
+    assert json.loads(stats.stdout)["by_state"]["succeeded"] == 2
+    missing = _cli(service, "jobs", "cancel", "0" * 32)
+    assert missing.returncode == 2 and "JOB_NOT_FOUND" in missing.stderr
+
+
+def test_cli_submit_wait_exits_1_with_the_error_when_the_job_fails(
+    service_factory: ServiceFactory, speech_wav: Path, faceless_clip: Path
+) -> None:
+    service = service_factory()
+
+    failed = _cli(service, "submit", "-a", str(speech_wav), "-v", str(faceless_clip), "--wait")
+
+    assert failed.returncode == 1
+    assert "NO_FACE" in failed.stderr and "No face found" in failed.stderr
+
+
+def test_cli_without_a_server_says_where_it_tried(tmp_path: Path, speech_wav: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "talkingface",
+        "jobs",
+        "list",
+        "--server",
+        "http://127.0.0.1:9",
+    ]
+
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    assert completed.returncode == 1
+    assert "Cannot reach the talkingface server at http://127.0.0.1:9" in completed.stderr
