@@ -352,7 +352,9 @@ class Scheduler:
         previous = [a.error.code for a in attempts if a.error is not None and a.id != attempt_id]
         decision = self.policy.decide(error, len(attempts), previous)
         retry_at = utcnow() + timedelta(seconds=decision.delay_s) if decision.retry else None
-        self.store.fail_attempt(job_id, attempt_id, error, outcome=outcome, retry_at=retry_at)
+        job = self.store.fail_attempt(job_id, attempt_id, error, outcome=outcome, retry_at=retry_at)
+        this = next((a for a in attempts if a.id == attempt_id), None)
+        elapsed_s = (utcnow() - this.started_at).total_seconds() if this is not None else None
         with bind_job(job_id, attempt_number):
             logger.log(
                 logging.WARNING if decision.retry else logging.ERROR,
@@ -367,6 +369,11 @@ class Scheduler:
                     "code": error.code.value,
                     "stage": error.stage.value if error.stage else None,
                     "outcome": outcome.value,
+                    "retryable": error.retryable,
+                    "audio_path": job.inputs.audio_path,
+                    "video_path": job.inputs.video_path,
+                    "elapsed_s": None if elapsed_s is None else round(elapsed_s, 3),
+                    "error_cause": error.cause,
                 },
             )
 
@@ -387,11 +394,13 @@ class Scheduler:
         for job in self.store.purge_finished_before(cutoff):
             self.storage.delete_job_files(job.id)
         known = self._known_job_ids()
-        live_partials = {
-            self.storage.partial_result_path(r.job_id, r.attempt_id) for r in self._running.values()
+        live = {
+            self.storage.partial_result_path(r.job_id, r.attempt_id).name
+            for r in self._running.values()
         }
         for path in self.storage.orphan_paths(known):
-            if path in live_partials:
+            # a running attempt's partial, and the encoder's temp file beside it, are not orphans
+            if path.name in live or any(path.name.startswith(f".{name}.") for name in live):
                 continue
             _remove(path)
             logger.info("removed orphan %s", path, extra={"event": "orphan_removed"})

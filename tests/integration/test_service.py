@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from tests.integration.service_fixtures import (
     Service,
     all_error_messages,
     descendants_alive,
+    json_lines,
     wait_until,
 )
 from tests.media import read_stream_facts
@@ -327,3 +329,63 @@ def test_cli_without_a_server_says_where_it_tried(tmp_path: Path, speech_wav: Pa
 
     assert completed.returncode == 1
     assert "Cannot reach the talkingface server at http://127.0.0.1:9" in completed.stderr
+
+
+def test_an_attempt_past_its_time_limit_is_killed_and_recorded_as_timed_out(
+    service_factory: ServiceFactory, long_speech: Path, short_template_clip: Path
+) -> None:
+    service = service_factory(
+        extra_env={
+            "TALKINGFACE_WORKERS__TIMEOUT_BASE_S": "1",
+            "TALKINGFACE_WORKERS__TIMEOUT_PER_INPUT_S": "0",
+            "TALKINGFACE_RETRY__MAX_RETRIES": "0",
+        }
+    )
+    job = _submit(service, long_speech, short_template_clip, fault="hang")
+
+    done = service.wait_state(job["id"], "failed", "succeeded", timeout_s=60)
+
+    assert done["attempts"][0]["outcome"] == "timed_out"
+    assert done["error"]["code"] == "STAGE_TIMEOUT"
+    assert "over its limit of 1 s" in done["error"]["message"]
+    # the error line of the log carries the job, attempt, stage, inputs and elapsed time
+    failures = [r for r in json_lines(service.log()) if r.get("event") == "job_failed"]
+    assert failures, service.log()[-2000:]
+    line = failures[-1]
+    assert line["job_id"] == job["id"] and line["attempt"] == 1
+    assert line["code"] == "STAGE_TIMEOUT" and line["message"]
+    assert line["audio_path"].endswith("long.wav") and line["elapsed_s"] >= 1.0
+
+
+def test_the_janitor_removes_orphans_at_start_and_expired_results(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    results = data_dir / "results"
+    results.mkdir(parents=True)
+    orphan_partial = results / ".deadbeef.0ff1ce.partial.mp4"
+    orphan_partial.write_bytes(b"left by a crash")
+    orphan_inputs = data_dir / "inputs" / ("f" * 32)
+    orphan_inputs.mkdir(parents=True)
+    (orphan_inputs / "speech.wav").write_bytes(b"x")
+    old = time.time() - 7200
+    os.utime(orphan_inputs, (old, old))
+
+    service = service_factory(
+        data_dir=data_dir,
+        extra_env={
+            "TALKINGFACE_API__RESULT_RETENTION_S": "2",
+            "TALKINGFACE_API__JANITOR_INTERVAL_S": "0.5",
+        },
+    )
+    wait_until(lambda: not orphan_partial.exists(), timeout_s=20, what="the orphan partial gone")
+    wait_until(lambda: not orphan_inputs.exists(), timeout_s=20, what="orphan inputs gone")
+    job = _submit(service, speech_wav, short_template_clip)
+    done = service.wait_state(job["id"], "succeeded", "failed")
+    result_file = data_dir / "results" / f"{job['id']}.mp4"
+    assert done["state"] == "succeeded" and result_file.exists()
+
+    # past the retention time the job, its result and its inputs are deleted
+    wait_until(lambda: not result_file.exists(), timeout_s=30, what="the expired result gone")
+    assert service.http.get(f"/v1/jobs/{job['id']}").status_code == 404
+    assert not (data_dir / "inputs" / job["id"]).exists()
