@@ -47,7 +47,8 @@ from talkingface.storage.local import LocalStorage
 
 logger = logging.getLogger(__name__)
 
-TICK_S = 0.05  # poll timeout: bounds dispatch latency and cancel reaction time
+TICK_S = 0.05  # poll timeout with an idle worker: bounds the submit → dispatch latency
+BUSY_TICK_S = 0.25  # with every worker busy, worker messages wake the poll anyway
 CANCEL_CHECK_S = 0.25
 
 
@@ -154,7 +155,8 @@ class Scheduler:
         """One round: messages, cancels, supervision, dispatch, janitor."""
         now = self.clock()
         self._loop_alive_s = now
-        for message in self.executor.poll(0.0 if self._wake.is_set() else TICK_S):
+        timeout_s = TICK_S if self.executor.idle_worker() is not None else BUSY_TICK_S
+        for message in self.executor.poll(0.0 if self._wake.is_set() else timeout_s):
             self._apply(message)
         self._wake.clear()
         if now >= self._next_cancel_check_s:
