@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 TICK_S = 0.05  # poll timeout with an idle worker: bounds the submit → dispatch latency
 BUSY_TICK_S = 0.25  # with every worker busy, worker messages wake the poll anyway
 CANCEL_CHECK_S = 0.25
+RECOVER_CHECK_S = 1.0  # abandoned running jobs (expired lease, no live attempt here)
 
 
 def utcnow() -> datetime:
@@ -99,6 +100,7 @@ class Scheduler:
         self._loop_alive_s = 0.0
         self._next_cancel_check_s = 0.0
         self._next_janitor_s = 0.0
+        self._next_recover_s = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -130,16 +132,24 @@ class Scheduler:
     # --- recovery and the loop -------------------------------------------------------------
 
     def recover(self) -> None:
-        """Attempts the store still calls running have no worker after a restart: end them."""
+        """End running attempts that no live scheduler owns: their lease ran out with no
+        heartbeat. Runs at start-up and every second, so a job left running by a crashed or
+        restarted server (or by a lost track here) is always ended, and a second scheduler on
+        the same PostgreSQL database never takes over attempts another one still renews."""
+        now = utcnow()
         for job, attempt in self.store.running():
+            if attempt.id in self._running:
+                continue
+            if job.lease_expires_at is not None and job.lease_expires_at > now:
+                continue
             error = WorkerLostError(
-                f"The server stopped while attempt {attempt.number} was running "
-                f"(worker {attempt.worker}); the attempt was lost.",
+                f"The worker of attempt {attempt.number} ({attempt.worker}) is gone: its lease "
+                "expired with no heartbeat (the server stopped or crashed while it ran).",
                 stage=_stage_of(job),
             ).to_record()
             self._end_attempt(job.id, attempt.id, attempt.number, error, AttemptOutcome.LOST)
             logger.warning(
-                "recovered a running job after restart",
+                "recovered an abandoned running job",
                 extra={"event": "attempt_recovered", "job_id": job.id, "attempt": attempt.number},
             )
 
@@ -162,6 +172,9 @@ class Scheduler:
         if now >= self._next_cancel_check_s:
             self._next_cancel_check_s = now + CANCEL_CHECK_S
             self._handle_cancels()
+        if now >= self._next_recover_s:
+            self._next_recover_s = now + RECOVER_CHECK_S
+            self.recover()
         self._supervise(self.clock())
         self._dispatch()
         if now >= self._next_janitor_s:
