@@ -6,6 +6,7 @@ code, then measures, in one run:
 - submit latency p50/p99 (multipart upload of a 3 s speech clip + 256 px template);
 - status-query throughput: GET /v1/jobs/{id} from 4 client threads, requests/s;
 - dispatch latency: submit → `attempt_started` event with an idle worker (p50/p99);
+- cancel latency of a running job (request → canceled, server clock; target < 2 s);
 - scheduler overhead per job: service wall time (job_created → job_succeeded, server clock)
   vs the same job through
   `run_attempt` in process (the work `talkingface generate` does), as a percentage.
@@ -106,6 +107,22 @@ def query_throughput(url: str, job_id: str, total: int, threads: int = 4) -> flo
     return per_thread * threads / (time.perf_counter() - started)
 
 
+def cancel_latency_s(http: httpx.Client, audio: Path, video: Path) -> float:
+    """Cancel request → job_canceled event (server clock) for a job that is rendering."""
+    job_id, _ = submit(http, audio, video)
+    while True:
+        job = http.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] == "running" and job["progress"]["frames_done"] > 0:
+            break
+        time.sleep(0.01)
+    http.post(f"/v1/jobs/{job_id}/cancel").raise_for_status()
+    wait_done(http, job_id)
+    events = http.get(f"/v1/jobs/{job_id}/events").json()
+    requested = next(e["at"] for e in events if e["kind"] == "cancel_requested")
+    canceled = next(e["at"] for e in events if e["kind"] == "job_canceled")
+    return (datetime.fromisoformat(canceled) - datetime.fromisoformat(requested)).total_seconds()
+
+
 class DirectRunner:
     """The same job through run_attempt in this process: what `talkingface generate` does."""
 
@@ -166,6 +183,7 @@ def measure(
         service_s.append(wall)
         worker_s.append(job["result"]["processing_s"])
     service_median, direct_median = statistics.median(service_s), statistics.median(direct_s)
+    cancel_s = [cancel_latency_s(http, audio, video) for _ in range(3)]
     return {
         "jobs": args.jobs,
         "speech_s": args.seconds,
@@ -175,6 +193,7 @@ def measure(
         "dispatch_latency_ms_p50": round(percentile(dispatch_s, 0.5) * 1000, 1),
         "dispatch_latency_ms_p99": round(percentile(dispatch_s, 0.99) * 1000, 1),
         "status_queries_per_s": round(query_throughput(url, first_id, args.queries), 1),
+        "cancel_running_ms_max": round(max(cancel_s) * 1000, 1),
         "job_wall_s_service_p50": round(service_median, 3),
         "job_wall_s_direct_p50": round(direct_median, 3),
         "worker_processing_s_p50": round(statistics.median(worker_s), 3),
