@@ -107,16 +107,19 @@ def query_throughput(url: str, job_id: str, total: int, threads: int = 4) -> flo
     return per_thread * threads / (time.perf_counter() - started)
 
 
-def cancel_latency_s(http: httpx.Client, audio: Path, video: Path) -> float:
-    """Cancel request → job_canceled event (server clock) for a job that is rendering."""
+def cancel_latency_s(http: httpx.Client, audio: Path, video: Path) -> float | None:
+    """Cancel request → job_canceled event (server clock) for a job that is rendering; None
+    when the job finished before the cancel reached it (short jobs)."""
     job_id, _ = submit(http, audio, video)
     while True:
         job = http.get(f"/v1/jobs/{job_id}").json()
         if job["state"] == "running" and job["progress"]["frames_done"] > 0:
             break
         time.sleep(0.01)
-    http.post(f"/v1/jobs/{job_id}/cancel").raise_for_status()
-    wait_done(http, job_id)
+    if http.post(f"/v1/jobs/{job_id}/cancel").status_code != 202:
+        return None
+    if wait_done(http, job_id)["state"] != "canceled":
+        return None
     events = http.get(f"/v1/jobs/{job_id}/events").json()
     requested = next(e["at"] for e in events if e["kind"] == "cancel_requested")
     canceled = next(e["at"] for e in events if e["kind"] == "job_canceled")
@@ -183,7 +186,7 @@ def measure(
         service_s.append(wall)
         worker_s.append(job["result"]["processing_s"])
     service_median, direct_median = statistics.median(service_s), statistics.median(direct_s)
-    cancel_s = [cancel_latency_s(http, audio, video) for _ in range(3)]
+    cancel_s = [c for c in (cancel_latency_s(http, audio, video) for _ in range(3)) if c]
     return {
         "jobs": args.jobs,
         "speech_s": args.seconds,
@@ -193,7 +196,7 @@ def measure(
         "dispatch_latency_ms_p50": round(percentile(dispatch_s, 0.5) * 1000, 1),
         "dispatch_latency_ms_p99": round(percentile(dispatch_s, 0.99) * 1000, 1),
         "status_queries_per_s": round(query_throughput(url, first_id, args.queries), 1),
-        "cancel_running_ms_max": round(max(cancel_s) * 1000, 1),
+        "cancel_running_ms_max": round(max(cancel_s) * 1000, 1) if cancel_s else None,
         "job_wall_s_service_p50": round(service_median, 3),
         "job_wall_s_direct_p50": round(direct_median, 3),
         "worker_processing_s_p50": round(statistics.median(worker_s), 3),
