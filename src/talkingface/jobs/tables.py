@@ -342,14 +342,21 @@ def requeue_job(
         )
     )
     data = {
-        "attempt": job.attempt,
+        **_error_summary(job, error),
         "outcome": outcome.value,
-        "code": error.code.value,
-        "stage": error.stage.value if error.stage else None,
-        "message": error.message,
         "retry_at": retry_at.isoformat(),
     }
     insert_event(conn, job.id, "retry_scheduled", data, now)
+
+
+def _error_summary(job: JobRecord, error: ErrorRecord) -> dict[str, Any]:  # Any: JSON-safe
+    """What a job's history says about an attempt's error."""
+    return {
+        "attempt": job.attempt,
+        "code": error.code.value,
+        "stage": error.stage.value if error.stage else None,
+        "message": error.message,
+    }
 
 
 def fail_job(conn: Connection, job: JobRecord, error: ErrorRecord, now: datetime) -> None:
@@ -365,12 +372,7 @@ def fail_job(conn: Connection, job: JobRecord, error: ErrorRecord, now: datetime
             **error_values(error),
         )
     )
-    data = {
-        "attempt": job.attempt,
-        "code": error.code.value,
-        "stage": error.stage.value if error.stage else None,
-        "message": error.message,
-    }
+    data = _error_summary(job, error)
     insert_event(conn, job.id, "job_failed", data, now)
 
 
