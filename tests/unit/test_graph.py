@@ -265,3 +265,38 @@ def test_exception_with_empty_text_still_has_a_message() -> None:
     assert info.value.stage is Stage.FEATURES
     assert str(info.value).strip()
     assert not _new_stage_threads()
+
+
+def test_a_stage_stuck_in_its_own_work_is_left_behind_and_logged_not_waited_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    def stuck(item: Item) -> Item:
+        entered.set()
+        release.wait()  # stuck inside the stage's own work, checking nothing
+        return item
+
+    def sink(item: Item) -> None:
+        raise AssertionError("no item gets past the stuck stage")
+
+    def source() -> Iterator[Item]:
+        yield Item(TAG, 0)
+        entered.wait()
+        raise OSError("the template file vanished")
+
+    try:
+        with caplog.at_level("WARNING", logger="talkingface"), pytest.raises(TalkingFaceError):
+            run_chain(
+                TAG,
+                Stage.DECODE,
+                source(),
+                [StageSpec(Stage.RENDER, stuck)],
+                Stage.ENCODE,
+                sink,
+                timeout_s=0.5,
+            )
+        assert any(getattr(r, "event", "") == "stage_thread_abandoned" for r in caplog.records)
+    finally:
+        release.set()  # let the abandoned thread finish so nothing leaks past this test

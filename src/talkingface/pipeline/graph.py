@@ -10,6 +10,7 @@ with the stage name) and stops the others; the caller re-raises it. No wait is e
 from __future__ import annotations
 
 import contextvars
+import logging
 import queue
 import threading
 import time
@@ -28,7 +29,10 @@ from talkingface.errors import (
 from talkingface.logs import bind_stage
 from talkingface.pipeline.items import JobTag
 
+logger = logging.getLogger(__name__)
+
 POLL_S = 0.2
+JOIN_GRACE_S = 5.0  # after a stop, how long to wait for a stage stuck inside its own work
 _END = object()  # end-of-stream marker
 
 
@@ -98,6 +102,21 @@ def _get(run: _Run, stage: Stage, q: queue.Queue[Any], peer: threading.Thread | 
 
 def _put(run: _Run, stage: Stage, q: queue.Queue[Any], item: Any, peer: threading.Thread) -> None:
     _wait(run, stage, lambda: q.put(item, timeout=POLL_S), peer, "room in its output queue")
+
+
+def _join_stages(threads: list[threading.Thread], *, grace_s: float) -> None:
+    """Wait for the stage threads; one stuck inside a stage call is left behind (daemon) and
+    logged, so a cancel or Ctrl-C never waits out a hung stage."""
+    deadline = time.monotonic() + grace_s
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threads if t.is_alive()]
+    if stuck:
+        logger.warning(
+            "stage threads still busy after the run stopped: %s",
+            ", ".join(stuck),
+            extra={"event": "stage_thread_abandoned", "threads": stuck},
+        )
 
 
 def run_chain(
@@ -181,7 +200,6 @@ def run_chain(
         run.fail(exc, sink_stage)
     finally:
         run.stop.set()
-        for t in threads:
-            t.join(timeout=max(timeout_s, 1.0))
+        _join_stages(threads, grace_s=min(timeout_s, JOIN_GRACE_S))
     if run.error is not None:
         raise run.error
