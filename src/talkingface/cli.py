@@ -311,13 +311,17 @@ def serve(
         Path | None,
         typer.Option(help="Jobs database, inputs and results (default ./talkingface-data)."),
     ] = None,
+    heygem_temp_dir: Annotated[
+        Path | None,
+        typer.Option(help="HeyGem clients' shared temp folder (default <data dir>/temp)."),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Serve the v1 API with a scheduler and warm local workers, until Ctrl-C."""
+    """Serve the v1 and HeyGem /easy APIs with a scheduler and warm workers, until Ctrl-C."""
     from talkingface.cli_service import serve_command
 
     with user_errors():
-        serve_command(host, port, workers, data_dir, config)
+        serve_command(host, port, workers, data_dir, config, heygem_temp_dir=heygem_temp_dir)
 
 
 @app.command()

@@ -30,6 +30,8 @@ def serve_command(
     workers: int | None,
     data_dir: Path | None,
     config: Path | None,
+    *,
+    heygem_temp_dir: Path | None = None,
 ) -> None:
     """Run the API, the scheduler and the local workers in this process (until Ctrl-C)."""
     import uvicorn
@@ -41,7 +43,8 @@ def serve_command(
     overrides: dict[str, Any] = {}  # Any: nested settings sections
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    api = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    options = (("host", host), ("port", port), ("heygem_temp_dir", heygem_temp_dir))
+    api = {k: v for k, v in options if v is not None}
     if api:
         overrides["api"] = api
     if workers is not None:

@@ -112,6 +112,7 @@ class ApiSettings(_Section):
     result_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
     janitor_interval_s: float = Field(300.0, gt=0)
     min_free_disk_bytes: int = Field(2**30, ge=0)
+    heygem_temp_dir: Path | None = None  # HeyGem clients' shared folder; None: <data_dir>/temp
     allow_private_url_hosts: bool = False  # URL inputs may name loopback/private hosts
 
     @field_validator("input_roots")
@@ -141,6 +142,12 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def heygem_temp_dir(self) -> Path:
+        """Where HeyGem clients put inputs (bare names) and read `/<code>-r.mp4` results."""
+        configured = self.api.heygem_temp_dir
+        return configured.expanduser().resolve() if configured else self.data_dir / "temp"
 
     @property
     def database_url(self) -> str:

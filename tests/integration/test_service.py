@@ -389,3 +389,38 @@ def test_the_janitor_removes_orphans_at_start_and_expired_results(
     wait_until(lambda: not result_file.exists(), timeout_s=30, what="the expired result gone")
     assert service.http.get(f"/v1/jobs/{job['id']}").status_code == 404
     assert not (data_dir / "inputs" / job["id"]).exists()
+
+
+def test_a_heygem_client_gets_its_video_in_the_shared_temp_folder(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path, tmp_path: Path
+) -> None:
+    temp = tmp_path / "heygem-temp"
+    temp.mkdir()
+    (temp / "voice.wav").write_bytes(speech_wav.read_bytes())
+    (temp / "face.mp4").write_bytes(short_template_clip.read_bytes())
+    service = service_factory(extra_env={"TALKINGFACE_API__HEYGEM_TEMP_DIR": str(temp)})
+    body = {
+        "audio_url": "voice.wav",
+        "video_url": "face.mp4",
+        "code": "uuid-1",
+        "pn": 1,
+        "chaofen": 0,
+        "watermark_switch": 0,
+    }
+
+    submitted = service.http.post("/easy/submit", json=body).json()
+
+    assert submitted == {"code": 10000, "data": {}, "msg": 10000, "success": True}
+
+    def finished() -> dict[str, Any] | None:
+        data: dict[str, Any] = service.http.get("/easy/query", params={"code": "uuid-1"}).json()
+        return data if data["data"]["status"] in (2, 3) else None
+
+    reply = wait_until(finished, timeout_s=60, what="the HeyGem task to finish")
+    assert reply["data"]["status"] == 2, reply
+    result = temp / reply["data"]["result"].lstrip("/")
+    assert result.name == "uuid-1-r.mp4"
+    facts = read_stream_facts(result)
+    assert facts.video_codec == "h264" and facts.audio_codec == "aac"
+    again = service.http.get("/easy/query", params={"code": "uuid-1"}).json()
+    assert again["data"]["status"] == 2  # not deleted by the first terminal read

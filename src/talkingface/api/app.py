@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from talkingface.api.deps import SchedulerView
 from talkingface.api.problems import install_problem_handlers
-from talkingface.api.routes import jobs, ops
+from talkingface.api.routes import easy, jobs, ops
 from talkingface.api.schemas import JobCreate
 from talkingface.config import Settings
 from talkingface.jobs.store import JobStore
@@ -121,6 +121,7 @@ def create_app(
         app.state.scheduler = scheduler
     app.include_router(jobs.router)
     app.include_router(ops.router)
+    app.include_router(easy.router)
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = _openapi(app)  # type: ignore[method-assign]

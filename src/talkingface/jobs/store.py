@@ -171,6 +171,33 @@ class JobStore:
         with self._read() as conn:
             return _count(conn, JobState.QUEUED)
 
+    def latest_with_key_prefix(self, prefix: str) -> JobRecord | None:
+        """The newest job whose idempotency key starts with `prefix` (HeyGem codes map to
+        keys "heygem:<code>:<inputs hash>")."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = (
+            select(jobs)
+            .where(jobs.c.idempotency_key.like(escaped + "%", escape="\\"))
+            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else tables.job_from_row(row)
+
+    def queue_position(self, job: JobRecord) -> int:
+        """How many queued jobs run before this one (higher priority, or same and older)."""
+        ahead = (jobs.c.priority > job.priority) | (
+            (jobs.c.priority == job.priority) & (jobs.c.created_at < job.created_at)
+        )
+        query = (
+            select(func.count())
+            .select_from(jobs)
+            .where((jobs.c.state == JobState.QUEUED.value) & ahead)
+        )
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
     # -- the queue ---------------------------------------------------------------------------
 
     def claim_next(

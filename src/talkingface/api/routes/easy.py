@@ -1,0 +1,234 @@
+"""① HeyGem / Duix face2face compatibility: POST /easy/submit and GET /easy/query.
+
+Existing face2face clients work unchanged: the same envelope `{code, data, msg, success}`,
+always HTTP 200, the same codes and Chinese messages, `data.status` 1/2/3 and results at
+`<temp dir>/<code>-r.mp4`. This table maps our outcomes to face2face's codes:
+
+    submitted / found               10000 成功        (submit: msg is the integer 10000)
+    queue at api.max_queued         10001 忙碌中      (a busy worker no longer means busy)
+    missing/invalid field or input  10002 参数异常 / "<field>参数缺失" / the input error
+    unknown code                    10004 任务不存在
+    anything unexpected             9999  系统异常: <message>
+
+Unlike the original: submissions queue instead of answering busy, results stay readable
+after the first terminal read, and a code resubmitted while queued or running returns that
+job (after it finished, a new job starts only if the inputs differ). `pn=1` (the default)
+is ping-pong looping, `pn=0` restarts the template; `chaofen`, `watermark_switch` and
+`digital_auth` are accepted and recorded in the job's history but change nothing: there is
+no super-resolution or watermark step here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
+from talkingface.api.routes.jobs import create_job
+from talkingface.api.schemas import JobOptionsIn
+from talkingface.config import Settings
+from talkingface.errors import QueueFullError, TalkingFaceError, UnexpectedError
+from talkingface.jobs.records import JobRecord
+from talkingface.jobs.states import JobState
+from talkingface.jobs.store import JobStore
+from talkingface.pipeline.items import LoopMode
+from talkingface.storage.local import LocalStorage
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/easy", tags=["heygem"])
+
+SUCCESS, BUSY, PARAM_ERROR, NOT_FOUND, SYSTEM_ERROR = 10000, 10001, 10002, 10004, 9999
+STATUS_RUNNING, STATUS_DONE, STATUS_FAILED = 1, 2, 3
+REQUIRED_FIELDS = ("audio_url", "video_url", "code")
+CODE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # it names a file: no separators, no ..
+FLAG_FIELDS = ("pn", "chaofen", "watermark_switch", "digital_auth")
+STAGE_NAMES = {
+    "setup": "准备中",
+    "starting": "准备中",
+    "probe": "检查输入",
+    "features": "分析音频",
+    "track": "人脸跟踪",
+    "decode": "合成视频",
+    "render": "合成视频",
+    "blend": "合成视频",
+    "encode": "合成视频",
+}
+
+
+def envelope(code: int, data: dict[str, Any], msg: object, success: bool = True) -> JSONResponse:
+    """face2face's reply: always HTTP 200, the outcome in `code`."""
+    return JSONResponse({"code": code, "data": data, "msg": msg, "success": success})
+
+
+CODE_INVALID = "code参数异常: 只能包含字母、数字、_ . -，最长128个字符"
+
+
+def _valid_code(code: str) -> bool:
+    return CODE_PATTERN.fullmatch(code) is not None and code not in {".", ".."}
+
+
+def _flag(body: dict[str, Any], name: str, default: int) -> int:
+    value = body.get(name, default)
+    return 1 if str(value).strip() == "1" else 0
+
+
+def _resolve_ref(value: str, temp_dir: Path) -> str:
+    """Bare file names are the client's copies in the shared temp folder."""
+    if "://" in value or os.path.isabs(value):
+        return value
+    return str(temp_dir / value)
+
+
+def _job_key(code: str, audio: str, video: str, pn: int) -> str:
+    digest = hashlib.sha256(f"{audio}\n{video}\n{pn}".encode()).hexdigest()[:16]
+    return f"heygem:{code}:{digest}"
+
+
+def _with_temp_root(settings: Settings) -> Settings:
+    """Server paths may name files in the HeyGem temp folder as well as the input roots."""
+    roots = [*settings.api.input_roots, settings.heygem_temp_dir]
+    return settings.model_copy(
+        update={"api": settings.api.model_copy(update={"input_roots": roots})}
+    )
+
+
+@router.post("/submit", operation_id="heygem_submit")
+async def heygem_submit(
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    storage: StorageDep,
+    scheduler: SchedulerDep,
+) -> JSONResponse:
+    """face2face submit: JSON body whatever the Content-Type (raw strings too)."""
+    try:
+        body = json.loads(await request.body() or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return envelope(PARAM_ERROR, {}, "参数异常: 请求体不是JSON", success=False)
+    if not isinstance(body, dict):
+        return envelope(PARAM_ERROR, {}, "参数异常: 请求体应为JSON对象", success=False)
+    for name in REQUIRED_FIELDS:
+        if not str(body.get(name) or "").strip():
+            return envelope(PARAM_ERROR, {}, f"{name}参数缺失", success=False)
+    if not _valid_code(str(body["code"]).strip()):
+        return envelope(PARAM_ERROR, {}, CODE_INVALID, success=False)
+    try:
+        return await run_in_threadpool(_submit, body, settings, store, storage, scheduler)
+    except QueueFullError:
+        return envelope(BUSY, {}, "忙碌中")
+    except TalkingFaceError as exc:
+        if 400 <= exc.http_status < 500:
+            return envelope(PARAM_ERROR, {}, f"参数异常: {exc.message}", success=False)
+        return envelope(SYSTEM_ERROR, {}, f"系统异常: {exc.message}", success=False)
+    except Exception as exc:  # the API boundary: never a 500 or an empty message here
+        logger.exception("heygem submit failed", extra={"event": "heygem_submit_failed"})
+        error = UnexpectedError.from_exception(exc, context="submitting a HeyGem job")
+        return envelope(SYSTEM_ERROR, {}, f"系统异常: {error.message}", success=False)
+
+
+def _submit(
+    body: dict[str, Any],
+    settings: Settings,
+    store: JobStore,
+    storage: LocalStorage,
+    scheduler: Any,  # Any: SchedulerView
+) -> JSONResponse:
+    code = str(body["code"]).strip()
+    current = store.latest_with_key_prefix(f"heygem:{code}:")
+    if current is not None and current.state in (JobState.QUEUED, JobState.RUNNING):
+        return envelope(SUCCESS, {}, SUCCESS)  # the same task is already on its way
+    temp_dir = settings.heygem_temp_dir
+    audio = _resolve_ref(str(body["audio_url"]).strip(), temp_dir)
+    video = _resolve_ref(str(body["video_url"]).strip(), temp_dir)
+    pn = _flag(body, "pn", 1)
+    options = JobOptionsIn(loop=LoopMode.PINGPONG if pn else LoopMode.RESTART)
+    job, created = create_job(
+        audio,
+        video,
+        options,
+        _job_key(code, audio, video, pn),
+        _with_temp_root(settings),
+        store,
+        storage,
+    )
+    if created:
+        flags = {name: _flag(body, name, 1 if name == "pn" else 0) for name in FLAG_FIELDS}
+        store.add_event(job.id, "heygem_submitted", {"code": code, **flags})
+        scheduler.wake()
+    return envelope(SUCCESS, {}, SUCCESS)
+
+
+@router.get("/query", operation_id="heygem_query")
+def heygem_query(settings: SettingsDep, store: StoreDep, code: str | None = None) -> JSONResponse:
+    """face2face query: status 1 running (or queued), 2 done, 3 failed; never deleted."""
+    task = (code or "").strip()
+    if not task:
+        return envelope(PARAM_ERROR, {}, "code参数缺失", success=False)
+    if not _valid_code(task):
+        return envelope(PARAM_ERROR, {}, CODE_INVALID, success=False)
+    try:
+        job = store.latest_with_key_prefix(f"heygem:{task}:")
+        if job is None:
+            return envelope(NOT_FOUND, {}, "任务不存在")
+        return envelope(SUCCESS, _query_data(task, job, store, settings), "")
+    except TalkingFaceError as exc:
+        return envelope(SYSTEM_ERROR, {}, f"系统异常: {exc.message}", success=False)
+
+
+def _query_data(code: str, job: JobRecord, store: JobStore, settings: Settings) -> dict[str, Any]:
+    data: dict[str, Any] = {"code": code, "status": STATUS_RUNNING, "progress": 0, "result": ""}
+    if job.state == JobState.QUEUED:
+        ahead = store.queue_position(job)
+        data["msg"] = f"排队中，前面还有{ahead}个任务" if ahead else "排队中，即将开始"
+    elif job.state == JobState.RUNNING:
+        fraction = job.frames_done / job.frames_total if job.frames_total else 0.0
+        data["progress"] = max(1, min(99, int(fraction * 100)))
+        stage = STAGE_NAMES.get(job.stage or "", job.stage or "处理中")
+        frames = f" {job.frames_done}/{job.frames_total}帧" if job.frames_total else ""
+        data["msg"] = f"{stage}{frames}"
+    elif job.state == JobState.SUCCEEDED and job.result is not None:
+        name = _expose_result(code, Path(job.result.path), settings.heygem_temp_dir)
+        data.update(
+            status=STATUS_DONE,
+            progress=100,
+            result=f"/{name}",
+            msg="任务完成",
+            cost=round(job.result.processing_s, 3),
+            video_duration=round(job.result.duration_s, 3),
+            width=job.result.width,
+            height=job.result.height,
+        )
+    else:
+        data["status"] = STATUS_FAILED
+        message = job.error.message if job.error is not None else ""
+        data["msg"] = message or ("任务已取消" if job.state == JobState.CANCELED else "任务失败")
+    return data
+
+
+def _expose_result(code: str, result: Path, temp_dir: Path) -> str:
+    """Put the result where face2face clients read it: <temp dir>/<code>-r.mp4 (a hard link
+    when the data dir is on the same file system, else a copy)."""
+    name = f"{code}-r.mp4"
+    target = temp_dir / name
+    if target.exists():
+        return name
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    staging = temp_dir / f".{name}.partial-{os.getpid()}"
+    staging.unlink(missing_ok=True)
+    try:
+        os.link(result, staging)
+    except OSError:
+        shutil.copyfile(result, staging)
+    os.replace(staging, target)
+    return name
