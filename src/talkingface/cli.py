@@ -24,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from talkingface.cli_service import jobs_app
+from talkingface.cli_service import jobs_app, queue_app
 from talkingface.config import Settings, load_settings
 from talkingface.errors import ErrorCode, TalkingFaceError, UnexpectedError
 from talkingface.logs import configure_logging
@@ -382,6 +382,7 @@ def stats(
 
 
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(queue_app, name="queue")
 
 
 def _interrupt_on_sigterm() -> None:

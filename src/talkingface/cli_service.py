@@ -17,6 +17,7 @@ ServerOpt = Annotated[
     str, typer.Option("--server", envvar="TALKINGFACE_SERVER", help="The talkingface server URL.")
 ]
 jobs_app = typer.Typer(help="List, show, cancel and retry jobs on a server.", no_args_is_help=True)
+queue_app = typer.Typer(help="The queue of a server: list, pause, resume.", no_args_is_help=True)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -220,3 +221,61 @@ def stats_command(server: str, as_json: bool) -> None:
         return
     for key, value in stats.items():
         out.print(f"{key:24} {json.dumps(value)}", highlight=False)
+
+
+@jobs_app.command("prioritize")
+def prioritize_job(job_id: str, priority: int, server: ServerOpt = DEFAULT_SERVER) -> None:
+    """Give a queued job a new priority (-100..100, higher starts first)."""
+    from talkingface.cli import user_errors  # cli imports this module: import at call time
+
+    with user_errors(), ApiClient(server) as client:
+        job = client.prioritize(job_id, priority)
+    out.print(f"{job['id']} priority {job['priority']}")
+
+
+@queue_app.command("list")
+def list_queue(
+    server: ServerOpt = DEFAULT_SERVER, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """Queued jobs in the order they will start, with estimated start times."""
+    from talkingface.cli import user_errors  # cli imports this module: import at call time
+
+    with user_errors(), ApiClient(server) as client:
+        queue = client.queue()
+    if as_json:
+        out.print_json(json.dumps(queue))
+        return
+    table = Table("#", "priority", "starts in", "attempt")
+    table.add_column("id", no_wrap=True, min_width=32)
+    for item in queue["items"]:
+        eta = item["estimated_start_s"]
+        table.add_row(
+            str(item["position"]),
+            str(item["priority"]),
+            "paused" if eta is None else f"{eta:.0f} s",
+            str(item["attempt"]),
+            item["id"],
+        )
+    out.print(table)
+    state = "paused" if queue["paused"] else "dispatching"
+    out.print(f"{queue['queued']} queued, {queue['running']} running, {state}")
+
+
+@queue_app.command("pause")
+def pause_queue(server: ServerOpt = DEFAULT_SERVER) -> None:
+    """Start nothing new (running jobs finish, submissions still queue)."""
+    from talkingface.cli import user_errors  # cli imports this module: import at call time
+
+    with user_errors(), ApiClient(server) as client:
+        client.set_paused(True)
+    out.print("paused")
+
+
+@queue_app.command("resume")
+def resume_queue(server: ServerOpt = DEFAULT_SERVER) -> None:
+    """Dispatch queued jobs again."""
+    from talkingface.cli import user_errors  # cli imports this module: import at call time
+
+    with user_errors(), ApiClient(server) as client:
+        client.set_paused(False)
+    out.print("resumed")

@@ -76,6 +76,15 @@ class ApiClient:
     def retry(self, job_id: str) -> Job:
         return self._request("POST", f"/v1/jobs/{job_id}/retry")
 
+    def prioritize(self, job_id: str, priority: int) -> Job:
+        return self._request("PATCH", f"/v1/jobs/{job_id}", json={"priority": priority})
+
+    def queue(self) -> Job:
+        return self._request("GET", "/v1/queue")
+
+    def set_paused(self, paused: bool) -> Job:
+        return self._request("POST", "/v1/queue/pause" if paused else "/v1/queue/resume")
+
     def stats(self) -> Job:
         return self._request("GET", "/v1/stats")
 

@@ -121,6 +121,20 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
+    def set_paused(self, paused: bool) -> None:
+        """Maintenance: no new job starts while paused; running jobs finish; submissions queue.
+        The flag lives in this process: a restart resumes dispatching."""
+        self.paused = paused
+        logger.warning(
+            "dispatching %s",
+            "paused" if paused else "resumed",
+            extra={"event": "dispatch_paused" if paused else "dispatch_resumed"},
+        )
+        self.wake()
+
+    def is_paused(self) -> bool:
+        return self.paused
+
     def workers(self) -> list[WorkerInfo]:
         return self.executor.workers()
 

@@ -25,6 +25,7 @@ class FakeScheduler:
     """The SchedulerView protocol without processes: counts wakes, readiness is a flag."""
 
     ready: bool = True
+    paused: bool = False
     wakes: int = 0
     infos: list[WorkerInfo] = field(default_factory=list)
 
@@ -36,6 +37,12 @@ class FakeScheduler:
 
     def wake(self) -> None:
         self.wakes += 1
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+
+    def is_paused(self) -> bool:
+        return self.paused
 
 
 @dataclass

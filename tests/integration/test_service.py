@@ -424,3 +424,36 @@ def test_a_heygem_client_gets_its_video_in_the_shared_temp_folder(
     assert facts.video_codec == "h264" and facts.audio_codec == "aac"
     again = service.http.get("/easy/query", params={"code": "uuid-1"}).json()
     assert again["data"]["status"] == 2  # not deleted by the first terminal read
+
+
+def test_pause_reorder_and_resume_the_queue(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path
+) -> None:
+    service = service_factory()
+    # Given dispatching is paused, submissions still queue and nothing starts
+    assert _cli(service, "queue", "pause").returncode == 0
+    first = _submit(service, speech_wav, short_template_clip)
+    second = _submit(service, speech_wav, short_template_clip)
+    queue = service.http.get("/v1/queue").json()
+    assert queue["paused"] is True and [i["id"] for i in queue["items"]] == [
+        first["id"],
+        second["id"],
+    ]
+    assert all(i["estimated_start_s"] is None for i in queue["items"])
+    # When the second job gets a higher priority, it moves to the front
+    moved = _cli(service, "jobs", "prioritize", second["id"], "10")
+    assert moved.returncode == 0, moved.stderr
+    queue = service.http.get("/v1/queue").json()
+    assert [i["id"] for i in queue["items"]] == [second["id"], first["id"]]
+    assert service.job(first["id"])["state"] == "queued"
+    # Then after resume both run, the prioritized one first
+    assert _cli(service, "queue", "resume").returncode == 0
+    done = [service.wait_state(j["id"], "succeeded", "failed") for j in (first, second)]
+    assert [d["state"] for d in done] == ["succeeded", "succeeded"]
+    started = {d["id"]: d["attempts"][0]["started_at"] for d in done}
+    assert started[second["id"]] < started[first["id"]]
+    # and a running or finished job's priority can no longer change
+    late = service.http.patch(f"/v1/jobs/{first['id']}", json={"priority": 5})
+    assert late.status_code == 409 and late.json()["error"]["code"] == "JOB_STATE"
+    bad = service.http.patch(f"/v1/jobs/{first['id']}", json={"priority": 500})
+    assert bad.status_code == 422

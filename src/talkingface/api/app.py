@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from talkingface.api.deps import SchedulerView
 from talkingface.api.problems import install_problem_handlers
-from talkingface.api.routes import easy, jobs, ops
+from talkingface.api.routes import easy, jobs, ops, queue
 from talkingface.api.schemas import JobCreate
 from talkingface.config import Settings
 from talkingface.jobs.store import JobStore
@@ -122,6 +122,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(ops.router)
     app.include_router(easy.router)
+    app.include_router(queue.router)
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = _openapi(app)  # type: ignore[method-assign]

@@ -25,6 +25,12 @@ class SchedulerView(Protocol):
         """A job was submitted/canceled: look now, don't wait for the next tick."""
         ...
 
+    def set_paused(self, paused: bool) -> None:
+        """Stop (or restart) dispatching new jobs; running jobs go on."""
+        ...
+
+    def is_paused(self) -> bool: ...
+
 
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings

@@ -343,6 +343,35 @@ class JobStore:
                 tables.fail_job(conn, job, error, now)
             return self._get(conn, job_id)
 
+    def set_priority(self, job_id: str, priority: int) -> JobRecord:
+        """Change a queued job's priority (its place in the queue); other states are a 409."""
+        with self._write() as conn:
+            job = self._get(conn, job_id, lock=True)
+            if job.state != JobState.QUEUED:
+                raise JobStateError(
+                    f"Job {job_id} is {job.state.value}; only a queued job's priority can change.",
+                    details={"job_id": job_id, "state": job.state.value},
+                )
+            now = self._clock()
+            conn.execute(
+                jobs.update().where(jobs.c.id == job_id).values(priority=priority, updated_at=now)
+            )
+            data = {"previous": job.priority, "priority": priority}
+            tables.insert_event(conn, job_id, "priority_changed", data, now)
+            return self._get(conn, job_id)
+
+    def queued_in_order(self, *, limit: int = 1000) -> list[JobRecord]:
+        """Queued jobs in the order claim_next takes them (retries waiting on not_before
+        are listed in their place; they are skipped until due)."""
+        query = (
+            select(jobs)
+            .where(jobs.c.state == JobState.QUEUED.value)
+            .order_by(jobs.c.priority.desc(), jobs.c.created_at.asc(), jobs.c.id.asc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [tables.job_from_row(row) for row in conn.execute(query)]
+
     def request_cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job at once, flag a running one; a finished job is a 409."""
         with self._write() as conn:

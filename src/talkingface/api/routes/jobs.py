@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
@@ -231,6 +231,19 @@ def list_jobs(
 def read_job(request: Request, store: StoreDep, job_id: str) -> JobPublic:
     """The job: state, stage, progress, attempts, error and result."""
     return job_public(request, store, store.get(job_id))
+
+
+class JobUpdate(BaseModel):
+    """PATCH body: what may change on a queued job."""
+
+    model_config = ConfigDict(extra="forbid")
+    priority: int = Field(ge=-100, le=100)
+
+
+@router.patch("/{job_id}", operation_id="update_job")
+def update_job(request: Request, store: StoreDep, job_id: str, body: JobUpdate) -> JobPublic:
+    """Change a queued job's priority (its place in the queue); 409 once it has started."""
+    return job_public(request, store, store.set_priority(job_id, body.priority))
 
 
 @router.post("/{job_id}/cancel", status_code=202, operation_id="cancel_job")
