@@ -457,3 +457,50 @@ def test_pause_reorder_and_resume_the_queue(
     assert late.status_code == 409 and late.json()["error"]["code"] == "JOB_STATE"
     bad = service.http.patch(f"/v1/jobs/{first['id']}", json={"priority": 500})
     assert bad.status_code == 422
+
+
+def _read_sse(
+    service: Service, job_id: str, last_event_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every message of the job's event stream until the server ends it."""
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    messages: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    with service.http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if not line:
+                if "event" in current:
+                    messages.append(current)
+                current = {}
+            elif line.startswith(("id:", "event:", "data:")):
+                key, _, value = line.partition(":")
+                current[key] = json.loads(value) if key == "data" else value.strip()
+    return messages
+
+
+def test_live_progress_over_server_sent_events_resumes_after_a_reconnect(
+    service_factory: ServiceFactory, long_speech: Path, short_template_clip: Path
+) -> None:
+    service = service_factory()
+    job = _submit(service, long_speech, short_template_clip)
+
+    messages = _read_sse(service, job["id"])
+
+    kinds = [m["event"] for m in messages]
+    assert kinds[0] == "job_created" and kinds[-1] == "job_succeeded"
+    assert "attempt_started" in kinds
+    progress = [m["data"] for m in messages if m["event"] == "progress"]
+    assert any(p["state"] == "running" and p["frames_done"] > 0 for p in progress)
+    ids = [int(m["id"]) for m in messages if "id" in m]
+    assert ids == sorted(ids) and len(ids) == len(set(ids))
+    # a client that saw attempt_started reconnects: it gets every later transition, no repeats
+    seen = next(m["id"] for m in messages if m["event"] == "attempt_started")
+    resumed = [m for m in _read_sse(service, job["id"], last_event_id=seen) if "id" in m]
+    assert resumed and all(int(m["id"]) > int(seen) for m in resumed)
+    assert [m["event"] for m in resumed] == [
+        m["event"] for m in messages if "id" in m and int(m["id"]) > int(seen)
+    ]

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
+from talkingface.api.events_stream import iter_job_stream
 from talkingface.api.inputs import MediaRef, Upload, resolve_inputs
 from talkingface.api.problems import invalid_request
 from talkingface.api.schemas import EventPublic, JobCreate, JobList, JobOptionsIn, JobPublic
@@ -264,15 +265,32 @@ def retry_job(request: Request, store: StoreDep, scheduler: SchedulerDep, job_id
     return job_public(request, store, job)
 
 
-@router.get("/{job_id}/events", operation_id="list_job_events")
-def list_job_events(
+@router.get(
+    "/{job_id}/events",
+    operation_id="stream_job_events",
+    response_model=list[EventPublic],
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+def stream_job_events(
+    request: Request,
     store: StoreDep,
     job_id: str,
     after_id: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
-) -> list[EventPublic]:
-    """The job's history: every state change and notable happening, oldest first."""
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response | list[EventPublic]:
+    """The job's history, oldest first. With `Accept: text/event-stream`: server-sent events,
+    the history then live transitions and progress until the job ends; reconnecting with
+    `Last-Event-ID` resumes right after the last event received."""
     store.get(job_id)  # 404 for an unknown job, not an empty list
+    if "text/event-stream" in request.headers.get("accept", ""):
+        resume = (last_event_id or "").strip()
+        start = int(resume) if resume.isdigit() else after_id
+        return StreamingResponse(
+            iter_job_stream(store, job_id, start),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     events = store.events(job_id, after_id=after_id, limit=limit)
     return [EventPublic(id=e.id, at=e.at, kind=e.kind, data=e.data) for e in events]
 
