@@ -38,6 +38,7 @@ def serve_command(
     import uvicorn
 
     from talkingface.api.app import create_app
+    from talkingface.api.auth import check_bind_is_protected
     from talkingface.config import load_settings
     from talkingface.logs import configure_logging
 
@@ -51,6 +52,7 @@ def serve_command(
     if workers is not None:
         overrides["workers"] = {"count": workers}
     settings = load_settings(config, **overrides)
+    check_bind_is_protected(settings)
     configure_logging(
         settings.logging.level if settings.logging.level != "warning" else "info",
         settings.logging.json_lines,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -26,9 +27,13 @@ Job = dict[str, Any]  # Any: the JobPublic JSON object, as the server sent it
 class ApiClient:
     """A thin, typed wrapper over the v1 API; every failure becomes a TalkingFaceError."""
 
-    def __init__(self, server: str = DEFAULT_SERVER, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, server: str = DEFAULT_SERVER, *, timeout_s: float = 30.0, api_key: str | None = None
+    ) -> None:
         self.server = server.rstrip("/")
-        self._http = httpx.Client(base_url=self.server, timeout=timeout_s)
+        key = api_key or os.environ.get("TALKINGFACE_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.Client(base_url=self.server, timeout=timeout_s, headers=headers)
 
     def close(self) -> None:
         self._http.close()

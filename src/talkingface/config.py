@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -113,6 +113,8 @@ class ApiSettings(_Section):
     janitor_interval_s: float = Field(300.0, gt=0)
     min_free_disk_bytes: int = Field(2**30, ge=0)
     heygem_temp_dir: Path | None = None  # HeyGem clients' shared folder; None: <data_dir>/temp
+    keys: list[SecretStr] = Field(default_factory=list)  # API keys; empty: no auth (loopback)
+    allow_unauthenticated: bool = False  # serve a non-loopback address without keys, on purpose
     allow_private_url_hosts: bool = False  # URL inputs may name loopback/private hosts
 
     @field_validator("input_roots")

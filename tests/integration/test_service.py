@@ -504,3 +504,45 @@ def test_live_progress_over_server_sent_events_resumes_after_a_reconnect(
     assert [m["event"] for m in resumed] == [
         m["event"] for m in messages if "id" in m and int(m["id"]) > int(seen)
     ]
+
+
+def test_api_keys_guard_every_route_but_healthz_and_easy_takes_a_query_key(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path
+) -> None:
+    service = service_factory(extra_env={"TALKINGFACE_API__KEYS": '["s3cret-key"]'})
+    bearer = {"Authorization": "Bearer s3cret-key"}
+
+    assert service.http.get("/healthz").status_code == 200
+    refused = service.http.get("/v1/jobs")
+    assert refused.status_code == 401 and refused.json()["error"]["message"]
+    assert (
+        service.http.get("/v1/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    )
+    assert service.http.get("/v1/jobs", headers=bearer).status_code == 200
+    assert service.http.get("/v1/jobs", headers={"X-API-Key": "s3cret-key"}).status_code == 200
+    easy = service.http.get("/easy/query", params={"code": "nobody"})
+    assert easy.status_code == 401 and easy.json()["code"] == 9999 and easy.json()["msg"]
+    keyed = service.http.get("/easy/query", params={"code": "nobody", "api_key": "s3cret-key"})
+    assert keyed.json()["code"] == 10004
+    assert service.http.get("/v1/jobs", params={"api_key": "s3cret-key"}).status_code == 401
+    # the CLI sends the key from TALKINGFACE_API_KEY
+    env = {**os.environ, "TALKINGFACE_API_KEY": "s3cret-key"}
+    listed = subprocess.run(
+        [sys.executable, "-m", "talkingface", "jobs", "list", "--server", service.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_serving_beyond_loopback_without_keys_is_refused_before_binding(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "talkingface", "serve", "--host", "0.0.0.0"]
+    command += ["--data-dir", str(tmp_path / "data")]
+
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    assert completed.returncode == 2
+    assert "CONFIG_INVALID" in completed.stderr and "api.keys" in completed.stderr

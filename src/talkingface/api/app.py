@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from talkingface.api.auth import ApiKeyMiddleware
 from talkingface.api.deps import SchedulerView
 from talkingface.api.problems import install_problem_handlers
 from talkingface.api.routes import easy, jobs, ops, queue
@@ -124,6 +125,7 @@ def create_app(
     app.include_router(easy.router)
     app.include_router(queue.router)
     install_problem_handlers(app)
+    app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api.keys])
     app.add_middleware(RequestIdMiddleware)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app
