@@ -43,6 +43,7 @@ from talkingface.jobs.retry import RetryPolicy
 from talkingface.jobs.states import AttemptOutcome, WorkerState
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind_job
+from talkingface.ops.metrics import ServiceMetrics
 from talkingface.storage.local import LocalStorage
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class Scheduler:
         storage: LocalStorage | None = None,
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -92,6 +94,7 @@ class Scheduler:
         self.storage = storage or LocalStorage(settings.data_dir)
         self.policy = policy or RetryPolicy(settings.retry)
         self.clock = clock
+        self.metrics = metrics
         self.paused = False
         self._running: dict[str, _Running] = {}  # by attempt id
         self._wake = threading.Event()
@@ -223,6 +226,8 @@ class Scheduler:
                 job.id, attempt.id, attempt.number, worker_id, now, self._limit_s(job), now, now
             )
             self.executor.start_attempt(worker_id, assignment)
+            if self.metrics is not None and attempt.number == 1:
+                self.metrics.job_started((attempt.started_at - job.created_at).total_seconds())
             with bind_job(job.id, attempt.number):
                 logger.info(
                     "attempt %d of job %s dispatched to %s",
@@ -281,6 +286,11 @@ class Scheduler:
         if not self.store.succeed(done.job_id, done.attempt_id, result):
             final.unlink(missing_ok=True)  # canceled meanwhile: the result is not wanted
             return
+        if self.metrics is not None:
+            job = self.store.get(done.job_id)
+            started, finished = job.started_at, job.finished_at
+            duration_s = (finished - started).total_seconds() if started and finished else 0.0
+            self.metrics.job_succeeded(duration_s, result.frame_count)
         with bind_job(done.job_id, run.attempt_number):
             logger.info(
                 "job %s succeeded",
@@ -382,6 +392,8 @@ class Scheduler:
         decision = self.policy.decide(error, len(attempts), previous)
         retry_at = utcnow() + timedelta(seconds=decision.delay_s) if decision.retry else None
         job = self.store.fail_attempt(job_id, attempt_id, error, outcome=outcome, retry_at=retry_at)
+        if self.metrics is not None:
+            self.metrics.attempt_ended(outcome.value, error.code.value)
         this = next((a for a in attempts if a.id == attempt_id), None)
         elapsed_s = (utcnow() - this.started_at).total_seconds() if this is not None else None
         with bind_job(job_id, attempt_number):

@@ -546,3 +546,37 @@ def test_serving_beyond_loopback_without_keys_is_refused_before_binding(tmp_path
 
     assert completed.returncode == 2
     assert "CONFIG_INVALID" in completed.stderr and "api.keys" in completed.stderr
+
+
+def _scrape(service: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = service.http.get("/metrics")
+    assert response.status_code == 200
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_metrics_parse_and_move_when_jobs_run(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path
+) -> None:
+    service = service_factory()
+    before = _scrape(service)
+    assert before[("talkingface_jobs", (("state", "succeeded"),))] == 0
+    assert before[("talkingface_workers", (("state", "ready"),))] == 1
+    assert before[("talkingface_disk_free_bytes", ())] > 0
+
+    job = _submit(service, speech_wav, short_template_clip)
+    service.wait_state(job["id"], "succeeded")
+    after = _scrape(service)
+
+    assert after[("talkingface_jobs", (("state", "succeeded"),))] == 1
+    assert after[("talkingface_attempts_total", (("code", ""), ("outcome", "succeeded")))] == 1
+    assert after[("talkingface_job_duration_seconds_count", ())] == 1
+    assert after[("talkingface_queue_wait_seconds_count", ())] == 1
+    assert after[("talkingface_frames_rendered_total", ())] == 75
+    assert after[("talkingface_queue_depth", ())] == 0
+    assert after[("talkingface_process_rss_bytes", ())] > 0

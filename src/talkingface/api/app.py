@@ -21,6 +21,7 @@ from talkingface.api.schemas import JobCreate
 from talkingface.config import Settings
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind
+from talkingface.ops.metrics import ServiceMetrics
 from talkingface.storage.local import LocalStorage
 
 logger = logging.getLogger(__name__)
@@ -65,12 +66,16 @@ def _lifespan(
             owned_store.migrate()
         app.state.store = store or owned_store
         owned_scheduler = None
+        view: list[SchedulerView] = []  # the metrics read workers from whichever scheduler runs
+        metrics = ServiceMetrics(app.state.store, lambda: view[0].workers(), settings.data_dir)
         if scheduler is None:
             from talkingface.scheduler import Scheduler
 
-            owned_scheduler = Scheduler(settings, app.state.store)
+            owned_scheduler = Scheduler(settings, app.state.store, metrics=metrics)
             owned_scheduler.start()
         app.state.scheduler = scheduler or owned_scheduler
+        view.append(app.state.scheduler)
+        app.state.metrics = metrics
         logger.info("api started", extra={"event": "api_started"})
         try:
             yield

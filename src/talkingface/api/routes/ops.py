@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
 from talkingface.api.schemas import WorkerPublic
 from talkingface.errors import TalkingFaceError
 from talkingface.jobs.stats import compute_stats
+from talkingface.ops.metrics import ServiceMetrics
 
 router = APIRouter(tags=["ops"])
 
@@ -29,6 +31,14 @@ def list_workers(scheduler: SchedulerDep) -> list[WorkerPublic]:
         WorkerPublic(id=w.id, pid=w.pid, state=w.state.value, job_id=w.job_id)
         for w in scheduler.workers()
     ]
+
+
+@router.get("/metrics", operation_id="read_metrics", response_class=PlainTextResponse)
+def read_metrics(request: Request) -> Response:
+    """Prometheus text format: jobs by state and error code, attempt outcomes, durations and
+    queue wait, queue depth, workers, frames, process CPU and RSS, disk free, GPU (NVML)."""
+    metrics: ServiceMetrics = request.app.state.metrics
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", operation_id="check_health")
