@@ -101,6 +101,13 @@ class RetrySettings(_Section):
     jitter: float = Field(0.5, ge=0, le=1)  # ± fraction of the delay
 
 
+class WebhookSettings(_Section):
+    secret: SecretStr | None = None  # HMAC-SHA256 key for X-Talkingface-Signature
+    timeout_s: float = Field(5.0, gt=0)
+    max_attempts: int = Field(6, ge=1, le=20)
+    backoff_base_s: float = Field(1.0, ge=0)  # 1, 2, 4, 8… between attempts
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8383, ge=1, le=65535)
@@ -139,6 +146,7 @@ class Settings(BaseSettings):
     workers: WorkerSettings = Field(default_factory=lambda: WorkerSettings())
     retry: RetrySettings = Field(default_factory=lambda: RetrySettings())
     api: ApiSettings = Field(default_factory=lambda: ApiSettings())
+    webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
 
     @field_validator("data_dir")
     @classmethod

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -580,3 +584,75 @@ def test_metrics_parse_and_move_when_jobs_run(
     assert after[("talkingface_frames_rendered_total", ())] == 75
     assert after[("talkingface_queue_depth", ())] == 0
     assert after[("talkingface_process_rss_bytes", ())] > 0
+
+
+class _Receiver(ThreadingHTTPServer):
+    """A webhook receiver of the test's own on loopback: fails the first call, then accepts."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[str, str], bytes, int]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = 500 if not receiver.calls else 200
+                receiver.calls.append((dict(self.headers), body, status))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_a_webhook_is_signed_retried_and_recorded_on_the_job(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path
+) -> None:
+    receiver = _Receiver()
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        service = service_factory(
+            extra_env={
+                "TALKINGFACE_API__ALLOW_PRIVATE_URL_HOSTS": "true",
+                "TALKINGFACE_WEBHOOKS__SECRET": "hook-secret",
+                "TALKINGFACE_WEBHOOKS__BACKOFF_BASE_S": "0.2",
+            }
+        )
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+        job = _submit(service, speech_wav, short_template_clip, callback_url=url)
+        service.wait_state(job["id"], "succeeded")
+
+        def delivered() -> list[Any]:
+            events = service.http.get(f"/v1/jobs/{job['id']}/events").json()
+            return [e for e in events if e["kind"] == "webhook_delivered"]
+
+        wait_until(delivered, timeout_s=30, what="the webhook to be delivered")
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    events = service.http.get(f"/v1/jobs/{job['id']}/events").json()
+    attempts = [e["data"] for e in events if e["kind"] == "webhook_attempted"]
+    assert [a.get("status") for a in attempts] == [500, 200]
+    headers, body, _ = receiver.calls[-1]
+    expected = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
+    assert headers["X-Talkingface-Signature"] == expected
+    payload = json.loads(body)
+    assert payload["event"] == "job.succeeded" and payload["job_id"] == job["id"]
+    assert payload["result"]["duration_s"] == pytest.approx(3.0, abs=0.05)
+
+
+def test_a_callback_url_to_a_private_host_is_refused_at_submit(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path
+) -> None:
+    service = service_factory()
+    with speech_wav.open("rb") as a, short_template_clip.open("rb") as v:
+        response = service.http.post(
+            "/v1/jobs",
+            files={"audio": a, "video": v},
+            data={"callback_url": "http://127.0.0.1:9/hook"},
+        )
+    assert response.status_code == 422
+    assert "callback_url" in response.json()["error"]["message"]

@@ -22,6 +22,7 @@ from talkingface.config import Settings
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind
 from talkingface.ops.metrics import ServiceMetrics
+from talkingface.ops.webhooks import WebhookSender
 from talkingface.storage.local import LocalStorage
 
 logger = logging.getLogger(__name__)
@@ -68,11 +69,14 @@ def _lifespan(
         owned_scheduler = None
         view: list[SchedulerView] = []  # the metrics read workers from whichever scheduler runs
         metrics = ServiceMetrics(app.state.store, lambda: view[0].workers(), settings.data_dir)
+        webhooks = None
         if scheduler is None:
             from talkingface.scheduler import Scheduler
 
             owned_scheduler = Scheduler(settings, app.state.store, metrics=metrics)
             owned_scheduler.start()
+            webhooks = WebhookSender(app.state.store, settings.webhooks)
+            webhooks.start()
         app.state.scheduler = scheduler or owned_scheduler
         view.append(app.state.scheduler)
         app.state.metrics = metrics
@@ -80,6 +84,8 @@ def _lifespan(
         try:
             yield
         finally:
+            if webhooks is not None:
+                webhooks.stop()
             if owned_scheduler is not None:
                 owned_scheduler.stop()
             if owned_store is not None:

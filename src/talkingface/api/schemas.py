@@ -22,6 +22,9 @@ class JobOptionsIn(BaseModel):
     loop: LoopMode | None = None
     face_policy: FacePolicy | None = None
     fault: str | None = Field(None, description="Test-only fault injection (workers.allow_faults).")
+    callback_url: str | None = Field(
+        None, max_length=2048, description="http(s) URL that receives the job's terminal state."
+    )
 
 
 class JobCreate(JobOptionsIn):

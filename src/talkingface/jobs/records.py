@@ -26,6 +26,7 @@ class JobOptions:
     loop: str = "pingpong"
     face_policy: str = "largest"
     fault: str | None = None  # test-only fault injection (refused unless enabled in settings)
+    callback_url: str | None = None  # receives the terminal state (webhooks)
 
 
 @dataclass(frozen=True, slots=True)

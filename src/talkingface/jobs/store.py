@@ -167,6 +167,23 @@ class JobStore:
         with self._read() as conn:
             return [tables.event_from_row(row) for row in conn.execute(query)]
 
+    def events_since(
+        self, after_id: int, *, kinds: set[str], limit: int = 500
+    ) -> list[EventRecord]:
+        """Events of any job after `after_id` whose kind is in `kinds`, oldest first."""
+        query = (
+            select(events)
+            .where(events.c.id > after_id, events.c.kind.in_(sorted(kinds)))
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [tables.event_from_row(row) for row in conn.execute(query)]
+
+    def last_event_id(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(select(func.max(events.c.id))).scalar_one() or 0)
+
     def queued_count(self) -> int:
         with self._read() as conn:
             return _count(conn, JobState.QUEUED)

@@ -15,7 +15,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
 from talkingface.api.events_stream import iter_job_stream
-from talkingface.api.inputs import MediaRef, Upload, resolve_inputs
+from talkingface.api.inputs import MediaRef, Upload, check_url_host, is_url, resolve_inputs
 from talkingface.api.problems import invalid_request
 from talkingface.api.schemas import EventPublic, JobCreate, JobList, JobOptionsIn, JobPublic
 from talkingface.api.schemas import job_public as build_job_public
@@ -72,11 +72,18 @@ def job_options(options: JobOptionsIn, settings: Settings) -> JobOptions:
         raise invalid_request(
             [{"loc": ("fault",), "msg": "fault injection is disabled (workers.allow_faults)"}]
         )
+    if options.callback_url is not None:
+        if not is_url(options.callback_url):
+            raise invalid_request([{"loc": ("callback_url",), "msg": "must be an http(s) URL"}])
+        check_url_host(
+            "callback_url", options.callback_url, allow_private=settings.api.allow_private_url_hosts
+        )
     return JobOptions(
         engine=engine,
         loop=(options.loop or settings.engines.loop).value,
         face_policy=(options.face_policy or settings.engines.face_policy).value,
         fault=options.fault,
+        callback_url=options.callback_url,
     )
 
 
