@@ -368,6 +368,47 @@ def submit(
 
 
 @app.command()
+def batch(
+    manifest: Annotated[
+        Path, typer.Argument(help="CSV with columns audio, video, output, priority.")
+    ],
+    server: Annotated[
+        str, typer.Option(envvar="TALKINGFACE_SERVER", help="Server URL.")
+    ] = "http://127.0.0.1:8383",
+    concurrency: Annotated[int, typer.Option(help="Rows in flight at once.")] = 2,
+    report: Annotated[
+        Path | None, typer.Option(help="Write a CSV report of every row here.")
+    ] = None,
+    by_path: Annotated[
+        bool, typer.Option("--by-path", help="audio/video are server paths, not uploads.")
+    ] = False,
+) -> None:
+    """Submit a manifest of jobs, follow them, download results; a re-run resumes them."""
+    from talkingface.cli_batch import BatchRun, read_manifest, write_report
+
+    reports = []
+    with user_errors():
+        rows = read_manifest(manifest)
+        run = BatchRun(server, manifest, by_path=by_path, concurrency=concurrency)
+        try:
+            reports = run.run(rows, err)
+        finally:
+            if report is not None and reports:
+                write_report(report, reports)
+    counts: dict[str, int] = {}
+    for row in reports:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    out.print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())), highlight=False)
+    for row in reports:
+        if row.status != "succeeded":
+            err.print(
+                f"row {row.row}: {row.status} {row.error_code} {escape(row.error_message)}",
+                highlight=False,
+            )
+    raise typer.Exit(0 if all(r.status == "succeeded" for r in reports) else 1)
+
+
+@app.command()
 def stats(
     server: Annotated[
         str, typer.Option(envvar="TALKINGFACE_SERVER", help="Server URL.")

@@ -656,3 +656,52 @@ def test_a_callback_url_to_a_private_host_is_refused_at_submit(
         )
     assert response.status_code == 422
     assert "callback_url" in response.json()["error"]["message"]
+
+
+def test_a_batch_interrupted_half_way_and_re_run_completes_without_duplicates(
+    service_factory: ServiceFactory, short_template_clip: Path, tmp_path: Path
+) -> None:
+    service = service_factory()
+    work = tmp_path / "batch"
+    work.mkdir()
+    write_wav(work / "speech.wav", synth_speech(1.0, seed=9).samples_f32, 16000)
+    (work / "face.mp4").write_bytes(short_template_clip.read_bytes())
+    lines = ["audio,video,output,priority"]
+    lines += [f"speech.wav,face.mp4,out/{n:02d}.mp4,0" for n in range(30)]
+    manifest = work / "manifest.csv"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    command = [
+        sys.executable,
+        "-m",
+        "talkingface",
+        "batch",
+        str(manifest),
+        "--server",
+        service.url,
+        "--concurrency",
+        "4",
+        "--report",
+        str(work / "report.csv"),
+    ]
+
+    # Given a batch stopped (SIGTERM) once about a third of its rows are submitted
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(
+        lambda: service.http.get("/v1/jobs", params={"limit": 1}).json()["total"] >= 10,
+        timeout_s=60,
+        what="ten rows submitted",
+    )
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=60)
+    assert first.returncode == 130
+    # When it is run again
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+    # Then every row succeeded, each with one job and one result file
+    assert second.returncode == 0, second.stderr
+    assert "30 succeeded" in second.stdout
+    assert service.http.get("/v1/jobs", params={"limit": 1}).json()["total"] == 30
+    outputs = sorted((work / "out").glob("*.mp4"))
+    assert len(outputs) == 30 and all(p.stat().st_size > 0 for p in outputs)
+    report = (work / "report.csv").read_text(encoding="utf-8").splitlines()
+    assert len(report) == 31 and all(",succeeded," in line for line in report[1:])
