@@ -108,6 +108,17 @@ class WebhookSettings(_Section):
     backoff_base_s: float = Field(1.0, ge=0)  # 1, 2, 4, 8… between attempts
 
 
+class AlertSettings(_Section):
+    interval_s: float = Field(30.0, gt=0)
+    failure_window_s: float = Field(900.0, gt=0)
+    failure_rate_max: float = Field(0.5, ge=0, le=1)
+    failure_min_jobs: int = Field(5, ge=1)
+    lost_window_s: float = Field(600.0, gt=0)
+    lost_attempts_max: int = Field(3, ge=1)
+    queue_wait_max_s: float = Field(1800.0, gt=0)
+    webhook_urls: list[str] = Field(default_factory=list)
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8383, ge=1, le=65535)
@@ -147,6 +158,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = Field(default_factory=lambda: RetrySettings())
     api: ApiSettings = Field(default_factory=lambda: ApiSettings())
     webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
+    alerts: AlertSettings = Field(default_factory=lambda: AlertSettings())
 
     @field_validator("data_dir")
     @classmethod

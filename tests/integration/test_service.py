@@ -705,3 +705,38 @@ def test_a_batch_interrupted_half_way_and_re_run_completes_without_duplicates(
     assert len(outputs) == 30 and all(p.stat().st_size > 0 for p in outputs)
     report = (work / "report.csv").read_text(encoding="utf-8").splitlines()
     assert len(report) == 31 and all(",succeeded," in line for line in report[1:])
+
+
+def test_an_alert_fires_once_and_resolves_once(
+    service_factory: ServiceFactory,
+    speech_wav: Path,
+    short_template_clip: Path,
+    faceless_clip: Path,
+) -> None:
+    service = service_factory(
+        extra_env={
+            "TALKINGFACE_ALERTS__INTERVAL_S": "0.3",
+            "TALKINGFACE_ALERTS__FAILURE_MIN_JOBS": "1",
+            "TALKINGFACE_ALERTS__FAILURE_RATE_MAX": "0.5",
+        }
+    )
+
+    def alerts() -> dict[str, Any]:
+        data: dict[str, Any] = service.http.get("/v1/alerts").json()
+        return data
+
+    assert alerts()["active"] == []
+    failing = _submit(service, speech_wav, faceless_clip)
+    service.wait_state(failing["id"], "failed")
+    wait_until(lambda: alerts()["active"], timeout_s=20, what="the failure-rate alert")
+    assert [a["rule"] for a in alerts()["active"]] == ["failure_rate"]
+    assert "1 of 1 jobs failed" in alerts()["active"][0]["message"]
+    for _ in range(2):  # two successes bring the rate to 1/3, under the limit
+        ok = _submit(service, speech_wav, short_template_clip)
+        service.wait_state(ok["id"], "succeeded")
+    wait_until(lambda: not alerts()["active"], timeout_s=20, what="the alert to resolve")
+
+    history = [(h["rule"], h["state"]) for h in alerts()["history"]]
+    assert history == [("failure_rate", "firing"), ("failure_rate", "resolved")]
+    fired = [r for r in json_lines(service.log()) if r.get("event") == "alert_firing"]
+    assert len(fired) == 1

@@ -21,6 +21,7 @@ from talkingface.api.schemas import JobCreate
 from talkingface.config import Settings
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind
+from talkingface.ops.alerts import AlertManager
 from talkingface.ops.metrics import ServiceMetrics
 from talkingface.ops.webhooks import WebhookSender
 from talkingface.storage.local import LocalStorage
@@ -77,6 +78,10 @@ def _lifespan(
             owned_scheduler.start()
             webhooks = WebhookSender(app.state.store, settings.webhooks)
             webhooks.start()
+        alerts = AlertManager(settings, app.state.store)
+        app.state.alerts = alerts
+        if scheduler is None:
+            alerts.start()
         app.state.scheduler = scheduler or owned_scheduler
         view.append(app.state.scheduler)
         app.state.metrics = metrics
@@ -84,6 +89,7 @@ def _lifespan(
         try:
             yield
         finally:
+            alerts.stop()
             if webhooks is not None:
                 webhooks.stop()
             if owned_scheduler is not None:

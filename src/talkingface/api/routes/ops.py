@@ -13,6 +13,7 @@ from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
 from talkingface.api.schemas import WorkerPublic
 from talkingface.errors import TalkingFaceError
 from talkingface.jobs.stats import compute_stats
+from talkingface.ops.alerts import AlertManager
 from talkingface.ops.metrics import ServiceMetrics
 
 router = APIRouter(tags=["ops"])
@@ -39,6 +40,13 @@ def read_metrics(request: Request) -> Response:
     queue wait, queue depth, workers, frames, process CPU and RSS, disk free, GPU (NVML)."""
     metrics: ServiceMetrics = request.app.state.metrics
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/alerts", operation_id="list_alerts")
+def list_alerts(request: Request) -> dict[str, Any]:
+    """Alerts firing now, and the recent firing/resolved changes (newest last)."""
+    alerts: AlertManager = request.app.state.alerts
+    return {"active": alerts.active(), "history": alerts.history()}
 
 
 @router.get("/healthz", operation_id="check_health")
