@@ -740,3 +740,45 @@ def test_an_alert_fires_once_and_resolves_once(
     assert history == [("failure_rate", "firing"), ("failure_rate", "resolved")]
     fired = [r for r in json_lines(service.log()) if r.get("event") == "alert_firing"]
     assert len(fired) == 1
+
+
+def test_a_registered_template_is_prepared_once_and_used_by_id(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path, tmp_path: Path
+) -> None:
+    roots = tmp_path / "in"
+    roots.mkdir()
+    (roots / "voice.wav").write_bytes(speech_wav.read_bytes())
+    service = service_factory(extra_env={"TALKINGFACE_API__INPUT_ROOTS": f'["{roots}"]'})
+
+    with short_template_clip.open("rb") as video:
+        first = service.http.post("/v1/templates", files={"video": ("me.mp4", video)})
+    assert first.status_code == 202, first.text
+    template_id = first.json()["id"]
+
+    def ready() -> dict[str, Any] | None:
+        meta: dict[str, Any] = service.http.get(f"/v1/templates/{template_id}").json()
+        return meta if meta["state"] != "preparing" else None
+
+    meta = wait_until(ready, timeout_s=60, what="the template to be prepared")
+    assert meta["state"] == "ready" and meta["face_count"] == 1
+    assert meta["duration_s"] == pytest.approx(1.0, abs=0.05)
+    thumbnail = service.http.get(meta["thumbnail_url"])
+    assert thumbnail.status_code == 200 and thumbnail.content[:2] == b"\xff\xd8"  # JPEG
+    with short_template_clip.open("rb") as video:
+        again = service.http.post("/v1/templates", files={"video": ("copy.mp4", video)})
+    assert again.status_code == 200 and again.json()["id"] == template_id
+
+    job = service.http.post(
+        "/v1/jobs", json={"audio": str(roots / "voice.wav"), "template_id": template_id}
+    )
+    assert job.status_code == 202, job.text
+    done = service.wait_state(job.json()["id"], "succeeded", "failed")
+    assert done["state"] == "succeeded", done
+    unknown = service.http.post(
+        "/v1/jobs", json={"audio": str(roots / "voice.wav"), "template_id": "0" * 32}
+    )
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "INPUT_NOT_FOUND"
+    both = service.http.post(
+        "/v1/jobs", json={"audio": "a", "video": "b", "template_id": template_id}
+    )
+    assert both.status_code == 422

@@ -16,8 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from talkingface.api.auth import ApiKeyMiddleware
 from talkingface.api.deps import SchedulerView
 from talkingface.api.problems import install_problem_handlers
-from talkingface.api.routes import easy, jobs, ops, queue
+from talkingface.api.routes import easy, jobs, ops, queue, templates
 from talkingface.api.schemas import JobCreate
+from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.config import Settings
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind
@@ -78,6 +79,7 @@ def _lifespan(
             owned_scheduler.start()
             webhooks = WebhookSender(app.state.store, settings.webhooks)
             webhooks.start()
+        app.state.templates = TemplateRegistry(settings)
         alerts = AlertManager(settings, app.state.store)
         app.state.alerts = alerts
         if scheduler is None:
@@ -90,6 +92,7 @@ def _lifespan(
             yield
         finally:
             alerts.stop()
+            app.state.templates.close()
             if webhooks is not None:
                 webhooks.stop()
             if owned_scheduler is not None:
@@ -141,6 +144,7 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(easy.router)
     app.include_router(queue.router)
+    app.include_router(templates.router)
     install_problem_handlers(app)
     app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api.keys])
     app.add_middleware(RequestIdMiddleware)

@@ -37,7 +37,7 @@ class Upload:
     file: BinaryIO
 
 
-MediaRef = str | Upload  # a path, a URL, or an uploaded file
+MediaRef = str | Upload | Path  # a path, a URL, an upload, or a server-owned file (templates)
 
 
 def is_url(value: str) -> bool:
@@ -192,6 +192,8 @@ def fetch_media(
     field: str, ref: MediaRef, job_id: str, storage: LocalStorage, settings: Settings
 ) -> Path:
     """A local file for one input: an upload saved, a URL downloaded or a server path confined."""
+    if isinstance(ref, Path):  # a file the server owns already (a registered template)
+        return ref
     if isinstance(ref, Upload):
         chunks = iter(lambda: ref.file.read(CHUNK_BYTES), b"")
         return storage.save_upload(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from talkingface.errors import ErrorRecord
 from talkingface.jobs.records import AttemptRecord, JobRecord
@@ -31,7 +31,18 @@ class JobCreate(JobOptionsIn):
     """A job over server-side paths (inside api.input_roots) or http(s) URLs."""
 
     audio: str = Field(min_length=1, max_length=4096, description="Speech: a path or URL.")
-    video: str = Field(min_length=1, max_length=4096, description="Template: a path or URL.")
+    video: str | None = Field(
+        None, min_length=1, max_length=4096, description="Template: a path or URL."
+    )
+    template_id: str | None = Field(
+        None, pattern=r"^[0-9a-f]{32}$", description="A registered template, instead of video."
+    )
+
+    @model_validator(mode="after")
+    def _one_template(self) -> JobCreate:
+        if (self.video is None) == (self.template_id is None):
+            raise ValueError("give either video or template_id")
+        return self
 
 
 class ErrorPublic(BaseModel):

@@ -19,6 +19,7 @@ from talkingface.api.inputs import MediaRef, Upload, check_url_host, is_url, res
 from talkingface.api.problems import invalid_request
 from talkingface.api.schemas import EventPublic, JobCreate, JobList, JobOptionsIn, JobPublic
 from talkingface.api.schemas import job_public as build_job_public
+from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.config import Settings
 from talkingface.engines.base import ENGINE_NAMES
 from talkingface.errors import InputTooLargeError, JobStateError, QueueFullError, Stage
@@ -131,6 +132,16 @@ def queue_full(settings: Settings) -> QueueFullError:
     )
 
 
+def template_video(request: Request, template_id: str) -> Path:
+    """The stored video of a registered template (a failed one is refused)."""
+    registry: TemplateRegistry = request.app.state.templates
+    meta = registry.describe(template_id)
+    if meta["state"] == "failed":
+        message = (meta.get("error") or {}).get("message") or "its preparation failed"
+        raise invalid_request([{"loc": ("template_id",), "msg": f"template unusable: {message}"}])
+    return registry.video_path(template_id)
+
+
 async def read_json_submission(request: Request) -> JobCreate:
     try:
         body = await request.json()
@@ -207,8 +218,9 @@ async def submit_job(
             )
     elif content_type.startswith("application/json") or not content_type:
         body = await read_json_submission(request)
+        template: MediaRef = body.video or template_video(request, body.template_id or "")
         job, created = await run_in_threadpool(
-            create_job, body.audio, body.video, body, idempotency_key, settings, store, storage
+            create_job, body.audio, template, body, idempotency_key, settings, store, storage
         )
     else:
         raise invalid_request(
