@@ -412,15 +412,20 @@ def test_a_heygem_client_gets_its_video_in_the_shared_temp_folder(
         "watermark_switch": 0,
     }
 
+    # the desktop client: JSON body, then a query every 2 s until status 2
     submitted = service.http.post("/easy/submit", json=body).json()
-
     assert submitted == {"code": 10000, "data": {}, "msg": 10000, "success": True}
-
-    def finished() -> dict[str, Any] | None:
-        data: dict[str, Any] = service.http.get("/easy/query", params={"code": "uuid-1"}).json()
-        return data if data["data"]["status"] in (2, 3) else None
-
-    reply = wait_until(finished, timeout_s=60, what="the HeyGem task to finish")
+    missing = service.http.post("/easy/submit", json={**body, "audio_url": ""})
+    assert missing.status_code == 200 and missing.json()["msg"] == "audio_url参数缺失"
+    statuses = []
+    reply: dict[str, Any] = {}
+    for _ in range(30):
+        reply = service.http.get("/easy/query", params={"code": "uuid-1"}).json()
+        statuses.append(reply["data"]["status"])
+        if reply["data"]["status"] in (2, 3):
+            break
+        time.sleep(2.0)  # the desktop client's polling interval
+    assert statuses[0] == 1 or statuses == [2]
     assert reply["data"]["status"] == 2, reply
     result = temp / reply["data"]["result"].lstrip("/")
     assert result.name == "uuid-1-r.mp4"
@@ -428,6 +433,17 @@ def test_a_heygem_client_gets_its_video_in_the_shared_temp_folder(
     assert facts.video_codec == "h264" and facts.audio_codec == "aac"
     again = service.http.get("/easy/query", params={"code": "uuid-1"}).json()
     assert again["data"]["status"] == 2  # not deleted by the first terminal read
+    # the ComfyUI node: a raw string body, then polling until status 2
+    raw = json.dumps({**body, "code": "comfy-1"})
+    comfy = service.http.post("/easy/submit", content=raw, headers={"Content-Type": "text/plain"})
+    assert comfy.json()["code"] == 10000
+
+    def comfy_done() -> dict[str, Any] | None:
+        data: dict[str, Any] = service.http.get("/easy/query", params={"code": "comfy-1"}).json()
+        return data if data["data"]["status"] == 2 else None
+
+    wait_until(comfy_done, timeout_s=60, what="the ComfyUI task")
+    assert (temp / "comfy-1-r.mp4").stat().st_size > 0
 
 
 def test_pause_reorder_and_resume_the_queue(
@@ -513,7 +529,10 @@ def test_live_progress_over_server_sent_events_resumes_after_a_reconnect(
 def test_api_keys_guard_every_route_but_healthz_and_easy_takes_a_query_key(
     service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path
 ) -> None:
-    service = service_factory(extra_env={"TALKINGFACE_API__KEYS": '["s3cret-key"]'})
+    # bound to every interface (0.0.0.0) with keys; the test talks to it over loopback only
+    service = service_factory(
+        extra_env={"TALKINGFACE_API__KEYS": '["s3cret-key"]', "TALKINGFACE_API__HOST": "0.0.0.0"}
+    )
     bearer = {"Authorization": "Bearer s3cret-key"}
 
     assert service.http.get("/healthz").status_code == 200
