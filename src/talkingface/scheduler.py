@@ -162,7 +162,7 @@ class Scheduler:
             error = WorkerLostError(
                 f"The worker of attempt {attempt.number} ({attempt.worker}) is gone: its lease "
                 "expired with no heartbeat (the server stopped or crashed while it ran).",
-                stage=_stage_of(job),
+                stage=_as_stage(job.stage),
             ).to_record()
             self._end_attempt(job.id, attempt.id, attempt.number, error, AttemptOutcome.LOST)
             logger.warning(
@@ -477,7 +477,3 @@ def _as_stage(name: str | None) -> Stage | None:
         return Stage(name) if name else None
     except ValueError:
         return None
-
-
-def _stage_of(job: JobRecord) -> Stage | None:
-    return _as_stage(job.stage)

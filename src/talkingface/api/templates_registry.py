@@ -24,6 +24,7 @@ from talkingface.engines.base import get_engine
 from talkingface.errors import InputNotFoundError, TalkingFaceError, UnexpectedError
 from talkingface.media.decode import iter_frames
 from talkingface.media.probe import choose_output_fps, probe
+from talkingface.pipeline.inputs import checked_probe
 from talkingface.pipeline.items import FacePolicy
 from talkingface.templates import TemplateCache, prepare_template
 
@@ -45,12 +46,7 @@ class TemplateRegistry:
 
     def register(self, source: Path) -> tuple[dict[str, Any], bool]:
         """(meta, created): the template of these bytes, stored and queued for preparation."""
-        info = probe(
-            source,
-            max_width_px=self.settings.limits.max_width_px,
-            max_height_px=self.settings.limits.max_height_px,
-            max_duration_s=self.settings.limits.max_duration_s,
-        )
+        info = checked_probe(source, self.settings.limits)
         digest = hashlib.sha256(source.read_bytes()).hexdigest()[:32]
         directory = self.root / digest
         if (directory / "meta.json").is_file():

@@ -53,7 +53,8 @@ def _human_bytes(count: int) -> str:
     return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count} bytes"
 
 
-def _checked_probe(path: Path, limits: LimitSettings) -> MediaInfo:
+def checked_probe(path: Path, limits: LimitSettings) -> MediaInfo:
+    """Probe within every configured input limit (size, dimensions, duration)."""
     info = probe(
         path,
         max_width_px=limits.max_width_px,
@@ -73,14 +74,14 @@ def _checked_probe(path: Path, limits: LimitSettings) -> MediaInfo:
 
 def check_inputs(audio: Path, video: Path, limits: LimitSettings) -> tuple[MediaInfo, MediaInfo]:
     """Probe both inputs within the limits; the audio must have sound, the template a picture."""
-    audio_info = _checked_probe(audio, limits)
+    audio_info = checked_probe(audio, limits)
     if not audio_info.has_audio:
         raise InvalidMediaError(
             f"{audio.name} has no audio track; give a speech file (wav, mp3, m4a…) "
             "or a video with sound as --audio.",
             stage=Stage.PROBE,
         )
-    video_info = _checked_probe(video, limits)
+    video_info = checked_probe(video, limits)
     if not video_info.has_video:
         raise InvalidMediaError(
             f"{video.name} has no picture; give a video or a photo as the template.",

@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from talkingface.errors import InputTooLargeError, Stage, translate_errors
@@ -82,32 +82,6 @@ class LocalStorage:
                 target.open("wb") as fh,
             ):
                 for chunk in chunks:
-                    written += len(chunk)
-                    if written > max_bytes:
-                        raise _too_large(field_name, max_bytes)
-                    fh.write(chunk)
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
-        return target
-
-    async def save_upload_async(
-        self,
-        job_id: str,
-        field_name: str,
-        filename: str | None,
-        chunks: AsyncIterable[bytes],
-        max_bytes: int,
-    ) -> Path:
-        """save_upload for an async byte stream (e.g. a request body)."""
-        target = self._upload_target(job_id, field_name, filename)
-        written = 0
-        try:
-            with (
-                translate_errors(Stage.SETUP, context=f"saving {field_name}"),
-                target.open("wb") as fh,
-            ):
-                async for chunk in chunks:
                     written += len(chunk)
                     if written > max_bytes:
                         raise _too_large(field_name, max_bytes)
