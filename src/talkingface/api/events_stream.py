@@ -50,6 +50,9 @@ async def iter_job_stream(store: JobStore, job_id: str, after_id: int) -> AsyncI
     last_id, last_progress, idle_s = after_id, None, 0.0
     yield "retry: 2000\n\n"
     while True:
+        # The job is read before its events: a state change commits with its event, so a
+        # terminal state seen here guarantees the terminal event is in the read that follows.
+        job = await run_in_threadpool(store.get, job_id)
         events = await run_in_threadpool(store.events, job_id, after_id=last_id)
         for event in events:
             last_id = event.id
@@ -57,12 +60,11 @@ async def iter_job_stream(store: JobStore, job_id: str, after_id: int) -> AsyncI
             yield _message(event.kind, data, event.id)
             if event.kind in TERMINAL_EVENTS:
                 return
-        job = await run_in_threadpool(store.get, job_id)
         progress = _progress(job)
         if progress != last_progress:
             last_progress, idle_s = progress, 0.0
             yield _message("progress", progress)
-        if job.state in TERMINAL_STATES and not events:
+        if job.state in TERMINAL_STATES:
             return  # ended before this stream's window (e.g. resumed after the end)
         await asyncio.sleep(POLL_S)
         idle_s += POLL_S
