@@ -247,6 +247,21 @@ def test_raise_transient_fails_with_a_retryable_ipc_error(
         assert outcome.error.message.strip()
 
 
+def test_an_exception_with_an_empty_message_fails_with_an_explained_internal_error(
+    tmp_path: Path, worker_cache_dir: Path, media: tuple[Path, Path]
+) -> None:
+    with running_executor(make_settings(worker_cache_dir)) as executor:
+        events = Collector(executor)
+        events.ready()
+        assignment = make_assignment(tmp_path, *media, fault="raise_empty")
+        dispatch(executor, assignment)
+        outcome = events.outcome(assignment.attempt_id)
+        assert isinstance(outcome, Failed), outcome
+        assert (outcome.error.code, outcome.error.retryable) == (ErrorCode.INTERNAL, False)
+        assert "RuntimeError (no message)" in outcome.error.message
+        assert outcome.error.stage == "render"
+
+
 def wait_until_progress_stops(events: Collector, attempt_id: str, beats: int = 5) -> int:
     """Wait for `beats` consecutive heartbeats with the same frames_done mid-render."""
     seen: list[Heartbeat] = []
@@ -391,3 +406,13 @@ def test_an_unknown_fault_is_a_config_error_naming_the_choices(worker_cache_dir:
     controls = FaultControls(send_heartbeat=lambda: None, stop_heartbeats=lambda: None)
     with pytest.raises(ConfigError, match=r"'explode'.*silent_hang"):
         get_fault("explode", make_settings(worker_cache_dir), controls)
+
+
+def test_a_fault_limited_to_the_first_attempt_spares_the_retry(worker_cache_dir: Path) -> None:
+    controls = FaultControls(send_heartbeat=lambda: None, stop_heartbeats=lambda: None)
+    settings = make_settings(worker_cache_dir)
+    assert get_fault("hang@1", settings, controls, attempt_number=1) is not None
+    assert get_fault("hang@1", settings, controls, attempt_number=2) is None
+    assert get_fault("hang", settings, controls, attempt_number=4) is not None
+    with pytest.raises(ConfigError, match="after '@'"):
+        get_fault("hang@x", settings, controls)

@@ -7,7 +7,10 @@ Each fault changes one narrow thing, so the pipeline itself has no fault branche
 * `hang`: rendering blocks for good after a few frames; heartbeats keep coming (STALLED).
 * `silent_hang`: like `hang`, and heartbeats stop after the first one with progress (LOST).
 * `raise_transient`: rendering raises IPC_ERROR after a few frames (a retryable failure).
+* `raise_empty`: rendering raises an exception whose message is empty (never shown empty).
 * `ignore_sigterm`: SIGTERM is ignored for the attempt, then rendering hangs (SIGKILL needed).
+
+`<fault>@<n>` strikes only in attempts 1..n, so a retry can show the job recovering.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FAULT_NAMES = ("crash", "hang", "silent_hang", "raise_transient", "ignore_sigterm")
+FAULT_NAMES = ("crash", "hang", "silent_hang", "raise_transient", "raise_empty", "ignore_sigterm")
 CRASH_EXIT_CODE = 70
 FAULT_AFTER_FRAMES = 5  # hang/raise at this rendered frame index, so some progress is made first
 
@@ -126,6 +129,12 @@ class _RaiseTransientFault(_RenderFault):
         )
 
 
+class _RaiseEmptyFault(_RenderFault):
+    def strike(self) -> None:
+        self._announce()
+        raise RuntimeError()  # str() is "": the attempt boundary must still explain it
+
+
 class _IgnoreSigtermFault(_RenderFault):
     def __init__(self, name: str, controls: FaultControls) -> None:
         super().__init__(name, controls)
@@ -145,27 +154,47 @@ _FAULTS: dict[str, type[Fault]] = {
     "hang": _RenderFault,
     "silent_hang": _SilentHangFault,
     "raise_transient": _RaiseTransientFault,
+    "raise_empty": _RaiseEmptyFault,
     "ignore_sigterm": _IgnoreSigtermFault,
 }
 
 
-def get_fault(name: str | None, settings: Settings, controls: FaultControls) -> Fault | None:
-    """The fault called `name` (None: no fault); CONFIG_INVALID if faults are off or unknown."""
-    if name is None:
+def parse_fault(spec: str) -> tuple[str, int | None]:
+    """`hang` → ("hang", None): every attempt; `hang@2` → ("hang", 2): attempts 1 and 2 only."""
+    name, at, limit = spec.partition("@")
+    if not at:
+        return name, None
+    if not limit.isdigit() or int(limit) < 1:
+        raise ConfigError(
+            f"Bad fault {spec!r}: after '@' give how many attempts it strikes (e.g. hang@1).",
+            stage=Stage.SETUP,
+            details={"fault": spec},
+        )
+    return name, int(limit)
+
+
+def get_fault(
+    spec: str | None, settings: Settings, controls: FaultControls, attempt_number: int = 1
+) -> Fault | None:
+    """The fault `spec` names for this attempt (None: none); CONFIG_INVALID if off or unknown."""
+    if spec is None:
         return None
     if not settings.workers.allow_faults:
         raise ConfigError(
-            f"Fault injection ({name!r}) is disabled; it is for tests only "
+            f"Fault injection ({spec!r}) is disabled; it is for tests only "
             "(set workers.allow_faults = true in a test configuration).",
             stage=Stage.SETUP,
-            details={"fault": name},
+            details={"fault": spec},
         )
+    name, attempts = parse_fault(spec)
     if name not in _FAULTS:
         raise ConfigError(
             f"Unknown fault {name!r}; available: {', '.join(FAULT_NAMES)}.",
             stage=Stage.SETUP,
             details={"fault": name, "available": list(FAULT_NAMES)},
         )
+    if attempts is not None and attempt_number > attempts:
+        return None
     return _FAULTS[name](name, controls)
 
 

@@ -124,7 +124,9 @@ def _run_assignment(
     ):
         try:
             beats.start()  # first beat at once: the executor sees the attempt has begun
-            fault = get_fault(assignment.options.fault, settings, controls)
+            fault = get_fault(
+                assignment.options.fault, settings, controls, assignment.attempt_number
+            )
             engine = engines.get(assignment.options.engine)
             if fault is not None:
                 fault.arm()
