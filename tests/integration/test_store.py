@@ -7,12 +7,12 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 
 from talkingface.errors import (
@@ -476,6 +476,28 @@ def test_stats_count_states_failures_rates_and_retries(store: JobStore, clock: F
     assert stats["success_rate"] == {"last_hour": None, "last_day": 0.5, "all": 0.5}
     assert stats["duration_s"]["p50"] == pytest.approx(12.0)
     assert stats["retries_total"] == 1
+
+
+def test_stats_are_read_before_the_connection_goes_back_to_the_pool(
+    store: JobStore, clock: FakeClock
+) -> None:
+    """Under load the pool closes overflow connections as they come back (/metrics or
+    /v1/queue beside many status polls): no result may be read after that."""
+    job, attempt = _claim(store, _submit(store, "bad"))
+    missing = _error(ErrorCode.INPUT_NOT_FOUND, "File not found: /in/bad.wav.")
+    store.fail_attempt(job.id, attempt.id, missing, outcome=AttemptOutcome.FAILED, retry_at=None)
+
+    def close_on_checkin(dbapi_connection: Any, _record: Any) -> None:  # Any: DBAPI objects
+        dbapi_connection.close()
+
+    event.listen(store.engine.pool, "checkin", close_on_checkin)
+    try:
+        stats = compute_stats(store, now=clock.now)
+    finally:
+        event.remove(store.engine.pool, "checkin", close_on_checkin)
+        store.engine.dispose()  # drop the closed connections
+
+    assert stats["failures_by_code"] == {"INPUT_NOT_FOUND": 1}
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

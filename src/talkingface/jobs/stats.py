@@ -29,7 +29,7 @@ def compute_stats(store: JobStore, *, now: datetime) -> dict[str, Any]:  # Any: 
             select(jobs.c.error_code, func.count())
             .where(jobs.c.state == JobState.FAILED.value)
             .group_by(jobs.c.error_code)
-        )
+        ).all()  # read here: once the connection is back in the pool its cursor may be closed
         retries = conn.execute(
             select(func.coalesce(func.sum(case((jobs.c.attempt > 1, jobs.c.attempt - 1))), 0))
         ).scalar_one()
