@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from contextvars import ContextVar
@@ -133,12 +134,28 @@ class ApiSettings(_Section):
     heygem_temp_dir: Path | None = None  # HeyGem clients' shared folder; None: <data_dir>/temp
     keys: list[SecretStr] = Field(default_factory=list)  # API keys; empty: no auth (loopback)
     allow_unauthenticated: bool = False  # serve a non-loopback address without keys, on purpose
-    allow_private_url_hosts: bool = False  # URL inputs may name loopback/private hosts
+    allow_private_url_hosts: bool = False  # trust every address (compatibility; prefer below)
+    url_allowed_networks: list[str] = Field(default_factory=list)  # CIDRs URL hosts may be in
 
     @field_validator("input_roots")
     @classmethod
     def _absolute_roots(cls, value: list[Path]) -> list[Path]:
         return [root.expanduser().resolve() for root in value]
+
+    @field_validator("url_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        """Each entry a CIDR (or a bare address, /32 or /128), normalised; host bits refused."""
+        networks = []
+        for entry in value:
+            try:
+                networks.append(str(ipaddress.ip_network(entry.strip(), strict=True)))
+            except ValueError as exc:
+                raise ValueError(
+                    f"{entry!r} is not a network ({exc}); write a CIDR such as 10.20.0.0/16, "
+                    "192.168.1.7/32 or fd00::/8"
+                ) from exc
+        return networks
 
 
 class Settings(BaseSettings):

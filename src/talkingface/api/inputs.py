@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-import httpx
-
-from talkingface.config import ApiSettings, Settings
+from talkingface.api.url_fetch import download_url
+from talkingface.config import Settings
 from talkingface.errors import (
     InputNotFoundError,
-    InputTooLargeError,
     PermissionDeniedError,
     Stage,
 )
@@ -24,9 +18,7 @@ from talkingface.jobs.records import JobInputs
 from talkingface.pipeline.inputs import check_inputs
 from talkingface.storage.local import LocalStorage
 
-MAX_REDIRECTS = 5
 CHUNK_BYTES = 1 << 20
-_REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,113 +71,6 @@ def resolve_server_path(field: str, value: str, roots: list[Path]) -> Path:
         stage=Stage.PROBE,
         details={"field": field},
     )
-
-
-def check_url_host(field: str, url: str, *, allow_private: bool) -> None:
-    """Refuse URLs that are not http(s), and hosts resolving to loopback/private/link-local."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
-        raise PermissionDeniedError(
-            f"{field}: only http and https URLs can be fetched, not {url!r}.",
-            stage=Stage.PROBE,
-            details={"field": field},
-        )
-    if allow_private:
-        return
-    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise InputNotFoundError(
-            f"{field}: cannot resolve the host {parts.hostname!r} of {url}; check the URL.",
-            stage=Stage.PROBE,
-            details={"field": field},
-            cause=exc,
-        ) from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        if not address.is_global:
-            raise PermissionDeniedError(
-                f"{field}: the URL host {parts.hostname} resolves to a loopback, private or "
-                f"link-local address ({address}), which the server refuses to fetch; serve the "
-                "file from a public host, upload it, or set api.allow_private_url_hosts.",
-                stage=Stage.PROBE,
-                details={"field": field, "address": str(address)},
-            )
-
-
-def _deadline_chunks(response: httpx.Response, deadline: float, field: str) -> Iterator[bytes]:
-    for chunk in response.iter_bytes(CHUNK_BYTES):
-        if time.monotonic() > deadline:
-            raise InputNotFoundError(
-                f"{field}: downloading {response.url} took longer than api.url_timeout_s; "
-                "use a faster host or upload the file.",
-                stage=Stage.PROBE,
-                details={"field": field},
-            )
-        yield chunk
-
-
-def download_url(
-    field: str, url: str, job_id: str, storage: LocalStorage, api: ApiSettings
-) -> Path:
-    """Fetch `url` into the job's inputs dir, checking every redirect hop's host."""
-    deadline = time.monotonic() + api.url_timeout_s
-    try:
-        with httpx.Client(follow_redirects=False) as client:
-            for _ in range(MAX_REDIRECTS + 1):
-                check_url_host(field, url, allow_private=api.allow_private_url_hosts)
-                timeout = httpx.Timeout(max(0.1, deadline - time.monotonic()))
-                with client.stream("GET", url, timeout=timeout) as response:
-                    if (
-                        response.status_code in _REDIRECT_STATUSES
-                        and "location" in response.headers
-                    ):
-                        url = urljoin(url, response.headers["location"])
-                        continue
-                    return _save_response(field, url, job_id, response, deadline, storage, api)
-    except httpx.HTTPError as exc:
-        raise InputNotFoundError(
-            f"{field}: could not download {url} ({type(exc).__name__}: {exc}); check the URL.",
-            stage=Stage.PROBE,
-            details={"field": field, "url": url},
-            cause=exc,
-        ) from exc
-    raise InputNotFoundError(
-        f"{field}: {url} redirected more than {MAX_REDIRECTS} times; give the final URL.",
-        stage=Stage.PROBE,
-        details={"field": field},
-    )
-
-
-def _save_response(
-    field: str,
-    url: str,
-    job_id: str,
-    response: httpx.Response,
-    deadline: float,
-    storage: LocalStorage,
-    api: ApiSettings,
-) -> Path:
-    if response.status_code != 200:
-        raise InputNotFoundError(
-            f"{field}: {url} answered HTTP {response.status_code}; check the URL.",
-            stage=Stage.PROBE,
-            details={"field": field, "status": response.status_code},
-        )
-    length = response.headers.get("content-length", "")
-    if length.isdigit() and int(length) > api.max_upload_bytes:
-        raise InputTooLargeError(
-            f"{field}: {url} is {length} bytes, over the {api.max_upload_bytes}-byte limit "
-            "(api.max_upload_bytes).",
-            stage=Stage.PROBE,
-            details={"field": field, "limit_bytes": api.max_upload_bytes},
-        )
-    name = PurePosixPath(urlsplit(url).path).name
-    chunks = _deadline_chunks(response, deadline, field)
-    return storage.save_upload(job_id, field, name, chunks, api.max_upload_bytes)
 
 
 def fetch_media(

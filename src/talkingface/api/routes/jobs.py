@@ -15,11 +15,12 @@ from starlette.datastructures import FormData, UploadFile
 
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
 from talkingface.api.events_stream import iter_job_stream
-from talkingface.api.inputs import MediaRef, Upload, check_url_host, is_url, resolve_inputs
+from talkingface.api.inputs import MediaRef, Upload, is_url, resolve_inputs
 from talkingface.api.problems import invalid_request
 from talkingface.api.schemas import EventPublic, JobCreate, JobList, JobOptionsIn, JobPublic
 from talkingface.api.schemas import job_public as build_job_public
 from talkingface.api.templates_registry import TemplateRegistry
+from talkingface.api.url_fetch import check_url
 from talkingface.config import Settings
 from talkingface.engines.base import ENGINE_NAMES
 from talkingface.errors import InputTooLargeError, JobStateError, QueueFullError, Stage
@@ -76,9 +77,7 @@ def job_options(options: JobOptionsIn, settings: Settings) -> JobOptions:
     if options.callback_url is not None:
         if not is_url(options.callback_url):
             raise invalid_request([{"loc": ("callback_url",), "msg": "must be an http(s) URL"}])
-        check_url_host(
-            "callback_url", options.callback_url, allow_private=settings.api.allow_private_url_hosts
-        )
+        check_url("callback_url", options.callback_url, settings.api)
     return JobOptions(
         engine=engine,
         loop=(options.loop or settings.engines.loop).value,
