@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
+from talkingface.api.problems import quoted
 from talkingface.api.url_fetch import download_url
 from talkingface.config import Settings
 from talkingface.errors import (
     InputNotFoundError,
+    InvalidMediaError,
+    InvalidRequestError,
     PermissionDeniedError,
     Stage,
 )
@@ -33,7 +37,12 @@ MediaRef = str | Upload | Path  # a path, a URL, an upload, or a server-owned fi
 
 
 def is_url(value: str) -> bool:
-    return urlsplit(value).scheme.lower() in {"http", "https"}
+    """True for an http(s) URL, a malformed one too (fetching it then says what is wrong)."""
+    try:
+        scheme = urlsplit(value).scheme
+    except ValueError:  # e.g. an unclosed IPv6 bracket: still meant as a URL
+        scheme = value.partition(":")[0].strip()
+    return scheme.lower() in {"http", "https"}
 
 
 def resolve_server_path(field: str, value: str, roots: list[Path]) -> Path:
@@ -45,28 +54,78 @@ def resolve_server_path(field: str, value: str, roots: list[Path]) -> Path:
             stage=Stage.PROBE,
             details={"field": field},
         )
+    _check_path_text(field, value)
     if ".." in PurePosixPath(value.replace("\\", "/")).parts:
         raise PermissionDeniedError(
-            f"{field}: the path {value!r} contains '..'; give a path inside the input roots.",
+            f"{field}: the path {quoted(value)} contains '..'; give a path inside the input roots.",
             stage=Stage.PROBE,
             details={"field": field},
         )
+    try:
+        return _confined_file(field, value, roots)
+    except PermissionError as exc:
+        raise PermissionDeniedError(
+            f"{field}: permission denied looking up {quoted(value)}; make its directory "
+            "readable by the service.",
+            stage=Stage.PROBE,
+            details={"field": field},
+            cause=exc,
+        ) from exc
+    except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop (RuntimeError)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputNotFoundError(
+            f"{field}: the path {quoted(value)} cannot be looked up ({reason}); give the "
+            "path of a readable file inside api.input_roots.",
+            stage=Stage.PROBE,
+            details={"field": field},
+            cause=exc,
+        ) from exc
+
+
+def _check_path_text(field: str, value: str) -> None:
+    """Refuse what no file name can hold: a NUL byte, or text the file system cannot encode."""
+    try:
+        encoded = os.fsencode(value)
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(
+            f"{field}: the path {quoted(value)} holds characters that cannot be encoded as "
+            "a file name (unpaired surrogates); send the path as plain UTF-8.",
+            stage=Stage.PROBE,
+            details={"field": field},
+            cause=exc,
+        ) from exc
+    if b"\0" in encoded:
+        raise InvalidRequestError(
+            f"{field}: the path {quoted(value)} contains a NUL character, which no file name "
+            "can hold; check the path.",
+            stage=Stage.PROBE,
+            details={"field": field},
+        )
+
+
+def _confined_file(field: str, value: str, roots: list[Path]) -> Path:
     candidate = Path(value)
     candidates = [candidate] if candidate.is_absolute() else [root / candidate for root in roots]
     confined = [p.resolve() for p in candidates]
     confined = [p for p in confined if any(p.is_relative_to(root) for root in roots)]
     if not confined:
         raise PermissionDeniedError(
-            f"{field}: the path {value} is outside the configured input roots (symlinks are "
-            "followed); put the file under one of api.input_roots or upload it.",
+            f"{field}: the path {quoted(value)} is outside the configured input roots "
+            "(symlinks are followed); put the file under one of api.input_roots or upload it.",
             stage=Stage.PROBE,
             details={"field": field, "input_roots": [str(r) for r in roots]},
         )
     for path in confined:
         if path.is_file():
             return path
+    if any(path.is_dir() for path in confined):
+        raise InvalidMediaError(
+            f"{field}: {quoted(value)} is a directory; give the path of a media file.",
+            stage=Stage.PROBE,
+            details={"field": field},
+        )
     raise InputNotFoundError(
-        f"{field}: file not found: {value}; check the path (it is resolved inside "
+        f"{field}: file not found: {quoted(value)}; check the path (it is resolved inside "
         "api.input_roots).",
         stage=Stage.PROBE,
         details={"field": field},

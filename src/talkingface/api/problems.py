@@ -17,6 +17,7 @@ from talkingface.errors import ErrorCode, QueueFullError, TalkingFaceError, Unex
 logger = logging.getLogger(__name__)
 
 INPUT_INVALID = ErrorCode.INPUT_INVALID.value  # bad JSON, wrong types, unknown fields
+MAX_FIELD_CHARS = 64  # longer (unknown) field names are cut in messages
 
 
 def error_body(
@@ -50,6 +51,12 @@ def error_response(exc: TalkingFaceError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
 
+def quoted(value: str, limit: int = 120) -> str:
+    """A client's value for a message: quoted, control characters escaped, long ones cut."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}…{text[-4:]}"
+
+
 def invalid_request(errors: Sequence[Any]) -> RequestValidationError:
     """A 422 for a request that does not parse; `errors` as pydantic reports them."""
     return RequestValidationError(list(errors))
@@ -61,6 +68,8 @@ def describe_validation_errors(errors: Sequence[Any]) -> tuple[str, list[dict[st
     for error in errors:
         loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
         field = ".".join(loc) or "body"
+        if len(field) > MAX_FIELD_CHARS or not field.isprintable():  # an unknown key, echoed
+            field = quoted(field, MAX_FIELD_CHARS)
         items.append({"field": field, "message": str(error.get("msg") or "is invalid")})
     listed = "; ".join(f"{item['field']}: {item['message']}" for item in items)
     return f"Invalid request: {listed or 'the request could not be read'}.", items

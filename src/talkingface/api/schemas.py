@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from talkingface.errors import ErrorRecord
 from talkingface.jobs.records import AttemptRecord, JobRecord
@@ -25,6 +25,14 @@ class JobOptionsIn(BaseModel):
     callback_url: str | None = Field(
         None, max_length=2048, description="http(s) URL that receives the job's terminal state."
     )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        """JSON true/false would pass as 1/0; a priority is a number."""
+        if isinstance(value, bool):
+            raise ValueError("Input should be an integer from -100 to 100, not true or false")
+        return value
 
 
 class JobCreate(JobOptionsIn):

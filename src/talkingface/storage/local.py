@@ -15,20 +15,23 @@ from talkingface.errors import InputTooLargeError, Stage, translate_errors
 logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial.mp4"
-_MAX_NAME_CHARS = 100
+_MAX_NAME_BYTES = 150  # UTF-8 bytes: the stored name adds a field prefix; NAME_MAX is 255
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
 def sanitize_filename(filename: str | None, fallback: str) -> str:
-    """The last path component without control characters or leading dots; `fallback` if empty."""
+    """The last path component without control characters or leading dots, cut to at most
+    150 UTF-8 bytes keeping its suffix; `fallback` if nothing is left."""
     name = re.split(r"[/\\]", filename or "")[-1]
     name = _UNSAFE_CHARS.sub("", name).strip().lstrip(".")
-    if len(name) > _MAX_NAME_CHARS:
+    name = name.encode("utf-8", "replace").decode("utf-8")  # no lone surrogates on disk
+    if len(name.encode()) > _MAX_NAME_BYTES:
         stem, dot, suffix = name.rpartition(".")
-        keep = suffix[:10] if dot else ""
-        name = (stem if dot else name)[: _MAX_NAME_CHARS - len(keep) - 1] + (
-            f".{keep}" if keep else ""
-        )
+        keep = f".{suffix[:10]}" if dot else ""
+        stem = (stem if dot else name)[:_MAX_NAME_BYTES]  # bytes >= characters
+        while len((stem + keep).encode()) > _MAX_NAME_BYTES:
+            stem = stem[:-1]
+        name = stem + keep
     return name or fallback
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,18 +13,25 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from talkingface.api.bodies import (
+    JSON_BODY_MAX_BYTES,
+    check_declared_length,
+    limited_request,
+    read_body,
+)
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
 from talkingface.api.events_stream import iter_job_stream
 from talkingface.api.inputs import MediaRef, Upload, is_url, resolve_inputs
-from talkingface.api.problems import invalid_request
+from talkingface.api.problems import invalid_request, quoted
 from talkingface.api.schemas import EventPublic, JobCreate, JobList, JobOptionsIn, JobPublic
 from talkingface.api.schemas import job_public as build_job_public
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_fetch import check_url
 from talkingface.config import Settings
 from talkingface.engines.base import ENGINE_NAMES
-from talkingface.errors import InputTooLargeError, JobStateError, QueueFullError, Stage
+from talkingface.errors import JobStateError, QueueFullError
 from talkingface.jobs.records import JobOptions, JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
@@ -33,6 +41,12 @@ from talkingface.storage.local import LocalStorage
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 MULTIPART_SLACK_BYTES = 1 << 20  # form fields and part headers beside the two files
+FORM_HINT = "send audio and video as files (two at most) and the options as text fields"
+JSON_BODY_USE = "a JSON submission (paths, URLs and options); upload media as multipart/form-data"
+JSON_UNREADABLE = (
+    "the body cannot be read as JSON (nested too deeply, or a number thousands of digits long); "
+    "send one flat object"
+)
 
 SUBMIT_BODY: dict[str, Any] = {  # Any: an OpenAPI fragment; JobCreate is added by create_app
     "requestBody": {
@@ -68,7 +82,12 @@ def job_options(options: JobOptionsIn, settings: Settings) -> JobOptions:
     engine = options.engine or settings.engines.default
     if engine not in ENGINE_NAMES:
         raise invalid_request(
-            [{"loc": ("engine",), "msg": f"unknown engine {engine!r}; use one of {ENGINE_NAMES}"}]
+            [
+                {
+                    "loc": ("engine",),
+                    "msg": f"unknown engine {quoted(engine)}; use one of {ENGINE_NAMES}",
+                }
+            ]
         )
     if options.fault is not None and not settings.workers.allow_faults:
         raise invalid_request(
@@ -142,12 +161,15 @@ def template_video(request: Request, template_id: str) -> Path:
 
 
 async def read_json_submission(request: Request) -> JobCreate:
+    raw = await read_body(request, JSON_BODY_MAX_BYTES, JSON_BODY_USE)
     try:
-        body = await request.json()
+        body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise invalid_request(
-            [{"loc": ("body",), "msg": f"the body is not valid JSON ({exc})"}]
+            [{"loc": ("body",), "msg": f"the body is not valid JSON ({exc}); send one object"}]
         ) from exc
+    except (RecursionError, ValueError) as exc:  # nested too deeply, a number too long
+        raise invalid_request([{"loc": ("body",), "msg": JSON_UNREADABLE}]) from exc
     try:
         return JobCreate.model_validate(body)
     except ValidationError as exc:
@@ -166,28 +188,44 @@ def form_submission(form: FormData) -> tuple[MediaRef, MediaRef, JobOptionsIn]:
             refs.append(value)
         else:
             missing.append({"loc": (field,), "msg": "Field required (a file, path or URL)"})
+    counts = Counter(key for key, _ in form.multi_items())
+    repeated = [
+        {"loc": (key,), "msg": f"given {count} times; send each field once"}
+        for key, count in counts.items()
+        if count > 1
+    ]
     fields = {k: v for k, v in form.multi_items() if k not in ("audio", "video")}
     try:
         options = JobOptionsIn.model_validate({k: v for k, v in fields.items() if v != ""})
     except ValidationError as exc:
         raise invalid_request(
-            missing + exc.errors(include_url=False, include_context=False)
+            repeated + missing + exc.errors(include_url=False, include_context=False)
         ) from exc
-    if missing:
-        raise invalid_request(missing)
+    if missing or repeated:
+        raise invalid_request(repeated + missing)
     return refs[0], refs[1], options
 
 
+def upload_budget(settings: Settings) -> tuple[int, str]:
+    """The byte limit of a multipart body (two uploads and the form fields) and its wording."""
+    what = f"two files of {settings.api.max_upload_bytes} bytes (api.max_upload_bytes)"
+    return 2 * settings.api.max_upload_bytes + MULTIPART_SLACK_BYTES, what
+
+
 def check_body_size(request: Request, settings: Settings) -> None:
-    length = request.headers.get("content-length", "")
-    limit = 2 * settings.api.max_upload_bytes + MULTIPART_SLACK_BYTES
-    if length.isdigit() and int(length) > limit:
-        raise InputTooLargeError(
-            f"The request body is {length} bytes, over the limit for two files of "
-            f"{settings.api.max_upload_bytes} bytes (api.max_upload_bytes).",
-            stage=Stage.SETUP,
-            details={"limit_bytes": settings.api.max_upload_bytes},
-        )
+    """413 at once when the Content-Length is over the budget of two uploads."""
+    check_declared_length(request, *upload_budget(settings))
+
+
+async def read_form(request: Request, settings: Settings) -> FormData:
+    """The multipart form, read on the byte budget of two uploads (413 once past it, chunked
+    bodies too); a malformed body is 422 saying how to send one. The caller closes the form."""
+    try:
+        limited = limited_request(request, *upload_budget(settings))
+        return await limited.form(max_files=2, max_fields=20)
+    except StarletteHTTPException as exc:  # starlette's 400 for a malformed multipart body
+        message = f"the multipart body cannot be read ({exc.detail}); {FORM_HINT}"
+        raise invalid_request([{"loc": ("body",), "msg": message}]) from exc
 
 
 @router.post(
@@ -209,12 +247,14 @@ async def submit_job(
     """Queue a job over server paths or URLs (JSON) or uploaded files (multipart)."""
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
-        check_body_size(request, settings)
-        async with request.form(max_files=2, max_fields=20) as form:
+        form = await read_form(request, settings)
+        try:
             audio, video, options = form_submission(form)
             job, created = await run_in_threadpool(
                 create_job, audio, video, options, idempotency_key, settings, store, storage
             )
+        finally:
+            await form.close()
     elif content_type.startswith("application/json") or not content_type:
         body = await read_json_submission(request)
         template: MediaRef = body.video or template_video(request, body.template_id or "")
