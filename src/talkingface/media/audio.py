@@ -18,6 +18,8 @@ from talkingface.errors import InputTooLargeError, InvalidMediaError, Stage
 from talkingface.media.probe import invalid_media, open_input
 from talkingface.pipeline.items import AudioClip
 
+MIN_AUDIO_S = 0.04  # one frame at 25 fps: shorter audio gives no video
+
 
 def load_audio(
     path: str | Path, *, sample_rate_hz: int = 16000, max_duration_s: float = 3600.0
@@ -39,10 +41,24 @@ def load_audio(
             if sample_count > max_samples:
                 raise _too_long(file_path, max_duration_s, sample_count / sample_rate_hz)
             chunks.append(chunk)
-    if sample_count == 0:
-        raise invalid_media(file_path, "its audio track holds no samples", stage=Stage.FEATURES)
+    if sample_count < MIN_AUDIO_S * sample_rate_hz:
+        raise too_short(file_path, sample_count / sample_rate_hz, stage=Stage.FEATURES)
     samples_f32 = np.clip(np.concatenate(chunks), -1.0, 1.0).astype(np.float32, copy=False)
     return AudioClip(samples_f32=samples_f32, sample_rate_hz=sample_rate_hz)
+
+
+def too_short(path: Path, duration_s: float, *, stage: Stage) -> InvalidMediaError:
+    """The audio is empty or shorter than one video frame: nothing to lip-sync."""
+    held = (
+        "holds no samples"
+        if duration_s <= 0
+        else f"lasts only {duration_s * 1000:.2f} ms, less than one video frame ({MIN_AUDIO_S:g} s)"
+    )
+    return InvalidMediaError(
+        f"The audio of {path.name} {held}; give a speech file with sound.",
+        stage=stage,
+        details={"path": str(path), "duration_s": duration_s, "min_duration_s": MIN_AUDIO_S},
+    )
 
 
 def _iter_mono_chunks(

@@ -21,7 +21,7 @@ import av.error
 import numpy as np
 
 from talkingface.errors import InvalidMediaError, Stage
-from talkingface.media.probe import MediaInfo, invalid_media, open_input, probe
+from talkingface.media.probe import PIXEL_SLACK_PX, MediaInfo, invalid_media, open_input, probe
 from talkingface.pipeline.items import LoopMode
 
 logger = logging.getLogger(__name__)
@@ -173,9 +173,11 @@ def _scan_timeline(media: MediaInfo, fps: float) -> _Timeline:
     with open_input(media.path, stage=Stage.DECODE) as container:
         stream = container.streams.video[0]
         times: list[tuple[float, float]] = []
+        untimed = 0
         try:
             for packet in container.demux(stream):
                 if packet.pts is None or packet.is_discard or packet.time_base is None:
+                    untimed += packet.size > 0
                     continue
                 duration = float(packet.duration * packet.time_base) if packet.duration else 0.0
                 times.append((float(packet.pts * packet.time_base), duration))
@@ -184,7 +186,8 @@ def _scan_timeline(media: MediaInfo, fps: float) -> _Timeline:
                 media.path, "its packets cannot be read", stage=Stage.DECODE, ffmpeg_text=str(exc)
             ) from exc
     if not times:
-        raise invalid_media(media.path, "its video holds no frames", stage=Stage.DECODE)
+        problem = "its frames carry no timestamps" if untimed else "its video holds no frames"
+        raise invalid_media(media.path, problem, stage=Stage.DECODE)
     return _timeline_from_times(times, fps, media.fps)
 
 
@@ -206,7 +209,7 @@ def _iter_range(
     """Yield (k, frame) for output frames start <= k < stop, seeking near `start` when > 0."""
     if start >= stop:
         return
-    with open_input(media.path, stage=Stage.DECODE) as container:
+    with open_input(media.path, stage=Stage.DECODE, max_pixels=_max_pixels(media)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         seeked = start > 0 and _seek(container, stream, timeline.t0_s + start / timeline.fps)
@@ -218,7 +221,7 @@ def _iter_range(
             return
         frames.close()
     # The seek landed after `start` (or the input cannot seek): decode from the top instead.
-    with open_input(media.path, stage=Stage.DECODE) as container:
+    with open_input(media.path, stage=Stage.DECODE, max_pixels=_max_pixels(media)) as container:
         container.streams.video[0].thread_type = "AUTO"
         yield from _iter_resampled(container, media, timeline, start, stop, from_top=True)
 
@@ -294,12 +297,32 @@ def _round_half_up(position: float) -> int:
     return math.floor(position + 0.5 + SLOT_EPSILON)
 
 
+def _max_pixels(media: MediaInfo) -> int:
+    """The decoder refuses pictures over the probed size (plus alignment): no larger frame
+    later in the stream is ever allocated."""
+    return (media.width + PIXEL_SLACK_PX) * (media.height + PIXEL_SLACK_PX)
+
+
 def _decode(container: av.container.InputContainer, media: MediaInfo) -> Iterator[av.VideoFrame]:
-    """Decoded frames in presentation order; a corrupt stream raises InvalidMediaError."""
+    """Decoded frames in presentation order, all of the probed size; a corrupt stream or one
+    that changes its picture size raises InvalidMediaError."""
+    stored = (
+        (media.height, media.width)
+        if media.rotation_deg in (90, 270)
+        else (media.width, media.height)
+    )
     count = 0
     try:
         for frame in container.decode(video=0):
             count += 1
+            if (frame.width, frame.height) != stored:
+                raise InvalidMediaError(
+                    f"{media.path.name} changes its picture size at frame {count} (from "
+                    f"{stored[0]}x{stored[1]} to {frame.width}x{frame.height} px); re-export it "
+                    "at one size as MP4 H.264/AAC.",
+                    stage=Stage.DECODE,
+                    details={"path": str(media.path), "frame": count},
+                )
             yield frame
     except av.error.FFmpegError as exc:
         raise InvalidMediaError(

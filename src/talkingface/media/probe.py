@@ -19,12 +19,15 @@ from talkingface.errors import (
     PermissionDeniedError,
     Stage,
 )
+from talkingface.media.headers import declared_image_size, wav_layout
 
 STILL_FPS = 25.0  # output rate for photos and variable-frame-rate templates
 MAX_OUTPUT_FPS = 60.0
 VFR_TOLERANCE = 0.01  # relative gap between average and nominal rate that marks VFR
 STILL_IMAGE_DEMUXERS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe")
 REEXPORT_HINT = "re-export it as MP4 H.264/AAC or WAV"
+WAV_SLACK_BYTES = 1024  # writers that miscount their data chunk by a few bytes are fine
+PIXEL_SLACK_PX = 256  # decoders allocate aligned sizes (4112 -> 4160): margin over the limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +90,20 @@ def check_readable_file(path: Path, *, stage: Stage) -> int:
     return size_bytes
 
 
-def open_input(path: str | Path, *, stage: Stage) -> av.container.InputContainer:
-    """Open a media file for reading, translating every failure into one of our errors."""
+def open_input(
+    path: str | Path, *, stage: Stage, max_pixels: int | None = None
+) -> av.container.InputContainer:
+    """Open a media file for reading, translating every failure into one of our errors.
+
+    With `max_pixels`, FFmpeg's decoders refuse any picture larger than that (width x height)
+    before allocating it, while the streams are probed and when PyAV decodes the first video
+    stream: a few-kB file declaring a huge picture cannot make this process allocate it.
+    """
     file_path = Path(path)
     check_readable_file(file_path, stage=stage)
+    options = {"max_pixels": str(max_pixels)} if max_pixels else None
     try:
-        return av.open(str(file_path), mode="r")
+        container = av.open(str(file_path), mode="r", options=options)
     except av.error.PermissionError as exc:
         raise PermissionDeniedError(
             f"Permission denied reading {file_path}; make the file readable by the service.",
@@ -104,6 +115,9 @@ def open_input(path: str | Path, *, stage: Stage) -> av.container.InputContainer
         raise invalid_media(
             file_path, "FFmpeg cannot open it", stage=stage, ffmpeg_text=str(exc)
         ) from exc
+    if options and container.streams.video and container.streams.video[0].codec_context:
+        container.streams.video[0].codec_context.options = dict(options)
+    return container
 
 
 def probe(
@@ -116,9 +130,19 @@ def probe(
     """Describe a media file, or raise an error (stage probe) saying why it is unusable."""
     file_path = Path(path)
     size_bytes = check_readable_file(file_path, stage=Stage.PROBE)
-    with open_input(file_path, stage=Stage.PROBE) as container:
+    max_pixels = (max_width_px + PIXEL_SLACK_PX) * (max_height_px + PIXEL_SLACK_PX)
+    declared = declared_image_size(file_path)  # a photo's header, read before FFmpeg decodes
+    if declared is not None:
+        _check_declared_size(file_path, declared, max_width_px, max_height_px)
+    with open_input(file_path, stage=Stage.PROBE, max_pixels=max_pixels) as container:
+        if container.streams.video:
+            context = container.streams.video[0].codec_context
+            declared = (context.width, context.height) if context is not None else (0, 0)
+            _check_declared_size(file_path, declared, max_width_px, max_height_px)
         info = _describe(container, file_path, size_bytes)
     _check_limits(info, max_width_px, max_height_px, max_duration_s)
+    if info.container == "wav":
+        _check_wav_complete(file_path)
     return info
 
 
@@ -231,6 +255,42 @@ def _stream_duration_s(stream: av.stream.Stream) -> float:
     return float(stream.duration * stream.time_base)
 
 
+def _check_declared_size(
+    path: Path, size: tuple[int, int], max_width_px: int, max_height_px: int
+) -> None:
+    """Refuse, before decoding anything, a picture whose header declares a size over the
+    limits in both orientations (the display rotation is not known yet)."""
+    width, height = size
+    fits = (width <= max_width_px and height <= max_height_px) or (
+        height <= max_width_px and width <= max_height_px
+    )
+    if not fits:
+        raise InputTooLargeError(
+            f"{path.name} declares a {width}x{height} px picture, larger than the limit of "
+            f"{max_width_px}x{max_height_px} px (limits.max_width_px, limits.max_height_px); "
+            "downscale it.",
+            stage=Stage.PROBE,
+            details={"width": width, "height": height, "declared": True},
+        )
+
+
+def _check_wav_complete(path: Path) -> None:
+    """Refuse a WAV cut short: FFmpeg would quietly read the part that is there."""
+    layout = wav_layout(path)
+    if layout is None:
+        return
+    missing_bytes = layout.declared_bytes - layout.present_bytes
+    if missing_bytes > max(WAV_SLACK_BYTES, layout.declared_bytes // 100):
+        declared_s = layout.declared_bytes / layout.byte_rate
+        present_s = max(0, layout.present_bytes) / layout.byte_rate
+        raise InvalidMediaError(
+            f"{path.name} is cut short: its header declares {declared_s:.1f} s of audio but the "
+            f"file holds {present_s:.1f} s; send the complete file.",
+            stage=Stage.PROBE,
+            details={"path": str(path), "declared_s": declared_s, "present_s": present_s},
+        )
+
+
 def _check_limits(
     info: MediaInfo, max_width_px: int, max_height_px: int, max_duration_s: float
 ) -> None:
@@ -238,14 +298,15 @@ def _check_limits(
     if info.width > max_width_px or info.height > max_height_px:
         raise InputTooLargeError(
             f"{name} is {info.width}x{info.height} px, larger than the limit of "
-            f"{max_width_px}x{max_height_px} px; downscale it.",
+            f"{max_width_px}x{max_height_px} px (limits.max_width_px, limits.max_height_px); "
+            "downscale it.",
             stage=Stage.PROBE,
             details={"width": info.width, "height": info.height},
         )
     if info.duration_s > max_duration_s:
         raise InputTooLargeError(
             f"{name} lasts {info.duration_s:.1f} s, longer than the limit of "
-            f"{max_duration_s:.0f} s; shorten it.",
+            f"{max_duration_s:.0f} s (limits.max_duration_s); shorten it.",
             stage=Stage.PROBE,
             details={"duration_s": info.duration_s},
         )

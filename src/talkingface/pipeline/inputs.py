@@ -12,6 +12,7 @@ from talkingface.errors import (
     OutputPathError,
     Stage,
 )
+from talkingface.media.audio import MIN_AUDIO_S, too_short
 from talkingface.media.probe import MediaInfo, probe
 
 OUTPUT_SUFFIXES = (".mp4", ".m4v")
@@ -81,6 +82,8 @@ def check_inputs(audio: Path, video: Path, limits: LimitSettings) -> tuple[Media
             "or a video with sound as --audio.",
             stage=Stage.PROBE,
         )
+    if 0 < audio_info.duration_s < MIN_AUDIO_S:  # 0: unknown until decoded (s3 checks again)
+        raise too_short(audio, audio_info.duration_s, stage=Stage.PROBE)
     video_info = checked_probe(video, limits)
     if not video_info.has_video:
         raise InvalidMediaError(
