@@ -10,6 +10,8 @@ always HTTP 200, the same codes and Chinese messages, `data.status` 1/2/3 and re
     unknown code                    10004 任务不存在
     anything unexpected             9999  系统异常: <message>
 
+Mistyped fields are 10002 naming the field (`pn参数异常: 应为0或1`); unknown fields are
+ignored, as face2face ignores them, and listed in the job's `heygem_submitted` event.
 Unlike the original: submissions queue instead of answering busy, results stay readable
 after the first terminal read, and a code resubmitted while queued or running returns that
 job (after it finished, a new job starts only if the inputs differ). `pn=1` (the default)
@@ -33,11 +35,18 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from talkingface.api.bodies import JSON_BODY_MAX_BYTES, read_body
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
+from talkingface.api.problems import quoted
 from talkingface.api.routes.jobs import create_job
 from talkingface.api.schemas import JobOptionsIn
 from talkingface.config import Settings
-from talkingface.errors import QueueFullError, TalkingFaceError, UnexpectedError
+from talkingface.errors import (
+    InputTooLargeError,
+    QueueFullError,
+    TalkingFaceError,
+    UnexpectedError,
+)
 from talkingface.jobs.records import JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
@@ -53,6 +62,8 @@ STATUS_RUNNING, STATUS_DONE, STATUS_FAILED = 1, 2, 3
 REQUIRED_FIELDS = ("audio_url", "video_url", "code")
 CODE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # it names a file: no separators, no ..
 FLAG_FIELDS = ("pn", "chaofen", "watermark_switch", "digital_auth")
+KNOWN_FIELDS = frozenset((*REQUIRED_FIELDS, *FLAG_FIELDS))
+BODY_TOO_LARGE = f"参数异常: 请求体超过{JSON_BODY_MAX_BYTES // 1024} KB"
 STAGE_NAMES = {
     "setup": "准备中",
     "starting": "准备中",
@@ -78,9 +89,54 @@ def _valid_code(code: str) -> bool:
     return CODE_PATTERN.fullmatch(code) is not None and code not in {".", ".."}
 
 
+def _flag_value(value: object) -> int | None:
+    """0 or 1 from 0/1, "0"/"1" or false/true (face2face compared with == 1); else None."""
+    if isinstance(value, str):
+        text = value.strip()
+        return int(text) if text in ("0", "1") else None
+    if isinstance(value, int | float) and value in (0, 1):  # bool is an int
+        return int(value)
+    return None
+
+
 def _flag(body: dict[str, Any], name: str, default: int) -> int:
-    value = body.get(name, default)
-    return 1 if str(value).strip() == "1" else 0
+    value = _flag_value(body.get(name))
+    return default if value is None else value
+
+
+def _field_problem(body: dict[str, Any]) -> str | None:
+    """face2face's message for the first missing or mistyped field; None when all are usable."""
+    for name in REQUIRED_FIELDS:
+        value = body.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return f"{name}参数缺失"
+        if name == "code" and (isinstance(value, bool) or not isinstance(value, str | int)):
+            return "code参数异常: 应为字符串"
+        if name != "code" and not isinstance(value, str):
+            return f"{name}参数异常: 应为字符串（URL、路径或文件名）"
+        if isinstance(value, str) and not _is_utf8(value):
+            return f"{name}参数异常: 含有无法编码的字符（未配对的代理项）"
+    for name in FLAG_FIELDS:
+        if body.get(name) is not None and _flag_value(body[name]) is None:
+            return f"{name}参数异常: 应为0或1"
+    return None
+
+
+def _is_utf8(text: str) -> bool:
+    """False for JSON strings holding unpaired surrogates (\\ud800), which no file name holds."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _client_wording(message: str) -> str:
+    """Our input errors name the fields audio/video; a face2face client sent *_url."""
+    for field in ("audio", "video"):
+        if message.startswith(f"{field}: "):
+            return f"{field}_url{message[len(field) :]}"
+    return message
 
 
 def _resolve_ref(value: str, temp_dir: Path) -> str:
@@ -113,14 +169,18 @@ async def heygem_submit(
 ) -> JSONResponse:
     """face2face submit: JSON body whatever the Content-Type (raw strings too)."""
     try:
-        body = json.loads(await request.body() or b"null")
-    except (ValueError, UnicodeDecodeError):
+        raw = await read_body(request, JSON_BODY_MAX_BYTES, "a face2face submission")
+    except InputTooLargeError:
+        return envelope(PARAM_ERROR, {}, BODY_TOO_LARGE, success=False)
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, RecursionError):  # bad syntax or UTF-8, too deep, a number too long
         return envelope(PARAM_ERROR, {}, "参数异常: 请求体不是JSON", success=False)
     if not isinstance(body, dict):
         return envelope(PARAM_ERROR, {}, "参数异常: 请求体应为JSON对象", success=False)
-    for name in REQUIRED_FIELDS:
-        if not str(body.get(name) or "").strip():
-            return envelope(PARAM_ERROR, {}, f"{name}参数缺失", success=False)
+    problem = _field_problem(body)
+    if problem is not None:
+        return envelope(PARAM_ERROR, {}, problem, success=False)
     if not _valid_code(str(body["code"]).strip()):
         return envelope(PARAM_ERROR, {}, CODE_INVALID, success=False)
     try:
@@ -129,7 +189,8 @@ async def heygem_submit(
         return envelope(BUSY, {}, "忙碌中")
     except TalkingFaceError as exc:
         if 400 <= exc.http_status < 500:
-            return envelope(PARAM_ERROR, {}, f"参数异常: {exc.message}", success=False)
+            message = _client_wording(exc.message)
+            return envelope(PARAM_ERROR, {}, f"参数异常: {message}", success=False)
         return envelope(SYSTEM_ERROR, {}, f"系统异常: {exc.message}", success=False)
     except Exception as exc:  # the API boundary: never a 500 or an empty message here
         logger.exception("heygem submit failed", extra={"event": "heygem_submit_failed"})
@@ -164,7 +225,9 @@ def _submit(
     )
     if created:
         flags = {name: _flag(body, name, 1 if name == "pn" else 0) for name in FLAG_FIELDS}
-        store.add_event(job.id, "heygem_submitted", {"code": code, **flags})
+        ignored = sorted(quoted(str(k), 64) for k in body if k not in KNOWN_FIELDS)[:20]
+        extra = {"ignored_fields": ignored} if ignored else {}
+        store.add_event(job.id, "heygem_submitted", {"code": code, **flags, **extra})
         scheduler.wake()
     return envelope(SUCCESS, {}, SUCCESS)
 
