@@ -83,6 +83,10 @@ class ResultPublic(BaseModel):
     height: int
     fps: float
     processing_s: float
+    frame_count: int
+    frames_without_face: int = Field(
+        description="Frames where no face was found, passed through unchanged."
+    )
 
 
 class JobPublic(BaseModel):
@@ -162,6 +166,8 @@ def job_public(
             height=r.height,
             fps=r.fps,
             processing_s=r.processing_s,
+            frame_count=r.frame_count,
+            frames_without_face=r.frames_without_face,
         )
     return JobPublic(
         id=job.id,
