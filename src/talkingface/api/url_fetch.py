@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,12 +32,10 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 SCHEMES = frozenset({"http", "https"})
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Sequence[str]]  # (host, port) -> IP address strings
 
 _NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # well-known prefix: the low 32 bits are IPv4
-_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d form
 _LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # site-chosen translation
 
@@ -78,16 +77,15 @@ def refusal_reason(address: IPAddress) -> str | None:
         if embedded is not None:
             reason = refusal_reason(embedded)
             return f"NAT64/6to4 form of the {reason} address {embedded}" if reason else None
-        if address in _IPV4_COMPATIBLE or address in _LOCAL_NAT64:
-            return "reserved (IPv4-compatible or local NAT64)"
-        if address.is_site_local:
-            return "site-local"
     checks = (
         ("loopback", address.is_loopback),
         ("unspecified", address.is_unspecified),
         ("link-local (cloud metadata services live at 169.254.169.254)", address.is_link_local),
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
         ("multicast", address.is_multicast),
         ("private", address.is_private),
+        ("reserved (IPv4-compatible or local NAT64)", address in _IPV4_COMPATIBLE),
+        ("reserved (IPv4-compatible or local NAT64)", address in _LOCAL_NAT64),
         ("reserved", address.is_reserved),
         ("non-public", not address.is_global),
     )
@@ -101,10 +99,6 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return address.sixtofour
 
 
-def allowed_networks(api: ApiSettings) -> list[IPNetwork]:
-    return [ipaddress.ip_network(entry) for entry in api.url_allowed_networks]
-
-
 def check_url(
     field: str, url: str | httpx.URL, api: ApiSettings, resolver: Resolver | None = None
 ) -> UrlTarget:
@@ -113,7 +107,7 @@ def check_url(
     parsed = _parse(field, url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     addresses = _host_addresses(field, parsed, port, resolver or resolve_host)
-    trusted = allowed_networks(api)
+    trusted = [ipaddress.ip_network(entry) for entry in api.url_allowed_networks]
     for address in addresses:
         if api.allow_private_url_hosts or any(address in network for network in trusted):
             continue
@@ -135,14 +129,14 @@ def _parse(field: str, url: str | httpx.URL) -> httpx.URL:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
         raise InvalidRequestError(
-            f"{field}: {url!s} is not a valid URL ({exc}); check it.",
+            f"{field}: {_shown(url)} is not a valid URL ({exc}); check it.",
             stage=Stage.PROBE,
             details={"field": field},
             cause=exc,
         ) from exc
     if parsed.scheme not in SCHEMES or not parsed.host:
         raise PermissionDeniedError(
-            f"{field}: only http and https URLs with a host can be fetched, not {url!s}.",
+            f"{field}: only http and https URLs with a host can be fetched, not {_shown(url)}.",
             stage=Stage.PROBE,
             details={"field": field},
         )
@@ -182,7 +176,7 @@ def _host_addresses(field: str, url: httpx.URL, port: int, resolver: Resolver) -
             cause = None
         if not found:
             raise InputNotFoundError(
-                f"{field}: cannot resolve the host {host} of {url}; check the URL.",
+                f"{field}: cannot resolve the host {host} of {_shown(url)}; check the URL.",
                 stage=Stage.PROBE,
                 details={"field": field, "host": host},
                 cause=cause,
@@ -191,11 +185,9 @@ def _host_addresses(field: str, url: httpx.URL, port: int, resolver: Resolver) -
 
 
 def _is_ip_literal(host: str) -> bool:
-    try:
-        _ip(host)
-    except ValueError:
-        return False
-    return True
+    with contextlib.suppress(ValueError):
+        return _ip(host) is not None
+    return False
 
 
 def _ip(text: str) -> IPAddress:
@@ -213,7 +205,6 @@ class DownloadDeadline:
     reads (a trickle of headers) by shutting the watched sockets down when it passes."""
 
     def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
         self.at_s = time.monotonic() + timeout_s
         self.expired = False
         self._sockets: list[socket.socket] = []
@@ -258,17 +249,21 @@ def download_url(
     storage: LocalStorage,
     api: ApiSettings,
     resolver: Resolver | None = None,
+    tls_context: ssl.SSLContext | None = None,
 ) -> Path:
     """Fetch `url` into the job's inputs dir: every redirect hop checked before it connects,
     each connection pinned to its checked address, the whole download within
-    api.url_timeout_s and api.max_upload_bytes."""
+    api.url_timeout_s and api.max_upload_bytes. `tls_context` replaces the default CA trust."""
     deadline = DownloadDeadline(api.url_timeout_s)
-    current: str | httpx.URL = url
+    trust = tls_context or httpx.create_ssl_context()  # one per download, not per hop
+    current = url
     try:
         for _ in range(MAX_REDIRECTS + 1):
             target = check_url(field, current, api, resolver)
             with (
-                httpx.Client(follow_redirects=False, trust_env=False) as client,
+                httpx.Client(  # trust_env=False: a proxy from the environment would undo the pin
+                    follow_redirects=False, trust_env=False, verify=trust
+                ) as client,
                 _open(client, target, deadline) as response,
             ):
                 location = response.headers.get("location")
@@ -277,19 +272,11 @@ def download_url(
                     continue
                 return _save_response(field, target, job_id, response, deadline, storage, api)
     except httpx.HTTPError as exc:
-        if deadline.has_passed():
-            raise _too_slow(field, current, api) from exc
-        raise InputNotFoundError(
-            f"{field}: could not download {current} ({type(exc).__name__}: {exc}); check "
-            "the URL and that its server is up.",
-            stage=Stage.PROBE,
-            details={"field": field, "url": str(current)},
-            cause=exc,
-        ) from exc
+        raise _download_failed(field, current, exc, deadline, api) from exc
     finally:
         deadline.close()
     raise InputNotFoundError(
-        f"{field}: {url} redirected more than {MAX_REDIRECTS} times; give the final URL.",
+        f"{field}: {_shown(url)} redirected more than {MAX_REDIRECTS} times; give the final URL.",
         stage=Stage.PROBE,
         details={"field": field, "max_redirects": MAX_REDIRECTS},
     )
@@ -330,18 +317,13 @@ def _save_response(
     url = target.url
     if response.status_code != 200:
         raise InputNotFoundError(
-            f"{field}: {url} answered HTTP {response.status_code}; check the URL.",
+            f"{field}: {_shown(url)} answered HTTP {response.status_code}; check the URL.",
             stage=Stage.PROBE,
             details={"field": field, "status": response.status_code},
         )
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > api.max_upload_bytes:
-        raise InputTooLargeError(
-            f"{field}: {url} is {length} bytes, over the {api.max_upload_bytes}-byte limit "
-            "(api.max_upload_bytes); shorten or re-encode it.",
-            stage=Stage.PROBE,
-            details={"field": field, "limit_bytes": api.max_upload_bytes},
-        )
+        raise _too_large(field, url, api, f"is {length} bytes, over")
     name = PurePosixPath(url.path).name
     chunks = _iter_within(response, deadline, field, url, api)
     return storage.save_upload(job_id, field, name, chunks, api.max_upload_bytes)
@@ -354,19 +336,60 @@ def _iter_within(
     url: httpx.URL,
     api: ApiSettings,
 ) -> Iterator[bytes]:
-    """The body as the network delivers it, stopping once the deadline has passed (a cut
+    """The body as the network delivers it, within the deadline and the size limit (a cut
     connection can look like a complete body, so the end is checked too)."""
-    for chunk in response.iter_raw():
-        if deadline.has_passed():
-            raise _too_slow(field, url, api)
-        yield chunk
+    received_bytes = 0
+    try:
+        for chunk in response.iter_raw():
+            received_bytes += len(chunk)
+            if deadline.has_passed():
+                raise _too_slow(field, url, api)
+            if received_bytes > api.max_upload_bytes:
+                raise _too_large(field, url, api, "sent more than")
+            yield chunk
+    except httpx.HTTPError as exc:  # here, not in download_url: save_upload would wrap it
+        raise _download_failed(field, url, exc, deadline, api) from exc
     if deadline.expired:
         raise _too_slow(field, url, api)
 
 
+def _download_failed(
+    field: str,
+    url: str | httpx.URL,
+    exc: httpx.HTTPError,
+    deadline: DownloadDeadline,
+    api: ApiSettings,
+) -> InputNotFoundError:
+    if deadline.has_passed():
+        return _too_slow(field, url, api)
+    return InputNotFoundError(
+        f"{field}: could not download {_shown(url)} ({type(exc).__name__}: {exc}); check the URL "
+        "and that its server is up.",
+        stage=Stage.PROBE,
+        details={"field": field, "url": str(url)},
+        cause=exc,
+    )
+
+
+def _too_large(field: str, url: httpx.URL, api: ApiSettings, size: str) -> InputTooLargeError:
+    return InputTooLargeError(
+        f"{field}: {_shown(url)} {size} the {api.max_upload_bytes}-byte limit "
+        "(api.max_upload_bytes); shorten or re-encode the file.",
+        stage=Stage.PROBE,
+        details={"field": field, "limit_bytes": api.max_upload_bytes},
+    )
+
+
+def _shown(url: str | httpx.URL, limit: int = 200) -> str:
+    """A URL for a message: control characters escaped, a long one cut."""
+    text = str(url)
+    text = text if text.isprintable() else repr(text)
+    return text if len(text) <= limit else f"{text[: limit - 5]}…{text[-4:]}"
+
+
 def _too_slow(field: str, url: str | httpx.URL, api: ApiSettings) -> InputNotFoundError:
     return InputNotFoundError(
-        f"{field}: downloading {url} took longer than {api.url_timeout_s:g} s "
+        f"{field}: downloading {_shown(url)} took longer than {api.url_timeout_s:g} s "
         "(api.url_timeout_s); use a faster host or upload the file.",
         stage=Stage.PROBE,
         details={"field": field, "timeout_s": api.url_timeout_s},
