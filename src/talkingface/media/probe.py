@@ -86,7 +86,7 @@ def check_readable_file(path: Path, *, stage: Stage) -> int:
         )
     size_bytes = path.stat().st_size
     if size_bytes == 0:
-        raise invalid_media(path, "the file is empty (0 bytes)", stage=stage)
+        raise invalid_media(path, "it is empty: 0 bytes", stage=stage)
     return size_bytes
 
 
