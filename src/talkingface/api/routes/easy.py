@@ -37,7 +37,6 @@ from fastapi.responses import JSONResponse
 
 from talkingface.api.bodies import JSON_BODY_MAX_BYTES, read_body
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
-from talkingface.api.problems import quoted
 from talkingface.api.routes.jobs import create_job
 from talkingface.api.schemas import JobOptionsIn
 from talkingface.config import Settings
@@ -225,7 +224,7 @@ def _submit(
     )
     if created:
         flags = {name: _flag(body, name, 1 if name == "pn" else 0) for name in FLAG_FIELDS}
-        ignored = sorted(quoted(str(k), 64) for k in body if k not in KNOWN_FIELDS)[:20]
+        ignored = sorted(str(k)[:64] for k in body if k not in KNOWN_FIELDS)[:20]
         extra = {"ignored_fields": ignored} if ignored else {}
         store.add_event(job.id, "heygem_submitted", {"code": code, **flags, **extra})
         scheduler.wake()
