@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
@@ -18,6 +18,32 @@ from talkingface.api.templates_registry import TemplateRegistry
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 
+TemplateId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="A registered template.")]
+
+REGISTER_BODY: dict[str, Any] = {  # Any: an OpenAPI fragment (the body is read by hand)
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["video"],
+                    "properties": {
+                        "video": {"type": "string", "description": "A server path or URL."}
+                    },
+                }
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["video"],
+                    "properties": {"video": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
+    }
+}
+
 
 def _public(request: Request, meta: dict[str, Any]) -> dict[str, Any]:  # Any: JSON-safe
     public = {k: v for k, v in meta.items() if k != "video"}
@@ -27,7 +53,13 @@ def _public(request: Request, meta: dict[str, Any]) -> dict[str, Any]:  # Any: J
     return public
 
 
-@router.post("", status_code=202, operation_id="register_template")
+@router.post(
+    "",
+    status_code=202,
+    operation_id="register_template",
+    responses={200: {"description": "The template of the same content, registered before."}},
+    openapi_extra=REGISTER_BODY,
+)
 async def register_template(
     request: Request, response: Response, settings: SettingsDep, storage: StorageDep
 ) -> dict[str, Any]:
@@ -44,12 +76,8 @@ async def register_template(
             ref: Any = Upload(filename=value.filename, file=value.file)  # Any: MediaRef
             path = await run_in_threadpool(fetch_media, "video", ref, staging_id, storage, settings)
     else:
-        body = await request.json()
-        if not isinstance(body, dict) or not isinstance(body.get("video"), str):
-            raise invalid_request([{"loc": ("video",), "msg": "Field required (a path or URL)"}])
-        path = await run_in_threadpool(
-            fetch_media, "video", body["video"], staging_id, storage, settings
-        )
+        video = await _json_video(request)
+        path = await run_in_threadpool(fetch_media, "video", video, staging_id, storage, settings)
         if path.parent != storage.inputs_dir(staging_id):  # a server path: keep the original
             copy = storage.inputs_dir(staging_id) / path.name
             copy.parent.mkdir(parents=True, exist_ok=True)
@@ -64,15 +92,34 @@ async def register_template(
     return _public(request, meta)
 
 
+async def _json_video(request: Request) -> str:
+    """The `video` of a JSON body; a 422 naming the problem when the body is not that."""
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise invalid_request(
+            [{"loc": ("body",), "msg": f"the body is not valid JSON ({exc})"}]
+        ) from exc
+    if not isinstance(body, dict) or not isinstance(body.get("video"), str):
+        raise invalid_request([{"loc": ("video",), "msg": "Field required (a path or URL)"}])
+    video: str = body["video"]
+    return video
+
+
 @router.get("/{template_id}", operation_id="read_template")
-def read_template(request: Request, template_id: str) -> dict[str, Any]:
+def read_template(request: Request, template_id: TemplateId) -> dict[str, Any]:
     """State (preparing, ready, failed), face count, duration, size and a thumbnail URL."""
     registry: TemplateRegistry = request.app.state.templates
     return _public(request, registry.describe(template_id))
 
 
-@router.get("/{template_id}/thumbnail", operation_id="read_template_thumbnail")
-def read_template_thumbnail(request: Request, template_id: str) -> FileResponse:
+@router.get(
+    "/{template_id}/thumbnail",
+    operation_id="read_template_thumbnail",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def read_template_thumbnail(request: Request, template_id: TemplateId) -> FileResponse:
     registry: TemplateRegistry = request.app.state.templates
     path = registry.thumbnail_path(template_id)
     if not path.is_file():
