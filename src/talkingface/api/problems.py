@@ -97,6 +97,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
     detail = exc.detail if isinstance(exc, StarletteHTTPException) else ""
     message = str(detail or "").strip() or f"HTTP {status}."
+    if status == 400:  # FastAPI/Starlette could not read the body (not UTF-8, form limits)
+        return await _validation_error(request, invalid_request([{"msg": message.rstrip(".")}]))
     if status == 404:
         message = f"No such endpoint: {request.method} {request.url.path}; see /docs."
     return JSONResponse(
