@@ -41,6 +41,7 @@ from talkingface.storage.local import LocalStorage
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 MULTIPART_SLACK_BYTES = 1 << 20  # form fields and part headers beside the two files
+MAX_ROW_NUMBER = 2**63 - 1  # a 64-bit SQL integer: larger offsets and event ids cannot exist
 FORM_HINT = "send audio and video as files (two at most) and the options as text fields"
 JSON_BODY_USE = "a JSON submission (paths, URLs and options); upload media as multipart/form-data"
 JSON_UNREADABLE = (
@@ -278,7 +279,7 @@ def list_jobs(
     store: StoreDep,
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_NUMBER)] = 0,
 ) -> JobList:
     """Jobs newest first, optionally of one state."""
     jobs, total = store.list_jobs(state=state, limit=limit, offset=offset)
@@ -333,7 +334,7 @@ def stream_job_events(
     request: Request,
     store: StoreDep,
     job_id: str,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_ROW_NUMBER)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response | list[EventPublic]:
@@ -342,15 +343,21 @@ def stream_job_events(
     `Last-Event-ID` resumes right after the last event received."""
     store.get(job_id)  # 404 for an unknown job, not an empty list
     if "text/event-stream" in request.headers.get("accept", ""):
-        resume = (last_event_id or "").strip()
-        start = int(resume) if resume.isdigit() else after_id
         return StreamingResponse(
-            iter_job_stream(store, job_id, start),
+            iter_job_stream(store, job_id, resume_after(last_event_id, after_id)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     events = store.events(job_id, after_id=after_id, limit=limit)
     return [EventPublic(id=e.id, at=e.at, kind=e.kind, data=e.data) for e in events]
+
+
+def resume_after(last_event_id: str | None, after_id: int) -> int:
+    """Where an event stream resumes: after Last-Event-ID when it can be an event id (ASCII
+    digits in range: "²" would fail in int(), 10**30 in the database), else after after_id."""
+    resume = (last_event_id or "").strip()
+    fits = resume.isascii() and resume.isdigit() and len(resume) <= 19  # int() is then safe
+    return int(resume) if fits and int(resume) <= MAX_ROW_NUMBER else after_id
 
 
 @router.get(
