@@ -10,14 +10,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from talkingface.api.auth import ApiKeyMiddleware
 from talkingface.api.deps import SchedulerView
+from talkingface.api.openapi_doc import openapi_builder
 from talkingface.api.problems import install_problem_handlers
 from talkingface.api.routes import easy, jobs, ops, queue, templates
-from talkingface.api.schemas import JobCreate
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.config import Settings
 from talkingface.jobs.store import JobStore
@@ -104,22 +103,6 @@ def _lifespan(
     return lifespan
 
 
-def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:  # Any: the OpenAPI document
-    """The generated document plus JobCreate, which submit_job reads by hand (JSON or form)."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            job_create = JobCreate.model_json_schema(ref_template="#/components/schemas/{model}")
-            schemas.update(job_create.pop("$defs", {}))
-            schemas["JobCreate"] = job_create
-            app.openapi_schema = document
-        return app.openapi_schema
-
-    return openapi
-
-
 def create_app(
     settings: Settings,
     *,
@@ -148,5 +131,5 @@ def create_app(
     install_problem_handlers(app)
     app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api.keys])
     app.add_middleware(RequestIdMiddleware)
-    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    app.openapi = openapi_builder(app, keyed=bool(settings.api.keys))  # type: ignore[method-assign]
     return app

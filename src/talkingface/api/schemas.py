@@ -38,6 +38,15 @@ class JobOptionsIn(BaseModel):
 class JobCreate(JobOptionsIn):
     """A job over server-side paths (inside api.input_roots) or http(s) URLs."""
 
+    model_config = ConfigDict(  # the document states _one_template: exactly one of the two
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["video"], "properties": {"video": {"type": "string"}}},
+                {"required": ["template_id"], "properties": {"template_id": {"type": "string"}}},
+            ]
+        }
+    )
+
     audio: str = Field(min_length=1, max_length=4096, description="Speech: a path or URL.")
     video: str | None = Field(
         None, min_length=1, max_length=4096, description="Template: a path or URL."

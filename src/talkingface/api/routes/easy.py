@@ -158,7 +158,28 @@ def _with_temp_root(settings: Settings) -> Settings:
     )
 
 
-@router.post("/submit", operation_id="heygem_submit")
+SUBMIT_BODY: dict[str, Any] = {  # Any: an OpenAPI fragment (the body is read by hand)
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": list(REQUIRED_FIELDS),
+                    "properties": {
+                        "audio_url": {"type": "string", "description": "URL, path or temp name"},
+                        "video_url": {"type": "string", "description": "URL, path or temp name"},
+                        "code": {"type": "string", "pattern": f"^{CODE_PATTERN.pattern}$"},
+                        **{name: {"type": "integer", "enum": [0, 1]} for name in FLAG_FIELDS},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/submit", operation_id="heygem_submit", openapi_extra=SUBMIT_BODY)
 async def heygem_submit(
     request: Request,
     settings: SettingsDep,
