@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,14 @@ def service_factory(tmp_path: Path) -> Iterator[Callable[..., Service]]:
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database on the local server, dropped afterwards."""
-    name = f"tf_service_{uuid.uuid4().hex[:10]}"
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@contextmanager
+def fresh_postgres_database(prefix: str = "tf_service") -> Iterator[str]:
+    """Create a uniquely named database on the local server; yield its URL; drop it after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = "postgresql://postgres@127.0.0.1:5432/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
