@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -408,3 +409,25 @@ def test_storage_sanitises_names_and_finds_orphans(tmp_path: Path) -> None:
     storage.delete_job_files("job1")
     assert not storage.inputs_dir("job1").exists() and not storage.result_path("job1").exists()
     assert not stale.exists()
+
+
+def test_process_endpoint_names_the_threads_and_counts_descriptors(api: ApiHarness) -> None:
+    started = threading.Event()
+    finish = threading.Event()
+
+    def linger() -> None:
+        started.set()
+        finish.wait(10)
+
+    thread = threading.Thread(target=linger, name="leaky-test-thread")
+    thread.start()
+    started.wait(5)
+    try:
+        seen = api.client.get("/v1/process").json()
+    finally:
+        finish.set()
+        thread.join()
+    assert seen["threads"]["leaky-test-thread"] == 1
+    assert seen["open_fds"] > 0 and seen["rss_bytes"] > 0 and seen["native_threads"] >= 2
+    after = api.client.get("/v1/process").json()
+    assert "leaky-test-thread" not in after["threads"]

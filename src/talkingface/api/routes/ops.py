@@ -1,10 +1,13 @@
-"""① Operations: statistics, workers, liveness and readiness."""
+"""① Operations: statistics, workers, the process itself, liveness and readiness."""
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+import psutil
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -32,6 +35,28 @@ def list_workers(scheduler: SchedulerDep) -> list[WorkerPublic]:
         WorkerPublic(id=w.id, pid=w.pid, state=w.state.value, job_id=w.job_id)
         for w in scheduler.workers()
     ]
+
+
+@router.get("/v1/process", operation_id="read_process")
+def read_process() -> dict[str, Any]:  # Any: JSON-safe figures
+    """This server process for leak hunting: threads by name, open descriptors, child
+    processes and memory (a thread or descriptor count that only grows is a leak)."""
+    process = psutil.Process()
+    children = []
+    for child in process.children(recursive=True):
+        try:
+            children.append({"pid": child.pid, "name": child.name(), "status": child.status()})
+        except psutil.Error:  # it ended while we looked
+            continue
+    with process.oneshot():
+        return {
+            "pid": process.pid,
+            "threads": dict(sorted(Counter(t.name for t in threading.enumerate()).items())),
+            "native_threads": process.num_threads(),
+            "open_fds": process.num_fds(),
+            "rss_bytes": process.memory_info().rss,
+            "children": children,
+        }
 
 
 @router.get("/metrics", operation_id="read_metrics", response_class=PlainTextResponse)
