@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 import trustme
 
 from talkingface.api import url_fetch
 from talkingface.api.url_fetch import MAX_REDIRECTS, download_url
-from talkingface.config import ApiSettings
+from talkingface.config import ApiSettings, WebhookSettings
 from talkingface.errors import (
     ErrorCode,
     InputNotFoundError,
@@ -32,6 +33,8 @@ from talkingface.errors import (
     PermissionDeniedError,
     TalkingFaceError,
 )
+from talkingface.jobs.store import JobStore
+from talkingface.ops.webhooks import WebhookSender
 from talkingface.storage.local import LocalStorage
 from tests.integration.api_fixtures import (  # noqa: F401  (fixtures are used by name)
     ApiHarness,
@@ -615,3 +618,62 @@ def test_heygem_submit_with_a_refused_url_answers_10002(
     assert reply["success"] is False
     assert reply["msg"].startswith("参数异常: ")
     assert words in reply["msg"]
+
+
+# --- webhooks: the callback host is checked again, and pinned, on every try ---------------
+
+
+class HookReceiver(ThreadingHTTPServer):
+    """Records each POST's Host header and body; answers 204."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.calls.append((self.headers["Host"], body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+@pytest.fixture(name="hooks")
+def hooks_fixture() -> Iterator[HookReceiver]:
+    receiver = HookReceiver()
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    yield receiver
+    receiver.shutdown()
+    receiver.server_close()
+
+
+def test_a_webhook_is_posted_to_the_checked_address_under_the_callback_host(
+    hooks: HookReceiver, resolver: FakeResolver, job_store: JobStore, socket_guard: SocketGuard
+) -> None:
+    policy = _api(url_allowed_networks=["127.0.0.1/32"])
+    sender = WebhookSender(job_store, WebhookSettings(), policy, resolver)
+    port = hooks.server_address[1]
+    with httpx.Client(trust_env=False) as http:
+        outcome = sender.send(http, f"http://media.test:{port}/hook", b'{"a": 1}', "job.succeeded")
+    assert outcome == {"ok": True, "status": 204}
+    assert hooks.calls == [(f"media.test:{port}", b'{"a": 1}')]
+    assert set(socket_guard.connects) == {f"127.0.0.1:{port}"}  # create_connection + connect
+    assert resolver.calls == ["media.test"]
+
+
+def test_a_webhook_host_that_now_resolves_to_a_private_address_is_never_called(
+    resolver: FakeResolver, job_store: JobStore, socket_guard: SocketGuard
+) -> None:
+    # accepted at submit while it pointed elsewhere; at delivery it names the intranet
+    sender = WebhookSender(job_store, WebhookSettings(), _api(), resolver)
+    with httpx.Client(trust_env=False) as http:
+        outcome = sender.send(http, "http://intranet.test/hook", b"{}", "job.failed")
+    assert outcome["ok"] is False and outcome["refused"] is True
+    assert "10.0.0.5" in outcome["error"] and "callback_url" in outcome["error"]
+    assert socket_guard.connects == []

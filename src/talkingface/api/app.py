@@ -76,7 +76,7 @@ def _lifespan(
 
             owned_scheduler = Scheduler(settings, app.state.store, metrics=metrics)
             owned_scheduler.start()
-            webhooks = WebhookSender(app.state.store, settings.webhooks)
+            webhooks = WebhookSender(app.state.store, settings.webhooks, settings.api)
             webhooks.start()
         app.state.templates = TemplateRegistry(settings)
         alerts = AlertManager(settings, app.state.store)

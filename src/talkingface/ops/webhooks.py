@@ -8,6 +8,10 @@ sends run on this thread with a timeout, never on the scheduler's or the API's.
 
 Signature: `X-Talkingface-Signature: sha256=<hex HMAC-SHA256 of the raw body>` with
 `webhooks.secret` (absent when no secret is configured).
+
+Every try checks the callback host again, as URL inputs are checked (api.url_fetch), and
+connects to the address it checked: a host that re-resolves to a private address after the
+job was accepted (DNS rebinding) is refused, not called. Redirects are not followed.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from typing import Any
 
 import httpx
 
-from talkingface.config import WebhookSettings
+from talkingface.api.url_fetch import Resolver, check_url
+from talkingface.config import ApiSettings, WebhookSettings
+from talkingface.errors import TalkingFaceError
 from talkingface.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -54,9 +60,17 @@ def sign(secret: str, body: bytes) -> str:
 class WebhookSender:
     """Follows terminal events from the store and delivers them; start() / stop()."""
 
-    def __init__(self, store: JobStore, settings: WebhookSettings) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        settings: WebhookSettings,
+        url_policy: ApiSettings,
+        resolver: Resolver | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.url_policy = url_policy  # which hosts may be called (api.url_allowed_networks…)
+        self.resolver = resolver
         self._pending: list[_Delivery] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,7 +87,9 @@ class WebhookSender:
             self._thread.join(timeout=timeout_s)
 
     def _loop(self) -> None:
-        with httpx.Client(timeout=self.settings.timeout_s, follow_redirects=False) as http:
+        with httpx.Client(
+            timeout=self.settings.timeout_s, follow_redirects=False, trust_env=False
+        ) as http:
             while not self._stop.is_set():
                 try:
                     self._collect()
@@ -100,12 +116,12 @@ class WebhookSender:
     def _deliver_due(self, http: httpx.Client) -> None:
         while self._pending and self._pending[0].due_s <= time.monotonic():
             delivery = heapq.heappop(self._pending)
-            outcome = self._send(http, delivery)
+            outcome = self.send(http, delivery.url, delivery.body, delivery.event)
             data: dict[str, Any] = {"url": delivery.url, "attempt": delivery.attempt, **outcome}
             self.store.add_event(delivery.job_id, "webhook_attempted", data)
             if outcome.get("ok"):
                 self.store.add_event(delivery.job_id, "webhook_delivered", data)
-            elif delivery.attempt >= self.settings.max_attempts:
+            elif outcome.get("refused") or delivery.attempt >= self.settings.max_attempts:
                 self.store.add_event(delivery.job_id, "webhook_failed", data)
                 logger.warning(
                     "webhook to %s for job %s failed %d times",
@@ -120,14 +136,23 @@ class WebhookSender:
                 delivery.due_s = time.monotonic() + delay
                 heapq.heappush(self._pending, delivery)
 
-    def _send(self, http: httpx.Client, delivery: _Delivery) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json", "X-Talkingface-Event": delivery.event}
+    def send(self, http: httpx.Client, url: str, body: bytes, event: str) -> dict[str, Any]:
+        """One try: `ok`, and the HTTP `status` or the `error` (`refused`: not to be retried)."""
+        headers = {"Content-Type": "application/json", "X-Talkingface-Event": event}
         if self.settings.secret is not None:
-            headers["X-Talkingface-Signature"] = sign(
-                self.settings.secret.get_secret_value(), delivery.body
-            )
+            headers["X-Talkingface-Signature"] = sign(self.settings.secret.get_secret_value(), body)
         try:
-            response = http.post(delivery.url, content=delivery.body, headers=headers)
+            target = check_url("callback_url", url, self.url_policy, self.resolver)
+        except TalkingFaceError as exc:
+            return {"ok": False, "error": exc.message, "refused": True}
+        headers.update(target.headers())
+        try:
+            response = http.post(
+                target.pinned_url,
+                content=body,
+                headers=headers,
+                extensions=target.extensions(),
+            )
         except httpx.HTTPError as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()}
         return {"ok": 200 <= response.status_code < 300, "status": response.status_code}
