@@ -297,7 +297,7 @@ class JobUpdate(BaseModel):
     """PATCH body: what may change on a queued job."""
 
     model_config = ConfigDict(extra="forbid")
-    priority: int = Field(ge=-100, le=100)
+    priority: int = Field(ge=-100, le=100, strict=True)  # a JSON integer: true is not 1
 
 
 @router.patch("/{job_id}", operation_id="update_job")
