@@ -253,11 +253,8 @@ def _maybe(choices: list[Any]) -> st.SearchStrategy[Any]:
     return st.sampled_from([None, *choices])
 
 
-@schema.hook("flatmap_path_parameters")
-def known_ids(context: Any, path_parameters: Any) -> st.SearchStrategy[Any]:
-    """Sometimes an existing job or template instead of a generated id."""
-    if not isinstance(path_parameters, dict):
-        return st.just(path_parameters)
+def known_ids(path_parameters: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """The generated id, or an existing job's or template's."""
     if "job_id" in path_parameters:
         name, known = "job_id", [QUEUED_ID, FAILED_ID, SUCCEEDED_ID]
     elif "template_id" in path_parameters:
@@ -273,8 +270,7 @@ MEDIA_FIELDS = {"audio": "video", "audio_url": "video_url"}  # audio field: its 
 KEPT_FIELDS = ("code",)  # a bare body keeps what a submission cannot go without
 
 
-@schema.hook("flatmap_body")
-def real_media(context: Any, body: Any) -> st.SearchStrategy[Any]:
+def real_media(body: Any) -> st.SearchStrategy[Any]:
     """Media fields as generated, or replaced by real and hostile references (JSON) or real
     bytes (multipart); or a bare body of a good pair, which the server must accept."""
     audio = next((name for name in MEDIA_FIELDS if isinstance(body, dict) and name in body), None)
@@ -297,6 +293,24 @@ def real_media(context: Any, body: Any) -> st.SearchStrategy[Any]:
     return st.one_of(
         st.tuples(_maybe(choices), _maybe(choices)).map(mixed), st.sampled_from(pairs).map(bare)
     )
+
+
+@schema.hook("flatmap_case")
+def real_references(context: Any, case: Any) -> st.SearchStrategy[Any]:  # Any: a Case
+    """Valid cases get real ids and media now and then (the substitutes are valid too);
+    invalid ones are left as generated, so what makes them invalid stays in place."""
+    generated = case._meta  # not .meta: reading it revalidates, and multipart bytes fail that
+    if generated is None or not generated.generation.mode.is_positive:
+        return st.just(case)
+
+    def substitute(drawn: tuple[dict[str, Any], Any]) -> Any:  # Any: the case, then the body
+        # Past Case.__setattr__, which would revalidate: valid substitutes stay valid, but its
+        # revalidation judges multipart bytes invalid.
+        object.__setattr__(case, "path_parameters", drawn[0])
+        object.__setattr__(case, "body", drawn[1])
+        return case
+
+    return st.tuples(known_ids(case.path_parameters), real_media(case.body)).map(substitute)
 
 
 @dataclass(frozen=True)
@@ -354,6 +368,17 @@ def test_offsets_and_event_ids_beyond_64_bits_are_refused(fuzz_app: Any) -> None
     for response in (listed, events):
         assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == "INPUT_INVALID"
+
+
+def test_a_boolean_is_not_a_priority(fuzz_app: Any) -> None:
+    """PATCH {"priority": true} moved the job to priority 1."""
+    with asgi.get_client(fuzz_app) as client:
+        before = client.get(f"/v1/jobs/{QUEUED_ID}").json()["priority"]
+        response = client.patch(f"/v1/jobs/{QUEUED_ID}", json={"priority": True})
+        after = client.get(f"/v1/jobs/{QUEUED_ID}").json()["priority"]
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"]["errors"][0]["field"] == "priority"
+    assert after == before
 
 
 @pytest.mark.parametrize(
