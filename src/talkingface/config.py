@@ -134,6 +134,7 @@ class ApiSettings(_Section):
     heygem_temp_dir: Path | None = None  # HeyGem clients' shared folder; None: <data_dir>/temp
     keys: list[SecretStr] = Field(default_factory=list)  # API keys; empty: no auth (loopback)
     allow_unauthenticated: bool = False  # serve a non-loopback address without keys, on purpose
+    trusted_hosts: list[str] = Field(default_factory=list)  # Host names a keyless server answers
     allow_private_url_hosts: bool = False  # trust every address (compatibility; prefer below)
     url_allowed_networks: list[str] = Field(default_factory=list)  # CIDRs URL hosts may be in
 

@@ -92,7 +92,7 @@ def make_api_fixture(
             infos=[WorkerInfo("w1", 4242, WorkerState.READY, None, None, 0, 0.0)]
         )
         app = create_app(settings, store=job_store, scheduler=scheduler)
-        client = TestClient(app, raise_server_exceptions=False)
+        client = TestClient(app, base_url="http://localhost", raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
         return ApiHarness(client, settings, job_store, scheduler, input_root)

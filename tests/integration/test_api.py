@@ -431,3 +431,39 @@ def test_process_endpoint_names_the_threads_and_counts_descriptors(api: ApiHarne
     assert seen["open_fds"] > 0 and seen["rss_bytes"] > 0 and seen["native_threads"] >= 2
     after = api.client.get("/v1/process").json()
     assert "leaky-test-thread" not in after["threads"]
+
+
+# --- a keyless loopback server and the operator's browser --------------------------------
+
+
+def test_a_foreign_host_name_is_refused_without_keys_dns_rebinding(api: ApiHarness) -> None:
+    # evil.example made to resolve to 127.0.0.1: the browser sends its own name as Host
+    refused = api.client.get("/v1/jobs", headers={"Host": "evil.example:8383"})
+    assert refused.status_code == 403
+    error = refused.json()["error"]
+    assert error["code"] == "FORBIDDEN_ORIGIN" and "api.trusted_hosts" in error["message"]
+    easy = api.client.get("/easy/query", params={"code": "x"}, headers={"Host": "evil.example"})
+    assert easy.status_code == 403 and easy.json()["code"] == 9999 and easy.json()["msg"]
+    for local in ("localhost", "127.0.0.1:8383", "[::1]:8383", "LOCALHOST"):
+        assert api.client.get("/v1/jobs", headers={"Host": local}).status_code == 200, local
+
+
+def test_a_web_page_of_another_site_cannot_pause_the_queue(api: ApiHarness) -> None:
+    forged = api.client.post("/v1/queue/pause", headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 403 and not api.scheduler.is_paused()
+    # desktop apps (Origin: null, file://) and local pages pass
+    for origin in ("null", "file://", "http://localhost:3000", "http://127.0.0.1:8383"):
+        allowed = api.client.post("/v1/queue/pause", headers={"Origin": origin})
+        assert allowed.status_code == 200, origin
+    assert api.scheduler.is_paused()
+
+
+def test_trusted_hosts_and_api_keys_open_the_browser_guard(make_api: Any) -> None:
+    trusted = make_api(trusted_hosts=["studio.lan"])
+    assert trusted.client.get("/v1/jobs", headers={"Host": "studio.lan:8383"}).status_code == 200
+    assert trusted.client.get("/v1/jobs", headers={"Host": "other.lan"}).status_code == 403
+    keyed = make_api(keys=["k" * 16])
+    answer = keyed.client.get(
+        "/v1/jobs", headers={"Host": "evil.example", "Authorization": "Bearer " + "k" * 16}
+    )
+    assert answer.status_code == 200  # a browser page cannot know the key

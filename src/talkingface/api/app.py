@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from talkingface.api.auth import ApiKeyMiddleware
+from talkingface.api.auth import ApiKeyMiddleware, BrowserGuardMiddleware, is_loopback
 from talkingface.api.deps import SchedulerView
 from talkingface.api.openapi_doc import openapi_builder
 from talkingface.api.problems import install_problem_handlers
@@ -130,6 +130,8 @@ def create_app(
     app.include_router(templates.router)
     install_problem_handlers(app)
     app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api.keys])
+    if not settings.api.keys and is_loopback(settings.api.host):
+        app.add_middleware(BrowserGuardMiddleware, trusted_hosts=settings.api.trusted_hosts)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = openapi_builder(app, keyed=bool(settings.api.keys))  # type: ignore[method-assign]
     return app

@@ -2,7 +2,10 @@
 HeyGem's /easy routes also take `?api_key=` because old clients cannot add headers.
 
 Keys are off when none is configured; binding a non-loopback address then needs
-`api.allow_unauthenticated = true`, said explicitly (see `check_bind_is_protected`).
+`api.allow_unauthenticated = true`, said explicitly (see `check_bind_is_protected`). A keyless
+loopback server is still reachable from web pages in the operator's browser, so
+`BrowserGuardMiddleware` refuses foreign `Host` names (DNS rebinding) and foreign `Origin`s
+(cross-site request forgery) there.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -71,14 +74,69 @@ class ApiKeyMiddleware:
         return bool(given) and any(hmac.compare_digest(given, key) for key in self.keys)
 
 
-async def _refuse(scope: Scope, send: Send) -> None:
+class BrowserGuardMiddleware:
+    """On a keyless loopback server: 403 unless `Host` is a loopback or trusted name and any
+    http(s) `Origin` is too. `Origin: null` and file:// (desktop apps) pass."""
+
+    def __init__(self, app: ASGIApp, trusted_hosts: list[str]) -> None:
+        self.app = app
+        self.trusted = {host.lower().strip("[]") for host in trusted_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        host = _host_name(headers.get(b"host", ""))
+        origin = headers.get(b"origin", "")
+        problem = None
+        if host and not self._is_trusted(host):
+            problem = f"Host {host!r} is not a loopback or trusted name (api.trusted_hosts)"
+        elif origin.startswith(("http://", "https://")):
+            origin_host = _host_name(urlsplit(origin).netloc)
+            if not self._is_trusted(origin_host):
+                problem = f"a web page at {origin!r} may not call this server"
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        await _refuse(
+            scope,
+            send,
+            status=403,
+            code="FORBIDDEN_ORIGIN",
+            message=f"Refused: {problem}. Without API keys the server only answers local "
+            "clients; add the name to api.trusted_hosts or set api.keys.",
+            msg="拒绝访问：来源不受信任",
+        )
+
+    def _is_trusted(self, host: str) -> bool:
+        return is_loopback(host) or host in self.trusted
+
+
+def _host_name(netloc: str) -> str:
+    """`[::1]:8383` → `::1`; `Example.COM:80` → `example.com`."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[1:].split("]", 1)[0]
+    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+
+
+async def _refuse(
+    scope: Scope,
+    send: Send,
+    *,
+    status: int = 401,
+    code: str = "UNAUTHORIZED",
+    message: str = "Missing or wrong API key; send `Authorization: Bearer <key>`.",
+    msg: str = "未授权：缺少或错误的API密钥",
+) -> None:
     if scope["path"].startswith(QUERY_KEY_PREFIX):
-        body = {"code": 9999, "data": {}, "msg": "未授权：缺少或错误的API密钥", "success": False}
+        body: dict[str, object] = {"code": 9999, "data": {}, "msg": msg, "success": False}
     else:
         body = {
             "error": {
-                "code": "UNAUTHORIZED",
-                "message": "Missing or wrong API key; send `Authorization: Bearer <key>`.",
+                "code": code,
+                "message": message,
                 "stage": None,
                 "retryable": False,
                 "details": {},
@@ -88,7 +146,8 @@ async def _refuse(scope: Scope, send: Send) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),
-        (b"www-authenticate", b"Bearer"),
     ]
-    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
