@@ -309,9 +309,11 @@ class GpuOutOfMemoryError(ResourceError):
 
 
 class DiskFullError(ResourceError):
-    """The disk is full; free space in the data directory."""
+    """The disk is full; free space in the data directory. The service retries the job once
+    space is back (nothing starts below api.min_free_disk_bytes)."""
 
     code = ErrorCode.DISK_FULL
+    retryable = True
     http_status = 507
 
 

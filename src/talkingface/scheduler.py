@@ -96,6 +96,7 @@ class Scheduler:
         self.clock = clock
         self.metrics = metrics
         self.paused = False
+        self._disk_low = False
         self._running: dict[str, _Running] = {}  # by attempt id
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -203,7 +204,7 @@ class Scheduler:
     def _dispatch(self) -> None:
         while not self.paused:
             worker_id = self.executor.idle_worker()
-            if worker_id is None:
+            if worker_id is None or self._disk_is_low():
                 return
             lease_s = self.settings.workers.heartbeat_s * self.settings.workers.lost_after_beats
             claimed = self.store.claim_next(worker_id, lease_s=lease_s)
@@ -236,6 +237,23 @@ class Scheduler:
                     worker_id,
                     extra={"event": "attempt_dispatched", "worker": worker_id},
                 )
+
+    def _disk_is_low(self) -> bool:
+        """Under api.min_free_disk_bytes nothing starts (it would fail DISK_FULL); jobs wait.
+        The change is logged once each way; the disk alert tells the operator."""
+        free = self.storage.free_disk_bytes()
+        low = free < self.settings.api.min_free_disk_bytes
+        if low != self._disk_low:
+            self._disk_low = low
+            logger.log(
+                logging.WARNING if low else logging.INFO,
+                "dispatch %s: %d bytes free in the data directory (minimum %d)",
+                "held" if low else "resumed",
+                free,
+                self.settings.api.min_free_disk_bytes,
+                extra={"event": "dispatch_held_disk_low" if low else "dispatch_resumed_disk"},
+            )
+        return low
 
     def _limit_s(self, job: JobRecord) -> float:
         w = self.settings.workers

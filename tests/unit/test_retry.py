@@ -16,6 +16,7 @@ RETRYABLE = [
     ErrorCode.STALLED,
     ErrorCode.IPC_ERROR,
     ErrorCode.STORE_UNAVAILABLE,
+    ErrorCode.DISK_FULL,
 ]
 PERMANENT = [
     ErrorCode.INPUT_NOT_FOUND,
@@ -28,7 +29,6 @@ PERMANENT = [
     ErrorCode.INTERNAL,
     ErrorCode.INVALID_CHECKPOINT,
     ErrorCode.UNKNOWN_ENGINE,
-    ErrorCode.DISK_FULL,
 ]
 
 

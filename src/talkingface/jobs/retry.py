@@ -11,6 +11,10 @@ from talkingface.errors import ErrorCode, ErrorRecord
 
 # DESIGN.md: connection, timeout, IPC/queue and worker-lost errors are worth another attempt;
 # GPU OOM is retried once (on a fresh worker). Everything else, unknown codes included, is not.
+# DISK_FULL is retried too (a deviation from DESIGN.md): a full disk is the machine's state, not
+# the job's, and the scheduler starts nothing while free space is under api.min_free_disk_bytes,
+# so a retry waits for space instead of burning attempts (the chaos campaign showed a 6-second
+# full disk failing every job dispatched meanwhile).
 RETRYABLE_CODES = frozenset(
     {
         ErrorCode.WORKER_LOST,
@@ -19,6 +23,7 @@ RETRYABLE_CODES = frozenset(
         ErrorCode.IPC_ERROR,
         ErrorCode.STORE_UNAVAILABLE,
         ErrorCode.GPU_OUT_OF_MEMORY,
+        ErrorCode.DISK_FULL,
     }
 )
 RETRIED_ONCE_CODES = frozenset({ErrorCode.GPU_OUT_OF_MEMORY})
