@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint format clean
+.PHONY: demo test bench chaos lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/talkingface bench
+
+# Reliability campaign (~5 min, root: it mounts a tmpfs and runs a private PostgreSQL);
+# writes reliability-report.json and exits 1 if a must-be-zero figure is not zero.
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos --report reliability-report.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,0 +1,443 @@
+"""`make chaos`: a reliability campaign against a real `talkingface serve`, with a JSON report.
+
+Usage: python -m bench.chaos [--jobs 240] [--store postgres|sqlite] [--workers 2]
+       [--minutes 12] [--seed 1] [--report reliability-report.json] [--no-disk-full]
+
+While the jobs flow it injects, at random moments and repeatedly: SIGKILL and SIGSTOP of a
+worker, SIGKILL of the server and a restart, stage faults carried by jobs (raise, block
+forever, raise with an empty message), a full data disk (a tmpfs it mounts), a PostgreSQL
+restart (a private cluster it starts), and deletion of the template cache. It then checks
+that no job was lost, duplicated, hung or showed an empty error, that every succeeded
+output plays at the right duration, and that nothing leaked. Exit 1 if any of those is not 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.chaos.audit import (
+    TERMINAL,
+    Footprint,
+    Watcher,
+    audit_jobs,
+    check_mp4,
+    footprint,
+    leftover_temp_files,
+    list_all_jobs,
+    percentile,
+    recovery_seconds,
+)
+from bench.chaos.injectors import FaultRecord, Injector
+from bench.chaos.processes import (
+    MARKER_VAR,
+    ChaosSetupError,
+    PrivatePostgres,
+    ServerProcess,
+    Tmpfs,
+    free_port,
+    marked_processes,
+)
+from bench.chaos.workload import Api, Submission, Traffic, prepare_inputs
+
+# Short detection times so a campaign fits in minutes; the report states them.
+TIMING = {
+    "heartbeat_s": 0.5,
+    "lost_after_beats": 3,
+    "stall_s": 4.0,
+    "kill_grace_s": 0.5,
+    "timeout_base_s": 60.0,
+    "timeout_per_input_s": 10.0,
+}
+QUEUE_TARGET = 6  # keep about this many jobs queued while submitting
+SETTLE_S = 14.0  # idle time for the server's pooled threads to exit before a footprint
+MIN_EACH_FAULT = 4
+FAULT_INTERVAL_S = (2.0, 6.0)  # random pause between two faults
+
+
+def server_env(root: Path, data_dir: Path, run_id: str, db_url: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            MARKER_VAR: run_id,
+            "TMPDIR": str(root / "tmp"),
+            "TALKINGFACE_WORKERS__ALLOW_FAULTS": "true",
+            "TALKINGFACE_WORKERS__RECYCLE_AFTER_JOBS": "25",
+            "TALKINGFACE_RETRY__BACKOFF_BASE_S": "0.2",
+            "TALKINGFACE_RETRY__BACKOFF_MAX_S": "1.0",
+            "TALKINGFACE_CACHE__DIR": str(data_dir / "cache"),
+            "TALKINGFACE_API__INPUT_ROOTS": json.dumps([str(root / "inputs")]),
+            "TALKINGFACE_API__HEYGEM_TEMP_DIR": str(root / "inputs"),
+            "TALKINGFACE_API__MIN_FREE_DISK_BYTES": str(16 << 20),
+            "TALKINGFACE_API__MAX_QUEUED": "40",
+            "TALKINGFACE_API__RETRY_AFTER_S": "1",
+            "TALKINGFACE_LOGGING__LEVEL": "info",
+            "TALKINGFACE_LOGGING__JSON_LINES": "true",
+        }
+    )
+    env.update({f"TALKINGFACE_WORKERS__{k.upper()}": str(v) for k, v in TIMING.items()})
+    if db_url:
+        env["TALKINGFACE_DB__URL"] = db_url
+    return env
+
+
+@dataclass
+class Campaign:
+    args: argparse.Namespace
+    root: Path
+    rng: random.Random
+    run_id: str
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.root / "data"
+        self.cache_dir = self.data_dir / "cache"
+        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        self.tmpfs: Tmpfs | None = None
+        self.postgres: PrivatePostgres | None = None
+        self.faults: list[FaultRecord] = []
+        self.fault_errors: list[str] = []
+        self.orphans_seen = 0
+        self.warmup_ids: list[str] = []
+        self.harness_errors: list[str] = []
+        self.plan_done = threading.Event()  # every kind injected MIN_EACH_FAULT times
+
+    def setup(self) -> None:
+        self.inputs = prepare_inputs(self.root / "inputs", self.rng)
+        if not self.args.no_disk_full:
+            self.tmpfs = Tmpfs(self.data_dir, self.args.disk_mb)
+            self.tmpfs.mount()
+        db_url = None
+        if self.args.store == "postgres":
+            self.postgres = PrivatePostgres(self.root / "pg")
+            self.postgres.start()
+            db_url = self.postgres.url
+        env = server_env(self.root, self.data_dir, self.run_id, db_url)
+        self.server = ServerProcess(self.data_dir, free_port(), env, self.root / "server.log")
+        self.server.start(self.args.workers)
+        self.api = Api(self.server.url)
+        self.traffic = Traffic(self.api, self.inputs, self.rng)
+        self.injector = Injector(
+            self.api, self.server, self.args.workers, self.tmpfs, self.postgres, self.cache_dir
+        )
+
+    def settled_footprint(self) -> Footprint:
+        """Idle footprint of the current server: wait until its thread count stops falling."""
+        assert self.server.pid is not None
+        db_port = self.postgres.port if self.postgres else None
+        time.sleep(SETTLE_S)
+        last = footprint(self.api, self.server.pid, db_port)
+        for _ in range(20):
+            time.sleep(1.0)
+            now = footprint(self.api, self.server.pid, db_port)
+            if now == last:
+                return now
+            last = now
+        return last
+
+    def warm_up(self) -> Footprint:
+        """One job of each template through the service, then the idle footprint to compare."""
+        ids = self.warmup_ids
+        for clip in self.inputs.video:
+            body = {
+                "audio": str(self.inputs.directory / self.inputs.audio[0].name),
+                "video": str(self.inputs.directory / clip.name),
+            }
+            ids.append(self.api.call("POST", "/v1/jobs", json=body).json()["id"])
+        self._wait_terminal(ids, timeout_s=300)
+        return self.settled_footprint()
+
+    def _wait_terminal(self, ids: list[str], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            states = [self.api.call("GET", f"/v1/jobs/{i}").json()["state"] for i in ids]
+            if all(s in TERMINAL for s in states):
+                return True
+            time.sleep(0.5)
+        return False
+
+    def queued(self) -> int:
+        reply = self.api.call("GET", "/v1/jobs", params={"state": "queued", "limit": 1})
+        return int(reply.json()["total"])
+
+    def guarded(self, loop: Callable[[threading.Event], None], stop: threading.Event) -> None:
+        """Run a campaign thread; a crash stops the run and fails it, naming the error."""
+        try:
+            loop(stop)
+        except Exception as exc:
+            self.harness_errors.append(f"{type(exc).__name__}: {exc}")
+            stop.set()
+
+    def submit_loop(self, stop: threading.Event) -> None:
+        """Keep jobs flowing until enough were submitted and every planned fault has struck."""
+        while not stop.is_set() and (
+            len(self.traffic.submissions) < self.args.jobs or not self.plan_done.is_set()
+        ):
+            if self.queued() < QUEUE_TARGET:
+                self.traffic.submit_one()
+            else:
+                time.sleep(0.2)
+            if self.rng.random() < 0.03:
+                self.traffic.cancel_random()
+
+    def fault_loop(self, submitting: threading.Thread, stop: threading.Event) -> None:
+        kinds = self.injector.kinds()
+        plan = kinds * MIN_EACH_FAULT
+        self.rng.shuffle(plan)
+        while submitting.is_alive() and not stop.wait(self.rng.uniform(*FAULT_INTERVAL_S)):
+            if not plan:
+                self.plan_done.set()
+            kind = plan.pop() if plan else self.rng.choice(kinds)
+            try:
+                record = self.injector.run(kind)
+            except ChaosSetupError as exc:  # e.g. the server did not come back: stop the run
+                self.fault_errors.append(f"{kind}: {exc}")
+                stop.set()
+                return
+            except Exception as exc:  # a fault that could not be injected is reported
+                self.fault_errors.append(f"{kind}: {type(exc).__name__}: {exc}")
+                continue
+            if record is None:
+                plan.append(kind)  # nothing to hit now (no busy worker): try again later
+                continue
+            self.faults.append(record)
+            print(f"  fault {record.kind:<13} at {record.at:%H:%M:%S} {record.note}", flush=True)
+            if kind == "server_kill":
+                self.orphans_seen = max(self.orphans_seen, self._orphans_after_restart())
+
+    def _orphans_after_restart(self) -> int:
+        """Workers of the killed server still alive 10 s after the restart."""
+        time.sleep(10.0)
+        assert self.server.process is not None
+        import psutil
+
+        tree = {self.server.pid} | {
+            p.pid for p in psutil.Process(self.server.process.pid).children(recursive=True)
+        }
+        return sum(1 for p in marked_processes(self.run_id) if p.pid not in tree)
+
+    def run(self) -> dict[str, Any]:  # Any: JSON report
+        began = time.monotonic()
+        baseline = self.warm_up()
+        print(f"warm-up done; idle footprint {baseline}", flush=True)
+        watcher = Watcher(self.api, self.traffic.submissions)
+        watcher.start()
+        stop = threading.Event()
+        submitting = threading.Thread(
+            target=self.guarded, args=(self.submit_loop, stop), name="submit"
+        )
+        faulting = threading.Thread(
+            target=self.guarded,
+            args=(lambda halt: self.fault_loop(submitting, halt), stop),
+            name="faults",
+        )
+        submitting.start()
+        faulting.start()
+        deadline = began + self.args.minutes * 60
+        for thread in (submitting, faulting):
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        stop.set()  # the time limit: stop submitting and injecting
+        submitting.join()
+        faulting.join()
+        self.injector.close()
+        ids = [j["id"] for j in list_all_jobs(self.api)]
+        drained = self._wait_terminal(ids, timeout_s=max(60.0, deadline - time.monotonic()))
+        watcher.check_once()
+        watcher.stop()
+        jobs = list_all_jobs(self.api)
+        end_print = self.settled_footprint()
+        return self.report(jobs, watcher, baseline, end_print, drained, time.monotonic() - began)
+
+    def report(
+        self,
+        jobs: list[dict[str, Any]],  # Any: JSON
+        watcher: Watcher,
+        baseline: Footprint,
+        end_print: Footprint,
+        drained: bool,
+        wall_s: float,
+    ) -> dict[str, Any]:  # Any: JSON report
+        submissions = self.traffic.submissions
+        audio_s = {s.job_id: s.audio.duration_s for s in submissions if s.job_id}
+        campaign_jobs = [j for j in jobs if j["id"] not in self.warmup_ids]
+        outcome = audit_jobs(
+            campaign_jobs,
+            submissions,
+            self.data_dir / "results",
+            audio_s,
+            TIMING,
+            datetime.now(UTC),
+            {j["id"] for j in jobs if j["state"] == "succeeded"},
+        )
+        easy_bad = self._check_easy_results(submissions)
+        outcome.counts["bad_outputs"] += len(easy_bad)
+        outcome.problems += easy_bad
+        exit_code = self.server.terminate()
+        time.sleep(2.0)
+        leaked_processes = marked_processes(self.run_id)
+        temp = leftover_temp_files(self.data_dir, self.cache_dir, self.root / "tmp")
+        leaked_threads, leaked_fds = end_print.leaks_since(baseline)
+        leaked = {
+            "temp_files": len(temp),
+            "processes": len(leaked_processes) + self.orphans_seen,
+            "threads": sum(leaked_threads.values()),
+            "fds": leaked_fds,
+        }
+        recovery = recovery_seconds(self.faults, jobs)
+        stage_kinds = Counter(s.fault_kind for s in submissions if s.fault_kind and s.job_id)
+        by_kind = Counter(f.kind for f in self.faults) + stage_kinds
+        counts = outcome.counts
+        report: dict[str, Any] = {  # Any: JSON
+            **counts,
+            "empty_errors": len(watcher.empty_errors),
+            "faults_injected_by_kind": dict(sorted(by_kind.items())),
+            "faults_not_injected": self.fault_errors,
+            "harness_errors": self.harness_errors,
+            "server_errors": dict(self.api.server_errors),
+            "jobs_target": self.args.jobs,
+            "leaked": leaked,
+            "recovery_s_p50": percentile(recovery, 0.5),
+            "recovery_s_p99": percentile(recovery, 0.99),
+            "recovery_s_max": percentile(recovery, 1.0),
+            "recoveries_measured": len(recovery),
+            "drained": drained,
+            "store": self.args.store,
+            "workers": self.args.workers,
+            "real_media": self.inputs.real_media,
+            "server_starts": self.server.starts,
+            "server_exit_code_on_sigterm": exit_code,
+            "watcher_polls": watcher.polls,
+            "watcher_errors": watcher.errors[:10],
+            "wall_s": round(wall_s, 1),
+            "settings": TIMING,
+            "footprint": {"baseline": asdict(baseline), "end": asdict(end_print)},
+            "problems": outcome.problems
+            + [f"empty error: {j}" for j in sorted(watcher.empty_errors)]
+            + [f"leaked temp file: {p}" for p in temp[:20]]
+            + [f"leaked thread: {name} x{n}" for name, n in leaked_threads.items()]
+            + [f"leaked process: {p.pid} {p.cmdline()[:4]}" for p in leaked_processes],
+        }
+        return report
+
+    def _check_easy_results(self, submissions: list[Submission]) -> list[str]:
+        """HeyGem jobs: the query's result file plays at the audio's duration."""
+        problems = []
+        for submission in submissions:
+            if submission.route != "easy" or submission.refused:
+                continue
+            reply = self.api.call("GET", "/easy/query", params={"code": submission.key}).json()
+            data = reply.get("data") or {}
+            if reply["code"] == 10004:
+                problems.append(f"lost easy job {submission.key}")
+            elif data.get("status") == 2:
+                path = self.inputs.directory / str(data["result"]).lstrip("/")
+                problem = check_mp4(path, submission.audio.duration_s)
+                if problem:
+                    problems.append(f"bad output easy {submission.key}: {problem}")
+        return problems
+
+    def teardown(self) -> None:
+        if hasattr(self, "server"):
+            self.server.kill()
+        if hasattr(self, "api"):
+            self.api.close()
+        if self.postgres:
+            self.postgres.stop()
+        if self.tmpfs:
+            self.tmpfs.unmount()
+
+
+MUST_BE_ZERO = ("lost", "duplicated", "empty_errors", "hung", "bad_outputs")
+
+
+def failures(report: dict[str, Any]) -> list[str]:  # Any: JSON
+    failed = [f"{key} = {report[key]}" for key in MUST_BE_ZERO if report[key]]
+    failed += [f"leaked {k} = {v}" for k, v in report["leaked"].items() if v]
+    if not report["drained"]:
+        failed.append("jobs still unfinished at the time limit")
+    if report["submitted"] < report["jobs_target"]:
+        failed.append(f"only {report['submitted']} of {report['jobs_target']} jobs submitted")
+    if report["harness_errors"]:
+        failed.append(f"the campaign itself failed: {report['harness_errors']}")
+    errors_500 = {k: v for k, v in report["server_errors"].items() if k.startswith("500")}
+    if errors_500:
+        failed.append(f"HTTP 500 answers: {errors_500}")
+    if report["faults_not_injected"]:
+        failed.append(f"faults that could not be injected: {report['faults_not_injected']}")
+    return failed
+
+
+def summary(report: dict[str, Any]) -> str:  # Any: JSON
+    lines = [
+        f"chaos campaign: {report['submitted']} jobs on {report['store']}, "
+        f"{report['workers']} workers, {report['wall_s']} s",
+        f"  succeeded {report['succeeded']}, failed {report['failed_by_code']}, "
+        f"canceled {report['canceled']}, retried jobs {report['retried_jobs']}",
+        f"  faults injected: {report['faults_injected_by_kind']}",
+        f"  recovery p50 {report['recovery_s_p50']} s, p99 {report['recovery_s_p99']} s "
+        f"({report['recoveries_measured']} faults)",
+        f"  lost {report['lost']}, duplicated {report['duplicated']}, empty errors "
+        f"{report['empty_errors']}, hung {report['hung']}, bad outputs {report['bad_outputs']}",
+        f"  leaked {report['leaked']}",
+        f"  5xx answers seen by clients: {report['server_errors'] or 'none'}",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=240)
+    parser.add_argument("--store", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--minutes", type=float, default=12.0, help="time limit of the run")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--disk-mb", type=int, default=384, help="size of the data tmpfs")
+    parser.add_argument("--no-disk-full", action="store_true")
+    parser.add_argument("--report", type=Path, default=Path("reliability-report.json"))
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    root = Path(tempfile.mkdtemp(prefix="talkingface-chaos-"))
+    os.chmod(root, 0o755)  # the private PostgreSQL runs as the postgres user below it
+    campaign = Campaign(args, root, random.Random(args.seed), uuid.uuid4().hex)
+    try:
+        campaign.setup()
+        report = campaign.run()
+    except ChaosSetupError as exc:
+        print(f"chaos: setup failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        campaign.teardown()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    args.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(summary(report))
+    problems = failures(report)
+    for line in report["problems"][:40]:
+        print(f"  ! {line}")
+    print(f"report: {args.report}")
+    if problems:
+        print("FAILED: " + "; ".join(problems))
+        return 1
+    print("PASSED: every must-be-zero figure is zero")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The processes a chaos campaign runs and breaks: a private PostgreSQL, the server, a tmpfs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+PG_BIN = Path("/usr/lib/postgresql")
+MARKER_VAR = "TALKINGFACE_CHAOS_RUN"  # set on the server; every process it starts inherits it
+
+
+class ChaosSetupError(RuntimeError):
+    """The campaign could not set up something it needs (says what and how to fix it)."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_postgres(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """initdb and pg_ctl refuse to run as root: run them as the postgres user."""
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run(
+        prefix + command, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster on a free port, so restarting it disturbs nobody else."""
+
+    def __init__(self, directory: Path) -> None:
+        versions = sorted(PG_BIN.glob("*/bin/pg_ctl"))
+        if not versions:
+            raise ChaosSetupError(
+                f"No PostgreSQL server binaries under {PG_BIN}; install Debian's postgresql "
+                "package or run the campaign with --store sqlite."
+            )
+        self.bin = versions[-1].parent
+        self.directory = directory
+        self.data = directory / "pgdata"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.directory, "postgres", "postgres")
+        if not self.data.exists():
+            done = _as_postgres(
+                [str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"]
+            )
+            if done.returncode != 0:
+                raise ChaosSetupError(f"initdb failed: {done.stderr.strip()[-500:]}")
+        self._ctl("start", "-w")
+
+    def restart(self) -> None:
+        self._ctl("restart", "-w", "-m", "fast")
+
+    def stop(self) -> None:
+        if self.data.exists():
+            self._ctl("stop", "-w", "-m", "immediate", check=False)
+
+    def _ctl(self, action: str, *flags: str, check: bool = True) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory}"
+        command = [str(self.bin / "pg_ctl"), action, "-D", str(self.data), *flags]
+        command += ["-o", options, "-l", str(self.directory / "postgres.log")]
+        done = _as_postgres(command)
+        if check and done.returncode != 0:
+            raise ChaosSetupError(f"pg_ctl {action} failed: {done.stderr.strip()[-500:]}")
+
+
+class Tmpfs:
+    """A small tmpfs mounted on the data directory, so the campaign can fill it for real."""
+
+    def __init__(self, mount_point: Path, size_mb: int) -> None:
+        self.mount_point = mount_point
+        self.size_mb = size_mb
+        self.mounted = False
+        self.filler = mount_point / ".chaos-filler"
+
+    def mount(self) -> None:
+        self.mount_point.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.size_mb}m", "tmpfs", str(self.mount_point)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise ChaosSetupError(
+                f"Cannot mount a tmpfs on {self.mount_point} ({done.stderr.strip()}); the "
+                "disk-full fault needs root. Run as root or pass --no-disk-full."
+            )
+        self.mounted = True
+
+    def fill(self) -> int:
+        """Write until the filesystem refuses (ENOSPC); returns the bytes written."""
+        written = 0
+        block = b"\0" * (1 << 20)
+        with self.filler.open("wb") as out:
+            try:
+                while True:
+                    out.write(block)
+                    out.flush()
+                    written += len(block)
+            except OSError:
+                pass
+        return written
+
+    def drain(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def unmount(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.mount_point)], check=False)
+            self.mounted = False
+
+
+class ServerProcess:
+    """`talkingface serve` on a fixed loopback port: started, SIGKILLed and started again."""
+
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str], log_path: Path) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.env = env
+        self.log_path = log_path
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self, workers: int, timeout_s: float = 180.0) -> float:
+        """Start and wait until /readyz answers 200; returns the seconds it took."""
+        command = [sys.executable, "-m", "talkingface", "serve", "--port", str(self.port)]
+        command += ["--workers", str(workers), "--data-dir", str(self.data_dir)]
+        began = time.monotonic()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.starts += 1
+        deadline = began + timeout_s
+        with httpx.Client(base_url=self.url, timeout=5.0) as http:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise ChaosSetupError(
+                        f"the server exited with {self.process.returncode}; see {self.log_path}"
+                    )
+                try:
+                    if http.get("/readyz").status_code == 200:
+                        return time.monotonic() - began
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        raise ChaosSetupError(f"the server was not ready after {timeout_s:.0f} s")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def terminate(self, timeout_s: float = 60.0) -> int | None:
+        """SIGTERM and wait: the graceful shutdown an operator does."""
+        if not self.process or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            return None
+
+
+def marked_processes(run_id: str) -> list[psutil.Process]:
+    """Live (non-zombie) processes carrying this run's marker in their environment."""
+    found = []
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if process.environ().get(MARKER_VAR) != run_id:
+                continue
+            if process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def same_process(pid: int, create_time: float) -> bool:
+    """Whether `pid` is still the process that started at `create_time` (pids get reused)."""
+    try:
+        return psutil.Process(pid).create_time() == create_time
+    except psutil.NoSuchProcess:
+        return False
