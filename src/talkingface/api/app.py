@@ -130,8 +130,9 @@ def create_app(
     app.include_router(templates.router)
     install_problem_handlers(app)
     app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api.keys])
-    if not settings.api.keys and is_loopback(settings.api.host):
+    guarded = not settings.api.keys and is_loopback(settings.api.host)
+    if guarded:
         app.add_middleware(BrowserGuardMiddleware, trusted_hosts=settings.api.trusted_hosts)
     app.add_middleware(RequestIdMiddleware)
-    app.openapi = openapi_builder(app, keyed=bool(settings.api.keys))  # type: ignore[method-assign]
+    app.openapi = openapi_builder(app, keyed=bool(settings.api.keys), guarded=guarded)  # type: ignore[method-assign]
     return app

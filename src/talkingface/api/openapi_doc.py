@@ -39,6 +39,7 @@ ERROR_STATUSES: dict[str, tuple[int, ...]] = {
 }
 STATUS_TEXT = {
     401: "Missing or wrong API key.",
+    403: "A keyless loopback server refuses a foreign Host or web Origin (FORBIDDEN_ORIGIN).",
     404: "No such job.",
     409: "The job is not in a state that allows this.",
     413: "An input is over api.max_upload_bytes.",
@@ -69,13 +70,14 @@ class HeyGemReply(BaseModel):
     success: bool
 
 
-def openapi_builder(app: FastAPI, *, keyed: bool) -> Callable[[], Document]:
-    """app.openapi for create_app; `keyed`: API keys are configured, so 401 is an answer."""
+def openapi_builder(app: FastAPI, *, keyed: bool, guarded: bool = False) -> Callable[[], Document]:
+    """app.openapi for create_app; `keyed`: API keys are configured, so 401 is an answer;
+    `guarded`: the browser guard is on (keyless loopback), so 403 is one."""
 
     def openapi() -> Document:
         if app.openapi_schema is None:
             document = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            app.openapi_schema = describe_errors(add_models(document), keyed=keyed)
+            app.openapi_schema = describe_errors(add_models(document), keyed=keyed, guarded=guarded)
         return app.openapi_schema
 
     return openapi
@@ -93,18 +95,20 @@ def add_models(document: Document) -> Document:
     return document
 
 
-def describe_errors(document: Document, *, keyed: bool) -> Document:
+def describe_errors(document: Document, *, keyed: bool, guarded: bool = False) -> Document:
     """Each operation's error answers, with the body problems.py (or /easy) really sends."""
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             if HEYGEM_TAG in operation.get("tags", ()):
-                _describe_heygem(responses, keyed=keyed)
+                _describe_heygem(responses, keyed=keyed, guarded=guarded)
                 continue
             statuses = set(ERROR_STATUSES.get(operation.get("operationId", ""), ()))
             statuses.add(500)
             if keyed and operation.get("operationId") not in OPEN_OPERATIONS:
                 statuses.add(401)
+            if guarded:
+                statuses.add(403)
             if "422" in responses:  # FastAPI adds it wherever there are parameters
                 statuses.add(422)
             for status in sorted(statuses):
@@ -112,13 +116,15 @@ def describe_errors(document: Document, *, keyed: bool) -> Document:
     return document
 
 
-def _describe_heygem(responses: Document, *, keyed: bool) -> None:
+def _describe_heygem(responses: Document, *, keyed: bool, guarded: bool) -> None:
     """/easy answers 200 with the envelope whatever happened (401 too when keyed); a crash
     outside its own handling is still the problems.py 500."""
     responses.clear()
     responses["200"] = _json_response("The outcome, in `code`.", HEYGEM_REF)
     if keyed:
         responses["401"] = _json_response(STATUS_TEXT[401], HEYGEM_REF)
+    if guarded:
+        responses["403"] = _json_response(STATUS_TEXT[403], HEYGEM_REF)
     responses["500"] = _json_response(STATUS_TEXT[500], ERROR_REF)
 
 
