@@ -138,11 +138,12 @@ class Campaign:
         """Idle footprint of the current server: wait until its thread count stops falling."""
         assert self.server.pid is not None
         db_port = self.postgres.port if self.postgres else None
+        sqlite_path = None if self.postgres else self.data_dir / "talkingface.db"
         time.sleep(SETTLE_S)
-        last = footprint(self.api, self.server.pid, db_port)
+        last = footprint(self.api, self.server.pid, db_port, sqlite_path)
         for _ in range(20):
             time.sleep(1.0)
-            now = footprint(self.api, self.server.pid, db_port)
+            now = footprint(self.api, self.server.pid, db_port, sqlite_path)
             if now == last:
                 return now
             last = now

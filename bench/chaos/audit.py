@@ -240,15 +240,20 @@ class Footprint:
         return threads, max(0, fds)
 
 
-def footprint(api: Api, pid: int, db_port: int | None) -> Footprint:
+def footprint(api: Api, pid: int, db_port: int | None, sqlite_path: Path | None) -> Footprint:
+    """`db_connections` counts what the store's connection pool holds, which may grow up to
+    the pool's size: TCP connections to PostgreSQL, or descriptors of the SQLite files."""
     seen = api.call("GET", "/v1/process").json()
+    process = psutil.Process(pid)
     db = 0
     if db_port is not None:
         db = sum(
             1
-            for conn in psutil.Process(pid).net_connections(kind="tcp")
+            for conn in process.net_connections(kind="tcp")
             if conn.raddr and conn.raddr.port == db_port
         )
+    if sqlite_path is not None:
+        db = sum(1 for f in process.open_files() if f.path.startswith(str(sqlite_path)))
     return Footprint(seen["threads"], seen["open_fds"], db)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 import random
 import threading
 import time
@@ -20,9 +20,10 @@ from talkingface.media.encode import VideoWriter
 from talkingface.samples import astronaut_photo, iter_template_frames_from_photo, synth_speech
 from talkingface.samples import write_wav as write_mono_wav
 
-logger = logging.getLogger("chaos")
-
-SHARED_MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
+SHARED_MEDIA = Path(
+    os.environ.get("TALKINGFACE_SHARED_MEDIA")
+    or Path(__file__).resolve().parents[3] / "shared" / "media"
+)
 REAL_AUDIO = (
     "audio_en_female_ad_10s_16k.wav",
     "audio_zh_female_5s_24k.wav",
