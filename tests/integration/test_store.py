@@ -114,6 +114,37 @@ def test_create_refuses_when_the_queue_is_full(store: JobStore) -> None:
     assert store.queued_count() == 2
 
 
+def test_concurrent_creates_never_queue_more_than_the_limit(store: JobStore) -> None:
+    """A burst of submissions from many clients stops exactly at max_queued (PostgreSQL's
+    READ COMMITTED let two creates both count 49 and both insert)."""
+    created: list[str] = []
+    refused: list[str] = []
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def submit_five(client: int) -> None:
+        try:
+            start.wait(timeout=10)
+            for n in range(5):
+                try:
+                    created.append(_submit(store, f"c{client}-{n}", max_queued=10).id)
+                except QueueFullError:
+                    refused.append(f"c{client}-{n}")
+        except BaseException as exc:  # reported by the main thread below
+            errors.append(exc)
+            raise
+
+    threads = [threading.Thread(target=submit_five, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert (len(created), len(refused)) == (10, 30)
+    assert store.queued_count() == 10
+
+
 def test_claim_takes_highest_priority_then_oldest(store: JobStore, clock: FakeClock) -> None:
     low_old = _submit(store, "low_old", priority=0)
     clock.advance(1)

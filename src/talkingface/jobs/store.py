@@ -41,6 +41,7 @@ def utcnow() -> datetime:
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATE_LOCK_KEY = 0x7466_0001  # pg_advisory_xact_lock key: one migrator at a time
+_QUEUE_LIMIT_LOCK_KEY = 0x7466_0002  # one limited create at a time counts the queue
 _PURGE_BATCH = 500
 
 
@@ -111,6 +112,12 @@ class JobStore:
                     if existing is not None:
                         return tables.job_from_row(existing), False
                 if max_queued is not None:
+                    if not self._is_sqlite:  # SQLite: BEGIN IMMEDIATE already serialises writers
+                        # READ COMMITTED: two creates could both count max_queued - 1
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"),
+                            {"key": _QUEUE_LIMIT_LOCK_KEY},
+                        )
                     queued = _count(conn, JobState.QUEUED)
                     if queued >= max_queued:
                         raise QueueFullError(
