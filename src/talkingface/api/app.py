@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from talkingface.api.auth import ApiKeyMiddleware, BrowserGuardMiddleware, is_loopback
 from talkingface.api.deps import SchedulerView
+from talkingface.api.events_stream import StreamPoll
 from talkingface.api.openapi_doc import openapi_builder
 from talkingface.api.problems import install_problem_handlers
 from talkingface.api.routes import easy, jobs, ops, queue, templates
@@ -67,6 +68,7 @@ def _lifespan(
             owned_store = JobStore(settings.database_url)
             owned_store.migrate()
         app.state.store = store or owned_store
+        app.state.stream_poll = StreamPoll(app.state.store)
         owned_scheduler = None
         view: list[SchedulerView] = []  # the metrics read workers from whichever scheduler runs
         metrics = ServiceMetrics(app.state.store, lambda: view[0].workers(), settings.data_dir)
@@ -121,6 +123,7 @@ def create_app(
     app.state.storage = LocalStorage(settings.data_dir)
     if store is not None:
         app.state.store = store
+        app.state.stream_poll = StreamPoll(store)
     if scheduler is not None:
         app.state.scheduler = scheduler
     app.include_router(jobs.router)

@@ -4,24 +4,115 @@ Each stored event goes out with its id, so a client reconnecting with `Last-Even
 resumes right after the last transition it saw and misses none. Progress (stage, frames,
 ETA) is sent as `progress` messages without an id: it is a state, not history, and the next
 one replaces it. The stream ends after the job's terminal event.
+
+A stream reads its history itself, then follows the job through one StreamPoll shared by
+every open stream: one store read per tick for all of them, not one each (a hundred held
+streams polled separately cost the server more than two hundred polling clients).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
-from talkingface.jobs.records import JobRecord
+from talkingface.jobs.records import EventRecord, JobRecord
 from talkingface.jobs.states import TERMINAL_STATES
 from talkingface.jobs.store import JobStore
 
 POLL_S = 0.25
 KEEPALIVE_S = 15.0
 TERMINAL_EVENTS = frozenset({"job_succeeded", "job_failed", "job_canceled"})
+
+Snapshot = tuple[JobRecord, list[EventRecord]]  # the job and its events since the last one
+
+
+class _Follower:
+    """One stream's place in the shared poll: its cursor and what arrived since it last read."""
+
+    def __init__(self, job_id: str, after_id: int) -> None:
+        self.job_id = job_id
+        self.after_id = after_id
+        self.job: JobRecord | None = None  # None after a delivery: the job no longer exists
+        self.events: list[EventRecord] = []
+        self.error: Exception | None = None
+        self.ready = asyncio.Event()
+
+    def deliver(self, found: Snapshot | None) -> None:
+        if found is None:
+            self.job = None
+        else:
+            self.job = found[0]
+            fresh = [event for event in found[1] if event.id > self.after_id]
+            if fresh:
+                self.events += fresh
+                self.after_id = fresh[-1].id
+        self.ready.set()
+
+    def fail(self, error: Exception) -> None:
+        self.error = error
+        self.ready.set()
+
+    async def next(self) -> Snapshot | None:
+        """What arrived since the last call (waiting for the next poll); None: job gone."""
+        await self.ready.wait()
+        self.ready.clear()
+        if self.error is not None:
+            raise self.error
+        events, self.events = self.events, []
+        return None if self.job is None else (self.job, events)
+
+
+class StreamPoll:
+    """Reads the jobs of every open stream and their new events once per tick, in one go."""
+
+    def __init__(self, store: JobStore, interval_s: float = POLL_S) -> None:
+        self._store = store
+        self._interval_s = interval_s
+        self._followers: set[_Follower] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def iter_snapshots(self, job_id: str, after_id: int) -> AsyncGenerator[Snapshot]:
+        """The job and its events after `after_id` now, then what changed at each tick, until
+        the job no longer exists or the caller stops."""
+        job, events = await run_in_threadpool(
+            self._store.job_with_events, job_id, after_id=after_id
+        )
+        follower = _Follower(job_id, events[-1].id if events else after_id)
+        self._followers.add(follower)
+        self._ensure_running()
+        try:
+            yield job, events
+            while (snapshot := await follower.next()) is not None:
+                yield snapshot
+        finally:
+            self._followers.discard(follower)
+
+    def _ensure_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        while self._followers:
+            await asyncio.sleep(self._interval_s)
+            followers = list(self._followers)
+            cursors: dict[str, int] = {}
+            for follower in followers:
+                cursor = cursors.get(follower.job_id, follower.after_id)
+                cursors[follower.job_id] = min(cursor, follower.after_id)
+            try:
+                found = await run_in_threadpool(self._store.jobs_with_events, cursors)
+            except Exception as exc:  # each stream ends with the store's error, as it would alone
+                for follower in followers:
+                    follower.fail(exc)
+                continue
+            for follower in followers:
+                follower.deliver(found.get(follower.job_id))
 
 
 def _message(kind: str, data: dict[str, Any], event_id: int | None = None) -> str:  # Any: JSON
@@ -45,29 +136,26 @@ def _progress(job: JobRecord) -> dict[str, Any]:  # Any: JSON-safe values
     }
 
 
-async def iter_job_stream(store: JobStore, job_id: str, after_id: int) -> AsyncIterator[str]:
+async def iter_job_stream(poll: StreamPoll, job_id: str, after_id: int) -> AsyncIterator[str]:
     """History after `after_id`, then live events and progress until the job has ended."""
-    last_id, last_progress, idle_s = after_id, None, 0.0
+    last_progress, idle_s = None, 0.0
     yield "retry: 2000\n\n"
-    while True:
-        # The job is read before its events: a state change commits with its event, so a
-        # terminal state seen here guarantees the terminal event is in the read that follows.
-        job = await run_in_threadpool(store.get, job_id)
-        events = await run_in_threadpool(store.events, job_id, after_id=last_id)
-        for event in events:
-            last_id = event.id
-            data = {"job_id": job_id, "at": event.at.isoformat(), **event.data}
-            yield _message(event.kind, data, event.id)
-            if event.kind in TERMINAL_EVENTS:
-                return
-        progress = _progress(job)
-        if progress != last_progress:
-            last_progress, idle_s = progress, 0.0
-            yield _message("progress", progress)
-        if job.state in TERMINAL_STATES:
-            return  # ended before this stream's window (e.g. resumed after the end)
-        await asyncio.sleep(POLL_S)
-        idle_s += POLL_S
-        if idle_s >= KEEPALIVE_S:
-            idle_s = 0.0
-            yield ": keep-alive\n\n"
+    # Each snapshot reads the job before its events: a state change commits with its event,
+    # so a terminal state seen here guarantees the terminal event is in the same snapshot.
+    async with contextlib.aclosing(poll.iter_snapshots(job_id, after_id)) as snapshots:
+        async for job, events in snapshots:
+            for event in events:
+                data = {"job_id": job_id, "at": event.at.isoformat(), **event.data}
+                yield _message(event.kind, data, event.id)
+                if event.kind in TERMINAL_EVENTS:
+                    return
+            progress = _progress(job)
+            if progress != last_progress:
+                last_progress, idle_s = progress, 0.0
+                yield _message("progress", progress)
+            if job.state in TERMINAL_STATES:
+                return  # ended before this stream's window (e.g. resumed after the end)
+            idle_s += POLL_S
+            if idle_s >= KEEPALIVE_S:
+                idle_s = 0.0
+                yield ": keep-alive\n\n"

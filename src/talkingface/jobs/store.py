@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -165,14 +165,40 @@ class JobStore:
             return [tables.attempt_from_row(row) for row in conn.execute(query)]
 
     def events(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
+        with self._read() as conn:
+            return _events(conn, job_id, after_id, limit)
+
+    def job_with_events(
+        self, job_id: str, *, after_id: int = 0, limit: int = 1000
+    ) -> tuple[JobRecord, list[EventRecord]]:
+        """The job, then its events after `after_id`, in one read transaction (a state change
+        commits with its event, so a terminal state read here has its event in the list)."""
+        with self._read() as conn:
+            job = self._get(conn, job_id)
+            return job, _events(conn, job_id, after_id, limit)
+
+    def jobs_with_events(
+        self, after_ids: Mapping[str, int]
+    ) -> dict[str, tuple[JobRecord, list[EventRecord]]]:
+        """Several jobs, then each one's events after its own cursor, in one read transaction
+        (as job_with_events); jobs that no longer exist are left out."""
+        if not after_ids:
+            return {}
+        ids = sorted(after_ids)
         query = (
             select(events)
-            .where(events.c.job_id == job_id, events.c.id > after_id)
+            .where(events.c.job_id.in_(ids), events.c.id > min(after_ids.values()))
             .order_by(events.c.id)
-            .limit(limit)
         )
         with self._read() as conn:
-            return [tables.event_from_row(row) for row in conn.execute(query)]
+            found: dict[str, tuple[JobRecord, list[EventRecord]]] = {
+                row.id: (tables.job_from_row(row), [])
+                for row in conn.execute(select(jobs).where(jobs.c.id.in_(ids)))
+            }
+            for row in conn.execute(query):
+                if row.job_id in found and row.id > after_ids[row.job_id]:
+                    found[row.job_id][1].append(tables.event_from_row(row))
+        return found
 
     def events_since(
         self, after_id: int, *, kinds: set[str], limit: int = 500
@@ -579,6 +605,16 @@ class JobStore:
                 (tables.job_from_row(row), tables.attempt_from_row(row, prefix="a_"))
                 for row in conn.execute(query)
             ]
+
+
+def _events(conn: Connection, job_id: str, after_id: int, limit: int) -> list[EventRecord]:
+    query = (
+        select(events)
+        .where(events.c.job_id == job_id, events.c.id > after_id)
+        .order_by(events.c.id)
+        .limit(limit)
+    )
+    return [tables.event_from_row(row) for row in conn.execute(query)]
 
 
 def _count(conn: Connection, state: JobState | None) -> int:

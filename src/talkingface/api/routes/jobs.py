@@ -344,7 +344,9 @@ def stream_job_events(
     store.get(job_id)  # 404 for an unknown job, not an empty list
     if "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(
-            iter_job_stream(store, job_id, resume_after(last_event_id, after_id)),
+            iter_job_stream(
+                request.app.state.stream_poll, job_id, resume_after(last_event_id, after_id)
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
