@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench chaos lint format clean
+.PHONY: demo test bench load chaos lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/talkingface bench
+
+# HTTP load on a real server (~1 min): bursts past api.max_queued, 200 pollers, 100 SSE streams.
+load: $(STAMP)
+	$(BIN)/python bench/load.py --json bench-load.json
 
 # Reliability campaign (~5 min, root: it mounts a tmpfs and runs a private PostgreSQL);
 # writes reliability-report.json and exits 1 if a must-be-zero figure is not zero.
