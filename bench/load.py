@@ -10,12 +10,14 @@ httpx clients, in phases:
    server paths, every fifth one POST /easy/submit), up to and past api.max_queued. Every
    reply must be 202/200 or 429 with Retry-After (/easy: 200 with code 10000 or 10001).
    Then the store is read back through the API: accepted jobs all there (lost = 0), refused
-   ones never created (extra = 0), refused HeyGem codes unknown to /easy/query.
+   ones never created (refused_but_created = 0), refused HeyGem codes unknown to
+   /easy/query.
 2. poll: `--clients` clients polling GET /v1/jobs/{id} and /easy/query for `--seconds`.
 3. sse: `--streams` event streams held open (GET /v1/jobs/{id}/events, text/event-stream)
    while the polling goes on; each must still be open at the end.
 4. ops: the polling plus clients reading the list, stats, queue and metrics endpoints.
-A probe reads /healthz twice a second in phases 2-4 (the event loop's own latency).
+A probe reads /healthz twice a second in phases 2-4: the wait of a request that reads
+nothing (sync routes share one thread pool, so it queues behind the store reads).
 
 Per endpoint: requests, req/s, latency p50/p90/p99/max (ms; SSE: time to the first message),
 replies by status. Per phase: the server's CPU % (its process, and with its worker children)
@@ -48,8 +50,9 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for the bench and test helpers
 
-from bench.service import make_inputs, percentile
 from tests.integration.service_fixtures import Service, fresh_postgres_database, start_service
+
+from bench.service import make_inputs, percentile
 
 EASY_EVERY = 5  # one submission in five goes through /easy/submit
 HEALTH_PROBE_S = 0.5
