@@ -75,8 +75,9 @@ def list_alerts(request: Request) -> dict[str, Any]:
 
 
 @router.get("/healthz", operation_id="check_health")
-def check_health() -> dict[str, str]:
-    """The process answers (no store access)."""
+async def check_health() -> dict[str, str]:
+    """The process answers (no store access). Async on purpose: it must not wait behind
+    busy request threads, or a load balancer would mark a loaded server dead."""
     return {"status": "ok"}
 
 
