@@ -297,7 +297,11 @@ class Campaign:
             "threads": sum(leaked_threads.values()),
             "fds": leaked_fds,
         }
-        recovery = recovery_seconds(self.faults, jobs)
+        recoveries = recovery_seconds(self.faults, jobs)
+        recovery = [seconds for _, seconds in recoveries]
+        recovery_by_kind: dict[str, list[float]] = {}
+        for kind, seconds in recoveries:
+            recovery_by_kind.setdefault(kind, []).append(seconds)
         stage_kinds = Counter(s.fault_kind for s in submissions if s.fault_kind and s.job_id)
         by_kind = Counter(f.kind for f in self.faults) + stage_kinds
         counts = outcome.counts
@@ -314,6 +318,10 @@ class Campaign:
             "recovery_s_p99": percentile(recovery, 0.99),
             "recovery_s_max": percentile(recovery, 1.0),
             "recoveries_measured": len(recovery),
+            "recovery_s_by_kind": {
+                kind: {"p50": percentile(values, 0.5), "max": percentile(values, 1.0)}
+                for kind, values in sorted(recovery_by_kind.items())
+            },
             "drained": drained,
             "store": self.args.store,
             "workers": self.args.workers,

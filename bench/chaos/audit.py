@@ -178,7 +178,9 @@ def audit_jobs(
     return outcome
 
 
-def recovery_seconds(faults: list[FaultRecord], jobs: list[dict[str, Any]]) -> list[float]:
+def recovery_seconds(
+    faults: list[FaultRecord], jobs: list[dict[str, Any]]
+) -> list[tuple[str, float]]:
     """Per fault: from injection until every job it hit runs again or has ended.
 
     A job has recovered at its first attempt start, or its end, after the fault began. A fault
@@ -195,7 +197,7 @@ def recovery_seconds(faults: list[FaultRecord], jobs: list[dict[str, Any]]) -> l
         return min(later) if later else None
 
     every_start = sorted(parse_at(a["started_at"]) for j in jobs for a in j["attempts"])
-    durations = []
+    durations: list[tuple[str, float]] = []  # (fault kind, seconds)
     for fault in faults:
         ends: list[datetime] = []
         for job_id in fault.affected_job_ids:
@@ -206,7 +208,7 @@ def recovery_seconds(faults: list[FaultRecord], jobs: list[dict[str, Any]]) -> l
         if not fault.affected_job_ids:
             ends = [next((s for s in every_start if s > fault.at), fault.until)][:1]
         if ends:
-            durations.append(max((max(ends) - fault.at).total_seconds(), 0.0))
+            durations.append((fault.kind, max((max(ends) - fault.at).total_seconds(), 0.0)))
     return durations
 
 
