@@ -311,6 +311,24 @@ def test_fail_attempt_with_retry_at_requeues_and_without_fails(
     assert failed.error is not None and failed.error.message == "File not found: /in/a.wav."
 
 
+def test_attempts_of_a_page_of_jobs_come_in_one_read_in_order(
+    store: JobStore, clock: FakeClock
+) -> None:
+    retried = _submit(store, "retried")
+    _, first = _claim(store, worker="w1")
+    lost = _error(ErrorCode.WORKER_LOST, "worker exited with signal 9")
+    store.fail_attempt(retried.id, first.id, lost, outcome=AttemptOutcome.LOST, retry_at=clock.now)
+    _claim(store, worker="w2")
+    waiting = _submit(store, "waiting")
+
+    found = store.attempts_of([retried.id, waiting.id])
+    job, attempts = store.get_with_attempts(retried.id)
+
+    assert [(a.number, a.worker) for a in found[retried.id]] == [(1, "w1"), (2, "w2")]
+    assert waiting.id not in found and store.attempts_of([]) == {}
+    assert job.id == retried.id and attempts == found[retried.id]
+
+
 def test_history_tells_each_attempt_and_why(store: JobStore, clock: FakeClock) -> None:
     job = _submit(store)
     _, first = _claim(store, worker="w1")
@@ -581,3 +599,42 @@ def _claim(
     if expected is not None:
         assert claimed[0].id == expected.id
     return claimed
+
+
+def test_a_heygem_code_finds_its_newest_job_and_no_other_codes(
+    store: JobStore, clock: FakeClock
+) -> None:
+    older = _submit(store, "1", idempotency_key="heygem:ab:1111")
+    clock.advance(1)
+    newer = _submit(store, "2", idempotency_key="heygem:ab:2222")
+    _submit(store, "3", idempotency_key="heygem:abc:3333")  # a longer code sharing the start
+    odd = _submit(store, "4", idempotency_key="heygem:a_b%:4444")  # LIKE's wildcards, literal
+    _submit(store, "5", idempotency_key="heygem:aXb%:5555")
+
+    assert older.created_at < newer.created_at
+    found = store.latest_with_key_prefix("heygem:ab:")
+    assert found is not None and found.id == newer.id
+    found = store.latest_with_key_prefix("heygem:a_b%:")
+    assert found is not None and found.id == odd.id
+    assert store.latest_with_key_prefix("heygem:a:") is None
+
+
+def test_a_heygem_lookup_on_sqlite_is_an_index_search_not_a_table_scan(tmp_path: Path) -> None:
+    sqlite_store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    sqlite_store.migrate()
+    seen: list[tuple[str, Any]] = []  # Any: DBAPI parameters
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "idempotency_key LIKE" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(sqlite_store.engine, "before_cursor_execute", capture)
+    try:
+        sqlite_store.latest_with_key_prefix("heygem:code-1:")
+        statement, parameters = seen[0]
+        with sqlite_store.engine.connect() as conn:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+    finally:
+        sqlite_store.close()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "USING INDEX" in details and "SCAN jobs" not in details, details

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy import ColumnElement, Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
@@ -160,9 +160,18 @@ class JobStore:
 
     def attempts(self, job_id: str) -> list[AttemptRecord]:
         """Every attempt of the job, oldest first."""
-        query = select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)
+        return self.attempts_of([job_id]).get(job_id, [])
+
+    def attempts_of(self, job_ids: list[str]) -> dict[str, list[AttemptRecord]]:
+        """Every attempt of each job, oldest first, in one query (a page of jobs at once)."""
         with self._read() as conn:
-            return [tables.attempt_from_row(row) for row in conn.execute(query)]
+            return _attempts_of(conn, job_ids)
+
+    def get_with_attempts(self, job_id: str) -> tuple[JobRecord, list[AttemptRecord]]:
+        """The job and its attempts from one consistent read."""
+        with self._read() as conn:
+            job = self._get(conn, job_id)
+            return job, _attempts_of(conn, [job_id]).get(job_id, [])
 
     def events(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
         with self._read() as conn:
@@ -225,9 +234,18 @@ class JobStore:
         """The newest job whose idempotency key starts with `prefix` (HeyGem codes map to
         keys "heygem:<code>:<inputs hash>")."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matches: ColumnElement[bool] = jobs.c.idempotency_key.like(escaped + "%", escape="\\")
+        if self._is_sqlite and prefix:
+            # SQLite never uses an index for LIKE (case-insensitive); the same prefix as a
+            # byte-wise range does use the key's unique index, so a HeyGem poll stays one
+            # index lookup however many jobs the store holds.
+            after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            matches = (
+                matches & (jobs.c.idempotency_key >= prefix) & (jobs.c.idempotency_key < after)
+            )
         query = (
             select(jobs)
-            .where(jobs.c.idempotency_key.like(escaped + "%", escape="\\"))
+            .where(matches)
             .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
             .limit(1)
         )
@@ -607,6 +625,21 @@ class JobStore:
             ]
 
 
+def _attempts_of(conn: Connection, job_ids: list[str]) -> dict[str, list[AttemptRecord]]:
+    found: dict[str, list[AttemptRecord]] = {}
+    if not job_ids:
+        return found
+    query = (
+        select(attempts)
+        .where(attempts.c.job_id.in_(job_ids))
+        .order_by(attempts.c.job_id, attempts.c.number)
+    )
+    for row in conn.execute(query):
+        attempt = tables.attempt_from_row(row)
+        found.setdefault(attempt.job_id, []).append(attempt)
+    return found
+
+
 def _events(conn: Connection, job_id: str, after_id: int, limit: int) -> list[EventRecord]:
     query = (
         select(events)
@@ -624,11 +657,21 @@ def _count(conn: Connection, state: JobState | None) -> int:
     return int(conn.execute(query).scalar_one())
 
 
+SQLITE_POOL_SIZE = 40
+
+
 def _sqlite_engine(url: str) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5.0})
+    # The API serves requests from a pool of up to 40 threads (AnyIO's default); a smaller
+    # connection pool closes and reopens connections (4 PRAGMAs each) under load.
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 5.0},
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=10,
+    )
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:  # Any: DBAPI objects

@@ -32,7 +32,7 @@ from talkingface.api.url_fetch import check_url
 from talkingface.config import Settings
 from talkingface.engines.base import ENGINE_NAMES
 from talkingface.errors import JobStateError, QueueFullError
-from talkingface.jobs.records import JobOptions, JobRecord
+from talkingface.jobs.records import AttemptRecord, JobOptions, JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
 from talkingface.pipeline.items import JobId
@@ -73,9 +73,11 @@ SUBMIT_BODY: dict[str, Any] = {  # Any: an OpenAPI fragment; JobCreate is added 
 }
 
 
-def job_public(request: Request, store: JobStore, job: JobRecord) -> JobPublic:
+def job_public(
+    request: Request, store: JobStore, job: JobRecord, attempts: list[AttemptRecord] | None = None
+) -> JobPublic:
     url = str(request.url_for("download_result", job_id=job.id))
-    return build_job_public(job, store.attempts(job.id), url)
+    return build_job_public(job, store.attempts(job.id) if attempts is None else attempts, url)
 
 
 def job_options(options: JobOptionsIn, settings: Settings) -> JobOptions:
@@ -283,14 +285,16 @@ def list_jobs(
 ) -> JobList:
     """Jobs newest first, optionally of one state."""
     jobs, total = store.list_jobs(state=state, limit=limit, offset=offset)
-    items = [job_public(request, store, job) for job in jobs]
+    attempts = store.attempts_of([job.id for job in jobs])
+    items = [job_public(request, store, job, attempts.get(job.id, [])) for job in jobs]
     return JobList(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{job_id}", operation_id="read_job")
 def read_job(request: Request, store: StoreDep, job_id: str) -> JobPublic:
     """The job: state, stage, progress, attempts, error and result."""
-    return job_public(request, store, store.get(job_id))
+    job, attempts = store.get_with_attempts(job_id)
+    return job_public(request, store, job, attempts)
 
 
 class JobUpdate(BaseModel):
