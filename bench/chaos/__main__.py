@@ -39,6 +39,7 @@ from bench.chaos.audit import (
     footprint,
     leftover_temp_files,
     list_all_jobs,
+    parse_at,
     percentile,
     recovery_seconds,
 )
@@ -297,7 +298,7 @@ class Campaign:
             "threads": sum(leaked_threads.values()),
             "fds": leaked_fds,
         }
-        recoveries = recovery_seconds(self.faults, jobs)
+        recoveries = recovery_seconds(self.faults + self._stage_faults(jobs), jobs)
         recovery = [seconds for _, seconds in recoveries]
         recovery_by_kind: dict[str, list[float]] = {}
         for kind, seconds in recoveries:
@@ -340,6 +341,18 @@ class Campaign:
             + [f"leaked process: {p.pid} {p.cmdline()[:4]}" for p in leaked_processes],
         }
         return report
+
+    def _stage_faults(self, jobs: list[dict[str, Any]]) -> list[FaultRecord]:  # Any: JSON
+        """Stage faults strike inside an attempt; its start stands for the fault's moment (a
+        slight overestimate of the recovery: the fault strikes a few frames in)."""
+        by_id = {job["id"]: job for job in jobs}
+        records = []
+        for submission in self.traffic.submissions:
+            job = by_id.get(submission.job_id or "")
+            if submission.fault_kind and job and job["attempts"]:
+                at = parse_at(job["attempts"][0]["started_at"])
+                records.append(FaultRecord(submission.fault_kind, at, at, [job["id"]]))
+        return records
 
     def _check_easy_results(self, submissions: list[Submission]) -> list[str]:
         """HeyGem jobs: the query's result file plays at the audio's duration."""
