@@ -1,0 +1,218 @@
+"""② Read-only queries of the job store: jobs, attempts and events for the API and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, func, select
+
+from talkingface.errors import JobNotFoundError
+from talkingface.jobs import tables
+from talkingface.jobs.records import AttemptRecord, EventRecord, JobRecord
+from talkingface.jobs.states import JobState
+from talkingface.jobs.tables import attempts, events, jobs
+
+
+class JobReads:
+    """The store's reads, mixed into JobStore, which owns the engine and the transactions."""
+
+    _is_sqlite: bool
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError  # JobStore: a read transaction with errors translated
+
+    def get(self, job_id: str) -> JobRecord:
+        with self._read() as conn:
+            return self._get(conn, job_id)
+
+    def list_jobs(
+        self, *, state: JobState | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[JobRecord], int]:
+        """A page of jobs, newest first, and the total matching the filter."""
+        query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+        if state is not None:
+            query = query.where(jobs.c.state == state.value)
+        with self._read() as conn:
+            page = conn.execute(query.limit(limit).offset(offset)).all()
+            total = count_jobs(conn, state)
+        return [tables.job_from_row(row) for row in page], total
+
+    def attempts(self, job_id: str) -> list[AttemptRecord]:
+        """Every attempt of the job, oldest first."""
+        return self.attempts_of([job_id]).get(job_id, [])
+
+    def attempts_of(self, job_ids: list[str]) -> dict[str, list[AttemptRecord]]:
+        """Every attempt of each job, oldest first, in one query (a page of jobs at once)."""
+        with self._read() as conn:
+            return attempts_of_jobs(conn, job_ids)
+
+    def get_with_attempts(self, job_id: str) -> tuple[JobRecord, list[AttemptRecord]]:
+        """The job and its attempts from one consistent read."""
+        with self._read() as conn:
+            job = self._get(conn, job_id)
+            return job, attempts_of_jobs(conn, [job_id]).get(job_id, [])
+
+    def events(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
+        with self._read() as conn:
+            return events_of_job(conn, job_id, after_id, limit)
+
+    def job_with_events(
+        self, job_id: str, *, after_id: int = 0, limit: int = 1000
+    ) -> tuple[JobRecord, list[EventRecord]]:
+        """The job, then its events after `after_id`, in one read transaction (a state change
+        commits with its event, so a terminal state read here has its event in the list)."""
+        with self._read() as conn:
+            job = self._get(conn, job_id)
+            return job, events_of_job(conn, job_id, after_id, limit)
+
+    def jobs_with_events(
+        self, after_ids: Mapping[str, int]
+    ) -> dict[str, tuple[JobRecord, list[EventRecord]]]:
+        """Several jobs, then each one's events after its own cursor, in one read transaction
+        (as job_with_events); jobs that no longer exist are left out."""
+        if not after_ids:
+            return {}
+        ids = sorted(after_ids)
+        query = (
+            select(events)
+            .where(events.c.job_id.in_(ids), events.c.id > min(after_ids.values()))
+            .order_by(events.c.id)
+        )
+        with self._read() as conn:
+            found: dict[str, tuple[JobRecord, list[EventRecord]]] = {
+                row.id: (tables.job_from_row(row), [])
+                for row in conn.execute(select(jobs).where(jobs.c.id.in_(ids)))
+            }
+            for row in conn.execute(query):
+                if row.job_id in found and row.id > after_ids[row.job_id]:
+                    found[row.job_id][1].append(tables.event_from_row(row))
+        return found
+
+    def events_since(
+        self, after_id: int, *, kinds: set[str], limit: int = 500
+    ) -> list[EventRecord]:
+        """Events of any job after `after_id` whose kind is in `kinds`, oldest first."""
+        query = (
+            select(events)
+            .where(events.c.id > after_id, events.c.kind.in_(sorted(kinds)))
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [tables.event_from_row(row) for row in conn.execute(query)]
+
+    def last_event_id(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(select(func.max(events.c.id))).scalar_one() or 0)
+
+    def queued_count(self) -> int:
+        with self._read() as conn:
+            return count_jobs(conn, JobState.QUEUED)
+
+    def latest_with_key_prefix(self, prefix: str) -> JobRecord | None:
+        """The newest job whose idempotency key starts with `prefix` (HeyGem codes map to
+        keys "heygem:<code>:<inputs hash>")."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matches: ColumnElement[bool] = jobs.c.idempotency_key.like(escaped + "%", escape="\\")
+        if self._is_sqlite and prefix:
+            # SQLite never uses an index for LIKE (case-insensitive); the same prefix as a
+            # byte-wise range does use the key's unique index, so a HeyGem poll stays one
+            # index lookup however many jobs the store holds.
+            after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            matches = (
+                matches & (jobs.c.idempotency_key >= prefix) & (jobs.c.idempotency_key < after)
+            )
+        query = (
+            select(jobs)
+            .where(matches)
+            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else tables.job_from_row(row)
+
+    def queue_position(self, job: JobRecord) -> int:
+        """How many queued jobs run before this one (higher priority, or same and older)."""
+        ahead = (jobs.c.priority > job.priority) | (
+            (jobs.c.priority == job.priority) & (jobs.c.created_at < job.created_at)
+        )
+        query = (
+            select(func.count())
+            .select_from(jobs)
+            .where((jobs.c.state == JobState.QUEUED.value) & ahead)
+        )
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def running(self) -> list[tuple[JobRecord, AttemptRecord]]:
+        """Every running job with its current attempt (supervision and recovery)."""
+        return self._running_where(jobs.c.state == JobState.RUNNING.value)
+
+    def cancel_requested_running(self) -> list[tuple[JobRecord, AttemptRecord]]:
+        return self._running_where(
+            jobs.c.state == JobState.RUNNING.value, jobs.c.cancel_requested.is_(True)
+        )
+
+    def _get(self, conn: Connection, job_id: str, *, lock: bool = False) -> JobRecord:
+        query = select(jobs).where(jobs.c.id == job_id)
+        if lock and not self._is_sqlite:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise JobNotFoundError(
+                f"No job with id {job_id}; check the id (finished jobs are deleted when their "
+                "retention ends).",
+                details={"job_id": job_id},
+            )
+        return tables.job_from_row(row)
+
+    def _running_where(self, *conditions: Any) -> list[tuple[JobRecord, AttemptRecord]]:
+        query = (
+            select(jobs, *[column.label(f"a_{column.name}") for column in attempts.c])
+            .join(
+                attempts,
+                (attempts.c.job_id == jobs.c.id) & (attempts.c.number == jobs.c.attempt),
+            )
+            .where(*conditions)
+            .order_by(jobs.c.started_at, jobs.c.id)
+        )
+        with self._read() as conn:
+            return [
+                (tables.job_from_row(row), tables.attempt_from_row(row, prefix="a_"))
+                for row in conn.execute(query)
+            ]
+
+
+def attempts_of_jobs(conn: Connection, job_ids: list[str]) -> dict[str, list[AttemptRecord]]:
+    found: dict[str, list[AttemptRecord]] = {}
+    if not job_ids:
+        return found
+    query = (
+        select(attempts)
+        .where(attempts.c.job_id.in_(job_ids))
+        .order_by(attempts.c.job_id, attempts.c.number)
+    )
+    for row in conn.execute(query):
+        attempt = tables.attempt_from_row(row)
+        found.setdefault(attempt.job_id, []).append(attempt)
+    return found
+
+
+def events_of_job(conn: Connection, job_id: str, after_id: int, limit: int) -> list[EventRecord]:
+    query = (
+        select(events)
+        .where(events.c.job_id == job_id, events.c.id > after_id)
+        .order_by(events.c.id)
+        .limit(limit)
+    )
+    return [tables.event_from_row(row) for row in conn.execute(query)]
+
+
+def count_jobs(conn: Connection, state: JobState | None) -> int:
+    query = select(func.count()).select_from(jobs)
+    if state is not None:
+        query = query.where(jobs.c.state == state.value)
+    return int(conn.execute(query).scalar_one())
