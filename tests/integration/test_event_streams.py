@@ -97,12 +97,19 @@ def test_open_streams_share_one_store_read_per_poll(
     async def scenario() -> list[list[str]]:
         poll = StreamPoll(store, interval_s=0.01)
         streams = [iter_job_stream(poll, job.id, 0) for job in jobs]
-        for stream in streams:  # history and first progress: every stream is following now
+        for stream in streams:  # history and first progress
             await _next_message(stream)
             await _next_message(stream)
+        # every stream follows the shared poll now; let it tick with all of them open before
+        # any ends (cancelling first let some streams end before others joined the poll)
+        readers = [asyncio.ensure_future(_read_to_end(stream)) for stream in streams]
+        for _ in range(1000):  # at most ~10 s; the assertion below says what was missed
+            if shared_reads and shared_reads[-1] == len(jobs):
+                break
+            await asyncio.sleep(0.01)
         for job in jobs:
             store.request_cancel(job.id)
-        return list(await asyncio.gather(*(_read_to_end(stream) for stream in streams)))
+        return list(await asyncio.gather(*readers))
 
     endings = asyncio.run(scenario())
 
