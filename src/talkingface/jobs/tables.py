@@ -110,6 +110,11 @@ jobs = Table(
 )
 Index("ix_jobs_claim", jobs.c.state, jobs.c.priority.desc(), jobs.c.created_at)
 Index("ix_jobs_finished_at", jobs.c.finished_at)
+Index(  # prefix searches (HeyGem codes) on PostgreSQL under any collation: migration 0002
+    "ix_jobs_idempotency_key_prefix",
+    jobs.c.idempotency_key,
+    postgresql_ops={"idempotency_key": "text_pattern_ops"},
+)
 
 attempts = Table(
     "attempts",
