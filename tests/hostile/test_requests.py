@@ -264,6 +264,21 @@ def test_json_bodies_that_are_not_one_object_are_422_about_the_body(api: ApiHarn
     assert api.store.list_jobs()[1] == 0
 
 
+def test_template_registration_reads_its_body_like_a_job_submission(api: ApiHarness) -> None:
+    # the same JSON and multipart readers: too deep to parse is a 422, not a 500
+    for raw in (b"[" * 100_000, b'{"video": "templ', b"[1]"):
+        response = api.client.post(
+            "/v1/templates", content=raw, headers={"content-type": "application/json"}
+        )
+        assert_error(response, 422, "INPUT_INVALID")
+    broken = api.client.post(
+        "/v1/templates",
+        content=b"not a multipart body",
+        headers={"content-type": "multipart/form-data"},  # no boundary: unreadable
+    )
+    assert "field `video`" in assert_error(broken, 422, "INPUT_INVALID")
+
+
 def test_form_fields_with_a_wrong_value_are_422_naming_the_field(api: ApiHarness) -> None:
     cases = {
         "priority": ["high", "1.5", "[1]", "true", "101", "9" * 5000, "NaN"],

@@ -17,7 +17,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from talkingface.api.bodies import (
     JSON_BODY_MAX_BYTES,
-    check_declared_length,
     limited_request,
     read_body,
 )
@@ -163,16 +162,23 @@ def template_video(request: Request, template_id: str) -> Path:
     return registry.video_path(template_id)
 
 
-async def read_json_submission(request: Request) -> JobCreate:
-    raw = await read_body(request, JSON_BODY_MAX_BYTES, JSON_BODY_USE)
+async def read_json_body(request: Request, use: str = JSON_BODY_USE) -> object:
+    """The parsed JSON body, read on the JSON byte budget (413 naming `use` past it); a body
+    that is not JSON, or JSON nested too deeply to read, is a 422 about the body."""
+    raw = await read_body(request, JSON_BODY_MAX_BYTES, use)
     try:
-        body = json.loads(raw)
+        body: object = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise invalid_request(
             [{"loc": ("body",), "msg": f"the body is not valid JSON ({exc}); send one object"}]
         ) from exc
     except (RecursionError, ValueError) as exc:  # nested too deeply, a number too long
         raise invalid_request([{"loc": ("body",), "msg": JSON_UNREADABLE}]) from exc
+    return body
+
+
+async def read_json_submission(request: Request) -> JobCreate:
+    body = await read_json_body(request)
     try:
         return JobCreate.model_validate(body)
     except ValidationError as exc:
@@ -215,19 +221,22 @@ def upload_budget(settings: Settings) -> tuple[int, str]:
     return 2 * settings.api.max_upload_bytes + MULTIPART_SLACK_BYTES, what
 
 
-def check_body_size(request: Request, settings: Settings) -> None:
-    """413 at once when the Content-Length is over the budget of two uploads."""
-    check_declared_length(request, *upload_budget(settings))
-
-
-async def read_form(request: Request, settings: Settings) -> FormData:
+async def read_form(
+    request: Request,
+    settings: Settings,
+    *,
+    max_files: int = 2,
+    max_fields: int = 20,
+    hint: str = FORM_HINT,
+) -> FormData:
     """The multipart form, read on the byte budget of two uploads (413 once past it, chunked
-    bodies too); a malformed body is 422 saying how to send one. The caller closes the form."""
+    bodies too); a malformed body is 422 saying how to send one (`hint`). The caller closes
+    the form."""
     try:
         limited = limited_request(request, *upload_budget(settings))
-        return await limited.form(max_files=2, max_fields=20)
+        return await limited.form(max_files=max_files, max_fields=max_fields)
     except StarletteHTTPException as exc:  # starlette's 400 for a malformed multipart body
-        message = f"the multipart body cannot be read ({exc.detail}); {FORM_HINT}"
+        message = f"the multipart body cannot be read ({exc.detail}); {hint}"
         raise invalid_request([{"loc": ("body",), "msg": message}]) from exc
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from typing import Annotated, Any
 
@@ -13,10 +14,13 @@ from starlette.datastructures import UploadFile
 from talkingface.api.deps import SettingsDep, StorageDep
 from talkingface.api.inputs import Upload, fetch_media
 from talkingface.api.problems import invalid_request
-from talkingface.api.routes.jobs import check_body_size
+from talkingface.api.routes.jobs import read_form, read_json_body
 from talkingface.api.templates_registry import TemplateRegistry
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
+FORM_HINT = "send the template as one file in the field `video`"
+JSON_USE = 'a template registration ({"video": path or URL}); upload a file as multipart'
+
 
 TemplateId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="A registered template.")]
 
@@ -68,20 +72,22 @@ async def register_template(
     registry: TemplateRegistry = request.app.state.templates
     staging_id = f"template-{uuid.uuid4().hex}"
     if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        check_body_size(request, settings)
-        async with request.form(max_files=1, max_fields=5) as form:
+        form = await read_form(request, settings, max_files=1, max_fields=5, hint=FORM_HINT)
+        try:
             value = form.get("video")
             if not isinstance(value, UploadFile):
                 raise invalid_request([{"loc": ("video",), "msg": "Field required (a file)"}])
             ref: Any = Upload(filename=value.filename, file=value.file)  # Any: MediaRef
             path = await run_in_threadpool(fetch_media, "video", ref, staging_id, storage, settings)
+        finally:
+            await form.close()
     else:
         video = await _json_video(request)
         path = await run_in_threadpool(fetch_media, "video", video, staging_id, storage, settings)
         if path.parent != storage.inputs_dir(staging_id):  # a server path: keep the original
             copy = storage.inputs_dir(staging_id) / path.name
             copy.parent.mkdir(parents=True, exist_ok=True)
-            copy.write_bytes(path.read_bytes())
+            await run_in_threadpool(shutil.copyfile, path, copy)  # off the event loop
             path = copy
     try:
         meta, created = await run_in_threadpool(registry.register, path)
@@ -94,12 +100,7 @@ async def register_template(
 
 async def _json_video(request: Request) -> str:
     """The `video` of a JSON body; a 422 naming the problem when the body is not that."""
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
-        raise invalid_request(
-            [{"loc": ("body",), "msg": f"the body is not valid JSON ({exc})"}]
-        ) from exc
+    body = await read_json_body(request, JSON_USE)
     if not isinstance(body, dict) or not isinstance(body.get("video"), str):
         raise invalid_request([{"loc": ("video",), "msg": "Field required (a path or URL)"}])
     video: str = body["video"]
