@@ -11,12 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.chaos.processes import Tmpfs
 
 from talkingface.samples import synth_speech, write_wav
 from tests.integration.service_fixtures import (
@@ -804,40 +805,26 @@ def test_a_registered_template_is_prepared_once_and_used_by_id(
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Any:
-    """A 64 MiB tmpfs for the data directory, so a test can fill the disk for real."""
+def small_disk(tmp_path: Path) -> Iterator[Tmpfs]:
+    """A 64 MiB tmpfs for the data directory (the chaos campaign's), to fill for real."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)], check=True
-    )
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def _fill(directory: Path) -> Path:
-    filler = directory / "filler"
-    with filler.open("wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * (1 << 20))
-                out.flush()
-        except OSError:
-            pass
-    return filler
+    disk = Tmpfs(tmp_path / "small-disk", size_mb=64)
+    disk.mount()
+    yield disk
+    disk.unmount()
 
 
 def test_a_full_disk_holds_dispatch_and_the_job_runs_when_space_is_back(
-    service_factory: ServiceFactory, small_disk: Path, speech_wav: Path, short_template_clip: Path
+    service_factory: ServiceFactory, small_disk: Tmpfs, speech_wav: Path, short_template_clip: Path
 ) -> None:
     service = service_factory(
-        data_dir=small_disk, extra_env={"TALKINGFACE_API__MIN_FREE_DISK_BYTES": str(16 << 20)}
+        data_dir=small_disk.mount_point,
+        extra_env={"TALKINGFACE_API__MIN_FREE_DISK_BYTES": str(16 << 20)},
     )
     assert service.http.post("/v1/queue/pause").status_code == 200
     job = _submit(service, speech_wav, short_template_clip)
-    filler = _fill(small_disk)
+    small_disk.fill()
     assert service.http.get("/readyz").json()["checks"]["disk"]["ok"] is False
     assert service.http.post("/v1/queue/resume").status_code == 200
 
@@ -848,7 +835,7 @@ def test_a_full_disk_holds_dispatch_and_the_job_runs_when_space_is_back(
     held = service.job(job["id"])
     assert held["state"] == "queued" and held["attempts"] == []
 
-    filler.unlink()
+    small_disk.drain()
     done = service.wait_state(job["id"], "succeeded", "failed")
     assert done["state"] == "succeeded", done["error"]
     assert "dispatch_resumed_disk" in service.log()
