@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 from bench.chaos.audit import (
     TERMINAL,
     Footprint,
@@ -50,10 +51,10 @@ from bench.chaos.processes import (
     PrivatePostgres,
     ServerProcess,
     Tmpfs,
-    free_port,
     marked_processes,
 )
 from bench.chaos.workload import Api, Submission, Traffic, prepare_inputs
+from tests.integration.service_fixtures import free_port
 
 # Short detection times so a campaign fits in minutes; the report states them.
 TIMING = {
@@ -224,8 +225,6 @@ class Campaign:
         """Workers of the killed server still alive 10 s after the restart."""
         time.sleep(10.0)
         assert self.server.process is not None
-        import psutil
-
         tree = {self.server.pid} | {
             p.pid for p in psutil.Process(self.server.process.pid).children(recursive=True)
         }

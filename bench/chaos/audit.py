@@ -14,6 +14,7 @@ import httpx
 import psutil
 from bench.chaos.injectors import FaultRecord
 from bench.chaos.workload import Api, Submission
+from bench.service import percentile as nearest_rank
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 
@@ -213,11 +214,8 @@ def recovery_seconds(
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return round(ordered[index], 3)
+    """The benches' nearest-rank percentile in seconds to the millisecond; None for none."""
+    return round(nearest_rank(values, fraction), 3) if values else None
 
 
 POOL_THREADS = ("AnyIO worker thread",)  # a request pool that grows and shrinks by itself

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from tests.integration.service_fixtures import free_port
 
 PG_BIN = Path("/usr/lib/postgresql")
 MARKER_VAR = "TALKINGFACE_CHAOS_RUN"  # set on the server; every process it starts inherits it
@@ -20,12 +20,6 @@ MARKER_VAR = "TALKINGFACE_CHAOS_RUN"  # set on the server; every process it star
 
 class ChaosSetupError(RuntimeError):
     """The campaign could not set up something it needs (says what and how to fix it)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_postgres(command: list[str]) -> subprocess.CompletedProcess[str]:
