@@ -85,7 +85,7 @@ class MouthMeter:
         found = self._detect(small, upsample=1)
         if found is None:
             return None
-        return tuple(v / scale for v in found)  # type: ignore[return-value]
+        return (found[0] / scale, found[1] / scale, found[2] / scale, found[3] / scale)
 
     def _find_near_previous(self, gray: np.ndarray) -> tuple[float, float, float, float] | None:
         assert self._box is not None
