@@ -19,7 +19,6 @@ from talkingface.engines.mouth_interior import (
     PATCH_COLS,
     PATCH_ROWS,
     interior_sample_maps,
-    painted_interior,
 )
 from talkingface.engines.mouth_warp import (
     UPPER_FADE,
@@ -192,17 +191,6 @@ def test_small_opening_cuts_out_the_dark_middle() -> None:
     )
     assert row[0] < 0.5 * (PATCH_ROWS - 1) < row[1]
     assert row[0] == pytest.approx(0.09 * (PATCH_ROWS - 1), rel=1e-4)
-
-
-def test_painted_interior_has_bright_upper_teeth_over_a_dark_cavity() -> None:
-    patch = painted_interior(np.array([170, 90, 90], dtype=np.uint8))
-    assert patch.image_f32.shape == (PATCH_ROWS, PATCH_COLS, 3)
-    assert patch.image_f32.dtype == np.float32
-    assert patch.gap_f32.shape == (PATCH_COLS,)
-    centre = patch.image_f32[:, PATCH_COLS // 2 - 4 : PATCH_COLS // 2 + 4].mean(axis=(1, 2))
-    assert centre[:4].min() > 180.0  # teeth rows at the top
-    assert centre[PATCH_ROWS // 2] < 60.0  # dark cavity in the middle
-    assert patch.image_f32.min() >= 0.0 and patch.image_f32.max() <= 255.0
 
 
 def test_alpha_blend_mixes_and_rounds() -> None:

@@ -21,13 +21,15 @@ from talkingface.engines.mouth_frame import mouth_frame
 from talkingface.engines.mouth_interior import (
     MIN_SOURCE_GAP,
     PATCH_COLS,
+    PATCH_ROWS,
     InteriorPatch,
     extract_interior,
     interior_sample_maps,
     lip_colour,
-    painted_interior,
 )
+from talkingface.engines.mouth_targets import gap_targets, speaking_range
 from talkingface.engines.mouth_warp import MouthPose, plan_warp
+from talkingface.engines.synthetic_interior import synthesised_interior
 from talkingface.engines.unit_selection import select_units
 from talkingface.pipeline.items import Articulation, MouthRender, TrackedFrame
 
@@ -37,8 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_INTERIOR_UNITS = 320
-DEFAULT_MAX_GAP = 0.18  # S units: a clearly readable opening when the template never opens
-MIN_TALKING_RANGE = 0.04  # S units of opening variation that mark a template as talking
 INTERIOR_SMOOTHING = 0.45  # weight of the previous frame's interior (no flicker between units)
 
 
@@ -80,7 +80,10 @@ class ClassicCollector:
         count = len(self._patches)
         return {
             "frame_gaps": np.asarray(self._gaps, dtype=np.float32),
-            "patches": np.asarray(self._patches, dtype=np.uint8).reshape(count, -1, PATCH_COLS, 3),
+            # A template that never opens its mouth has no interiors: (0, rows, cols, 3).
+            "patches": np.asarray(self._patches, dtype=np.uint8).reshape(
+                count, PATCH_ROWS, PATCH_COLS, 3
+            ),
             "patch_gaps": np.asarray(self._patch_gaps, dtype=np.float32).reshape(count, PATCH_COLS),
             "patch_frames": np.asarray(self._patch_frames, dtype=np.int64),
             "patch_lips": np.asarray(self._patch_lips, dtype=np.float32).reshape(count, 3),
@@ -103,8 +106,9 @@ class ClassicRenderer:
     def __init__(self, template: PreparedTemplate, drive: Articulation) -> None:
         self._drive = drive
         data = template.engine_data
-        self.max_gap = _max_gap(data["frame_gaps"])
-        self._gaps = drive.open_f32 * (1.0 - 0.85 * drive.closure_f32) * self.max_gap
+        own_speech = None if template.own_drive is None else template.own_drive.speech
+        self.opening = speaking_range(data["frame_gaps"], own_speech)
+        self._gaps = gap_targets(drive, self.opening)
         self._interiors = _choose_interiors(template, drive, self._gaps)
         self._previous: np.ndarray | None = None
 
@@ -123,16 +127,23 @@ class ClassicRenderer:
             return MouthRender(
                 item.tag, item.index, item.image, plan.x0, plan.y0, warped, None, None
             )
-        patch = self._interior(index, lip_colour(item.image, mouth))
-        col, row = interior_sample_maps(
-            plan.patch_u, plan.depth_top, plan.depth_bottom, patch.gap_f32
-        )
-        inside = cv2.remap(patch.image_f32, col, row, cv2.INTER_LINEAR)
+        lips = lip_colour(item.image, mouth)
+        if self._interiors is None:
+            inside = synthesised_interior(
+                plan.depth_top, plan.depth_bottom, plan.patch_u, lips, mouth.scale_px
+            )
+        else:
+            patch = self._interior(index, lips)
+            col, row = interior_sample_maps(
+                plan.patch_u, plan.depth_top, plan.depth_bottom, patch.gap_f32
+            )
+            inside = cv2.remap(patch.image_f32, col, row, cv2.INTER_LINEAR)
         return MouthRender(
             item.tag, item.index, item.image, plan.x0, plan.y0, warped, inside, plan.alpha_f32
         )
 
     def _interior(self, index: int, current_lips: np.ndarray) -> InteriorPatch:
+        assert self._interiors is not None
         unit = int(self._interiors.choice[min(index, len(self._interiors.choice) - 1)])
         patch = self._interiors.patches[unit]
         gain = np.clip(current_lips / np.maximum(self._interiors.lips[unit], 1.0), 0.8, 1.25)
@@ -143,27 +154,15 @@ class ClassicRenderer:
         return InteriorPatch(image, patch.gap_f32)
 
 
-def _max_gap(frame_gaps: np.ndarray) -> float:
-    """The person's own wide opening when the template talks; a readable default when it does
-    not (a photo, or a still face whose resting mouth shows teeth, says nothing about speech)."""
-    gaps = frame_gaps[np.isfinite(frame_gaps)]
-    if gaps.size < 8:
-        return DEFAULT_MAX_GAP
-    low, high = np.percentile(gaps, [5, 95])
-    if high - low < MIN_TALKING_RANGE:
-        return DEFAULT_MAX_GAP
-    return float(np.clip(high, 0.1, 0.2))
-
-
 def _choose_interiors(
     template: PreparedTemplate, drive: Articulation, gaps: np.ndarray
-) -> _Interiors:
+) -> _Interiors | None:
+    """Real interiors per output frame, or None when the template never opens its mouth
+    (the interior is then synthesised)."""
     data = template.engine_data
     patches_u8, patch_gaps = data["patches"], data["patch_gaps"]
     if patches_u8.shape[0] == 0:
-        painted = painted_interior(data["lip_rgb"])
-        lips = data["lip_rgb"].reshape(1, 3)
-        return _Interiors([painted], lips, np.zeros(drive.frame_count, dtype=np.int64))
+        return None
     patches = [
         InteriorPatch(p.astype(np.float32), g) for p, g in zip(patches_u8, patch_gaps, strict=True)
     ]

@@ -1,4 +1,4 @@
-"""Mouth interiors for the classic engine: real ones cut from open template frames, or painted.
+"""Mouth interiors for the classic engine: real ones cut from the template's open frames.
 
 An interior patch is stored column-normalised: column u runs between the inner mouth corners
 (0 → 1), row v from the upper inner lip (0) to the lower inner lip (1). With each patch goes
@@ -18,7 +18,6 @@ from talkingface.engines.mouth_frame import MouthFrame
 PATCH_ROWS = 32
 PATCH_COLS = 64
 MIN_SOURCE_GAP = 0.045  # S units: below this a frame shows no usable interior
-PAINTED_GAP = 0.14  # S units: the depth the painted interior pretends to have
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,23 +38,6 @@ def extract_interior(frame_rgb: np.ndarray, mouth: MouthFrame) -> InteriorPatch:
     patch = cv2.remap(frame_rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     gap = np.maximum(bottom - top, 1e-3).astype(np.float32)
     return InteriorPatch(patch.astype(np.float32), gap)
-
-
-def painted_interior(lip_rgb: np.ndarray) -> InteriorPatch:
-    """A dark cavity with an upper-teeth hint, tinted by the lip colour (for photos)."""
-    v = np.linspace(0.0, 1.0, PATCH_ROWS)[:, None, None]
-    u = np.linspace(-1.0, 1.0, PATCH_COLS)[None, :, None]
-    lip = lip_rgb.astype(np.float32).reshape(1, 1, 3)
-    cavity = 0.22 * lip + np.float32(6.0)
-    teeth = np.array([218.0, 210.0, 198.0], dtype=np.float32).reshape(1, 1, 3)
-    side_shade = np.clip(1.0 - 0.75 * np.abs(u) ** 2.5, 0.0, 1.0)
-    upper_teeth = np.clip((0.26 - v) / 0.06, 0.0, 1.0) * side_shade
-    lower_teeth = np.clip((v - 0.86) / 0.06, 0.0, 1.0) * side_shade * 0.55
-    image = cavity * (1 - upper_teeth - lower_teeth)
-    image = image + teeth * upper_teeth + 0.8 * teeth * lower_teeth
-    image = np.broadcast_to(image, (PATCH_ROWS, PATCH_COLS, 3)).astype(np.float32)
-    gap = np.full(PATCH_COLS, PAINTED_GAP, dtype=np.float32)
-    return InteriorPatch(image, gap)
 
 
 def interior_sample_maps(

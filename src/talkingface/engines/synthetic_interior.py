@@ -1,0 +1,87 @@
+"""A synthesised mouth interior for templates that never open their mouth (photos, idle clips).
+
+Drawn per output pixel in mouth units, from each pixel's distance below the upper inner lip and
+above the lower one (S units) and its column between the inner corners, so every layer keeps
+its real size whatever the opening: inner-lip edges with thickness, an upper-teeth row that
+shows only as far as the opening allows, a cavity shaded for depth, and on wide openings the
+tongue and a hint of the lower teeth. Colours follow the person's lip colour and lighting.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LIP_EDGE_S = 0.014  # thickness of the moist inner lip visible inside an opening
+UPPER_TEETH_S = 0.048  # visible height of the upper incisors below the lip edge
+TEETH_SHOW_GAP = (0.025, 0.06)  # openings over which the teeth fade in
+TONGUE_GAP = (0.08, 0.16)  # openings over which the tongue and lower teeth appear
+TEETH_RGB = np.array([196.0, 186.0, 172.0], dtype=np.float32)
+TOOTH_COUNT = 7.0  # incisor widths across the visible row (separations are faint)
+
+
+def _ramp(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def synthesised_interior(
+    depth_top: np.ndarray,
+    depth_bottom: np.ndarray,
+    u: np.ndarray,
+    lip_rgb: np.ndarray,
+    scale_px: float,
+) -> np.ndarray:
+    """(h, w, 3) float32 RGB for the pixels of an opened gap.
+
+    `depth_top`/`depth_bottom`: S units below the upper and above the lower inner lip (their
+    sum is the local opening); `u`: 0..1 between the inner corners; `lip_rgb`: the current lip
+    colour; `scale_px`: pixels per S unit (for one-pixel anti-aliased edges).
+    """
+    dt = np.maximum(depth_top, 0.0)
+    db = np.maximum(depth_bottom, 0.0)
+    gap = dt + db
+    px = 1.0 / max(scale_px, 1.0)  # one pixel in S units
+    lip = np.asarray(lip_rgb, dtype=np.float32).reshape(1, 1, 3)
+    light = float(np.clip(lip.mean() / 125.0, 0.55, 1.15))  # the face's exposure
+    side = np.clip(np.minimum(u, 1.0 - u) * 2.0, 0.0, 1.0)  # 0 at a corner, 1 at the centre
+
+    # Cavity: darkest deep inside and towards the corners, warm near the lips.
+    near_lip = np.exp(-np.minimum(dt, db) / 0.025)
+    cavity = (0.15 + 0.15 * near_lip + 0.06 * side)[..., None] * lip + 4.0
+    image = cavity
+
+    # Upper teeth: just behind the upper lip edge, shaded towards the corners, faint gaps.
+    teeth_top = 0.5 * LIP_EDGE_S
+    teeth_bottom = teeth_top + np.minimum(UPPER_TEETH_S, 0.62 * gap)
+    coverage = _ramp(teeth_top - px, teeth_top + px, dt) * (
+        1.0 - _ramp(teeth_bottom - px, teeth_bottom + px, dt)
+    )
+    coverage *= _ramp(*TEETH_SHOW_GAP, gap) * _ramp(0.05, 0.45, side)
+    tooth_edges = 1.0 - 0.10 * np.abs(np.cos(np.pi * TOOTH_COUNT * (u - 0.5))) ** 24
+    tip_shade = 1.0 - 0.18 * _ramp(
+        0.4, 1.0, (dt - teeth_top) / np.maximum(teeth_bottom - teeth_top, 1e-6)
+    )
+    teeth = (
+        TEETH_RGB.reshape(1, 1, 3)
+        * (light * (0.72 + 0.28 * side) * tooth_edges * tip_shade)[..., None]
+    )
+    image = image + coverage[..., None] * (teeth - image)
+
+    # Tongue and lower teeth on wide openings, rising from the lower lip, highest mid-mouth.
+    wide = _ramp(*TONGUE_GAP, gap)
+    tongue_height = (0.25 * gap) * wide * np.sqrt(side)
+    tongue = _ramp(-px, px, tongue_height - db) * wide
+    tongue_rgb = 0.62 * lip + np.float32(6.0)
+    image = image + (0.8 * tongue)[..., None] * (tongue_rgb - image)
+    lower_teeth = (1.0 - _ramp(LIP_EDGE_S, LIP_EDGE_S + 0.012, db)) * wide * _ramp(0.2, 0.6, side)
+    image = image + (0.35 * lower_teeth)[..., None] * (
+        TEETH_RGB.reshape(1, 1, 3) * light * 0.8 - image
+    )
+
+    # Inner lip edges: the lips' own colour, a little darker, with a real thickness.
+    edge = np.maximum(
+        1.0 - _ramp(0.3 * LIP_EDGE_S, LIP_EDGE_S, dt), 1.0 - _ramp(0.3 * LIP_EDGE_S, LIP_EDGE_S, db)
+    )
+    edge_rgb = 0.78 * lip
+    image = image + edge[..., None] * (edge_rgb - image)
+    return np.clip(image, 0.0, 255.0).astype(np.float32)
