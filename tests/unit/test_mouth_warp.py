@@ -15,11 +15,6 @@ from talkingface.engines.mouth_frame import (
     MouthFrame,
     mouth_frame,
 )
-from talkingface.engines.mouth_interior import (
-    PATCH_COLS,
-    PATCH_ROWS,
-    interior_sample_maps,
-)
 from talkingface.engines.mouth_warp import (
     UPPER_FADE,
     UPPER_SHARE_OPENING,
@@ -163,34 +158,6 @@ def test_alpha_is_zero_outside_the_opened_gap_and_one_inside() -> None:
     assert inside.sum() > 100
     np.testing.assert_allclose(plan.alpha_f32[inside], 1.0)
     assert plan.alpha_f32.min() >= 0.0 and plan.alpha_f32.max() <= 1.0
-
-
-def test_interior_upper_half_rides_the_upper_lip_lower_half_the_lower_lip() -> None:
-    gap_f32 = np.full(PATCH_COLS, 0.1, dtype=np.float32)
-    u = np.full(4, 0.5)
-    depth_top = np.array([0.0, 0.02, 0.0, 0.02])
-    for total_gap in (0.05, 0.08, 0.2):
-        depth_bottom = total_gap - depth_top
-        col, row = interior_sample_maps(u, depth_top, depth_bottom, gap_f32)
-        np.testing.assert_allclose(col, 0.5 * (PATCH_COLS - 1))
-        # Just under the upper lip: the patch's top rows, whatever the opening.
-        assert row[0] == pytest.approx(0.0)
-        assert row[1] == pytest.approx(0.2 * (PATCH_ROWS - 1), rel=1e-5)
-    # Just above the lower lip: the patch's bottom rows, whatever the opening.
-    for total_gap in (0.05, 0.08, 0.2):
-        depth_bottom = np.array([0.0, 0.02])
-        col, row = interior_sample_maps(u[:2], total_gap - depth_bottom, depth_bottom, gap_f32)
-        assert row[0] == pytest.approx(PATCH_ROWS - 1)
-        assert row[1] == pytest.approx(0.8 * (PATCH_ROWS - 1), rel=1e-5)
-
-
-def test_small_opening_cuts_out_the_dark_middle() -> None:
-    gap_f32 = np.full(PATCH_COLS, 0.1, dtype=np.float32)
-    _, row = interior_sample_maps(
-        np.array([0.5, 0.5]), np.array([0.009, 0.011]), np.array([0.011, 0.009]), gap_f32
-    )
-    assert row[0] < 0.5 * (PATCH_ROWS - 1) < row[1]
-    assert row[0] == pytest.approx(0.09 * (PATCH_ROWS - 1), rel=1e-4)
 
 
 def test_alpha_blend_mixes_and_rounds() -> None:

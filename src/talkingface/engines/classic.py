@@ -1,10 +1,10 @@
-"""The weights-free `classic` engine (stage s4): landmark-driven mouth warp with real interiors.
+"""The weights-free `classic` engine (stage s4): landmark-driven mouth warp with real mouths.
 
-Per output frame: take the template frame's smoothed landmarks, close its own mouth and open
-it to the target gap from the audio (mouth_warp), and fill the opening with a mouth interior.
-Interiors come from the template's own open-mouthed frames, chosen per frame by unit
-selection against the target audio (spectral match when the template has speech of its own,
-opening match otherwise) with a smoothness cost; a painted interior serves photos.
+Per output frame: a target opening from the audio in this person's own range (mouth_targets);
+the template frame's lower lip and jaw are moved to it (mouth_warp). A talking template then
+gets a whole real mouth (lips, teeth, tongue) from one of its own frames, chosen per frame by
+unit selection against the target opening and audio with a smoothness cost (mouth_units); a
+template that never opens its mouth gets a synthesised interior (synthetic_interior).
 """
 
 from __future__ import annotations
@@ -17,18 +17,19 @@ import cv2
 import numpy as np
 
 from talkingface.engines.base import EngineInfo
-from talkingface.engines.mouth_frame import mouth_frame
-from talkingface.engines.mouth_interior import (
-    MIN_SOURCE_GAP,
-    PATCH_COLS,
-    PATCH_ROWS,
-    InteriorPatch,
-    extract_interior,
-    interior_sample_maps,
-    lip_colour,
+from talkingface.engines.mouth_frame import MouthFrame, lip_colour, mouth_frame
+from talkingface.engines.mouth_targets import OpeningRange, gap_targets, speaking_range
+from talkingface.engines.mouth_units import (
+    MouthUnit,
+    OutputLips,
+    UnitGrid,
+    extract_unit,
+    grid_for,
+    lay_unit,
+    unit_maps,
+    unit_mask,
 )
-from talkingface.engines.mouth_targets import gap_targets, speaking_range
-from talkingface.engines.mouth_warp import MouthPose, plan_warp
+from talkingface.engines.mouth_warp import MouthPose, WarpPlan, plan_warp
 from talkingface.engines.synthetic_interior import synthesised_interior
 from talkingface.engines.unit_selection import select_units
 from talkingface.pipeline.items import Articulation, MouthRender, TrackedFrame
@@ -38,19 +39,22 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_INTERIOR_UNITS = 320
-INTERIOR_SMOOTHING = 0.45  # weight of the previous frame's interior (no flicker between units)
+MAX_MOUTH_UNITS = 320
+MIN_OPEN_UNITS = 8  # a template with fewer frames this open gets a synthesised interior
+OPEN_UNIT_GAP = 0.05  # S units
+UNIT_CROSSFADE = 0.4  # weight of the previous unit on the frame where the unit jumps
+GAP_COST_S = 0.02  # an opening this far off costs as much as an average spectral mismatch
 
 
 class ClassicCollector:
-    """Collects, while a template is tracked, each frame's opening and open-mouth interiors."""
+    """Collects, while a template is tracked, each frame's opening and its whole mouth."""
 
     def __init__(self) -> None:
         self._gaps: list[float] = []
-        self._patches: list[np.ndarray] = []
-        self._patch_gaps: list[np.ndarray] = []
-        self._patch_frames: list[int] = []
-        self._patch_lips: list[np.ndarray] = []
+        self._grid: UnitGrid | None = None
+        self._units: list[MouthUnit] = []
+        self._unit_frames: list[int] = []
+        self._unit_lips: list[np.ndarray] = []
         self._lip_rgb: np.ndarray | None = None
         self._stride = 1
 
@@ -64,29 +68,38 @@ class ClassicCollector:
         lips = lip_colour(frame_rgb, mouth)
         if self._lip_rgb is None or gap < 0.02:
             self._lip_rgb = lips
-        if gap < MIN_SOURCE_GAP or index % self._stride:
+        if index % self._stride:
             return
-        patch = extract_interior(frame_rgb, mouth)
-        self._patches.append(np.clip(patch.image_f32, 0, 255).astype(np.uint8))
-        self._patch_gaps.append(patch.gap_f32)
-        self._patch_frames.append(index)
-        self._patch_lips.append(lips)
-        if len(self._patches) > MAX_INTERIOR_UNITS:  # keep every other unit: bounded memory
-            for items in (self._patches, self._patch_gaps, self._patch_frames, self._patch_lips):
+        if self._grid is None:
+            self._grid = grid_for(mouth)
+        self._units.append(extract_unit(frame_rgb, mouth, self._grid))
+        self._unit_frames.append(index)
+        self._unit_lips.append(lips)
+        if len(self._units) > MAX_MOUTH_UNITS:  # keep every other unit: bounded memory
+            for items in (self._units, self._unit_frames, self._unit_lips):
                 del items[1::2]
             self._stride *= 2
 
     def finish(self) -> dict[str, np.ndarray]:
-        count = len(self._patches)
+        grid = self._grid or UnitGrid(0.0)
+        rows = grid.ys.shape[0] if self._grid else 0
+        cols = grid.xs.shape[0] if self._grid else 0
+        count = len(self._units)
         return {
             "frame_gaps": np.asarray(self._gaps, dtype=np.float32),
-            # A template that never opens its mouth has no interiors: (0, rows, cols, 3).
-            "patches": np.asarray(self._patches, dtype=np.uint8).reshape(
-                count, PATCH_ROWS, PATCH_COLS, 3
+            "unit_px_per_s": np.asarray([grid.px_per_s], dtype=np.float32),
+            # A template without a face has no units: (0, 0, 0, 3).
+            "unit_images": np.asarray([u.image_u8 for u in self._units], dtype=np.uint8).reshape(
+                count, rows, cols, 3
             ),
-            "patch_gaps": np.asarray(self._patch_gaps, dtype=np.float32).reshape(count, PATCH_COLS),
-            "patch_frames": np.asarray(self._patch_frames, dtype=np.int64),
-            "patch_lips": np.asarray(self._patch_lips, dtype=np.float32).reshape(count, 3),
+            "unit_upper": np.asarray([u.upper_f32 for u in self._units], np.float32).reshape(
+                count, cols
+            ),
+            "unit_lower": np.asarray([u.lower_f32 for u in self._units], np.float32).reshape(
+                count, cols
+            ),
+            "unit_frames": np.asarray(self._unit_frames, dtype=np.int64),
+            "unit_lips": np.asarray(self._unit_lips, dtype=np.float32).reshape(count, 3),
             "lip_rgb": np.asarray(
                 self._lip_rgb if self._lip_rgb is not None else (150, 80, 80), dtype=np.float32
             ),
@@ -94,23 +107,30 @@ class ClassicCollector:
 
 
 @dataclass(frozen=True, slots=True)
-class _Interiors:
-    patches: list[InteriorPatch]
-    lips: np.ndarray  # (M, 3) source lip colour per patch
-    choice: np.ndarray  # (N,) patch per output frame
+class _Units:
+    grid: UnitGrid
+    images_u8: np.ndarray  # (M, R, C, 3)
+    upper: np.ndarray  # (M, C)
+    lower: np.ndarray  # (M, C)
+    frames: np.ndarray  # (M,) template frame of each unit
+    choice: np.ndarray  # (N,) unit per output frame
 
 
 class ClassicRenderer:
-    """Renders one job's frames in order; keeps the previous interior for smoothing."""
+    """Renders one job's frames in order; remembers the previous unit for cross-fades."""
 
     def __init__(self, template: PreparedTemplate, drive: Articulation) -> None:
         self._drive = drive
         data = template.engine_data
         own_speech = None if template.own_drive is None else template.own_drive.speech
-        self.opening = speaking_range(data["frame_gaps"], own_speech)
+        self.opening: OpeningRange = speaking_range(data["frame_gaps"], own_speech)
         self._gaps = gap_targets(drive, self.opening)
-        self._interiors = _choose_interiors(template, drive, self._gaps)
-        self._previous: np.ndarray | None = None
+        self._units = _choose_units(template, drive, self._gaps)
+        self._previous_unit = -1
+
+    @property
+    def uses_real_mouths(self) -> bool:
+        return self._units is not None
 
     def render(self, item: TrackedFrame) -> MouthRender:
         index = min(item.index, self._drive.frame_count - 1)
@@ -123,65 +143,91 @@ class ClassicRenderer:
         if plan is None:
             return MouthRender(item.tag, item.index, item.image, 0, 0, None, None, None)
         warped = cv2.remap(item.image, plan.map_x, plan.map_y, cv2.INTER_LINEAR)
+        if self._units is not None:
+            region = self._lay_real_mouth(index, mouth, plan, warped)
+            return MouthRender(
+                item.tag, item.index, item.image, plan.x0, plan.y0, region, None, None
+            )
         if float(plan.alpha_f32.max()) <= 0.0:
             return MouthRender(
                 item.tag, item.index, item.image, plan.x0, plan.y0, warped, None, None
             )
-        lips = lip_colour(item.image, mouth)
-        if self._interiors is None:
-            inside = synthesised_interior(
-                plan.depth_top, plan.depth_bottom, plan.patch_u, lips, mouth.scale_px
-            )
-        else:
-            patch = self._interior(index, lips)
-            col, row = interior_sample_maps(
-                plan.patch_u, plan.depth_top, plan.depth_bottom, patch.gap_f32
-            )
-            inside = cv2.remap(patch.image_f32, col, row, cv2.INTER_LINEAR)
+        inside = synthesised_interior(
+            plan.depth_top,
+            plan.depth_bottom,
+            plan.patch_u,
+            lip_colour(item.image, mouth),
+            mouth.scale_px,
+        )
         return MouthRender(
             item.tag, item.index, item.image, plan.x0, plan.y0, warped, inside, plan.alpha_f32
         )
 
-    def _interior(self, index: int, current_lips: np.ndarray) -> InteriorPatch:
-        assert self._interiors is not None
-        unit = int(self._interiors.choice[min(index, len(self._interiors.choice) - 1)])
-        patch = self._interiors.patches[unit]
-        gain = np.clip(current_lips / np.maximum(self._interiors.lips[unit], 1.0), 0.8, 1.25)
-        image = patch.image_f32 * gain.astype(np.float32)
-        if self._previous is not None:
-            image = (1 - INTERIOR_SMOOTHING) * image + INTERIOR_SMOOTHING * self._previous
-        self._previous = image
-        return InteriorPatch(image, patch.gap_f32)
+    def _lay_real_mouth(
+        self, index: int, mouth: MouthFrame, plan: WarpPlan, warped: np.ndarray
+    ) -> np.ndarray:
+        units = self._units
+        assert units is not None
+        lips = OutputLips(
+            mx=plan.mouth_x,
+            my=plan.mouth_y,
+            upper=plan.mouth_y - plan.depth_top,
+            lower=plan.mouth_y + plan.depth_bottom,
+            center_x=mouth.center_x,
+            half_width=mouth.half_width,
+        )
+        unit = int(units.choice[min(index, units.choice.shape[0] - 1)])
+        sample = self._sample(unit, lips)
+        previous = self._previous_unit
+        jumped = previous >= 0 and units.frames[unit] - units.frames[previous] not in (0, 1, 2)
+        if jumped:
+            sample = (1.0 - UNIT_CROSSFADE) * sample + UNIT_CROSSFADE * self._sample(previous, lips)
+        self._previous_unit = unit
+        return lay_unit(warped, sample, unit_mask(lips))
+
+    def _sample(self, unit: int, lips: OutputLips) -> np.ndarray:
+        units = self._units
+        assert units is not None
+        shape = MouthUnit(units.images_u8[unit], units.upper[unit], units.lower[unit])
+        col, row = unit_maps(lips, shape, units.grid)
+        sample = cv2.remap(
+            units.images_u8[unit], col, row, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        return sample.astype(np.float32)
 
 
-def _choose_interiors(
+def _choose_units(
     template: PreparedTemplate, drive: Articulation, gaps: np.ndarray
-) -> _Interiors | None:
-    """Real interiors per output frame, or None when the template never opens its mouth
-    (the interior is then synthesised)."""
+) -> _Units | None:
+    """A real mouth per output frame, or None when the template hardly opens its mouth."""
     data = template.engine_data
-    patches_u8, patch_gaps = data["patches"], data["patch_gaps"]
-    if patches_u8.shape[0] == 0:
+    images = data["unit_images"]
+    centre = images.shape[2] // 2
+    unit_gaps = (data["unit_lower"][:, centre] - data["unit_upper"][:, centre]).astype(np.float64)
+    if int((unit_gaps >= OPEN_UNIT_GAP).sum()) < MIN_OPEN_UNITS:
         return None
-    patches = [
-        InteriorPatch(p.astype(np.float32), g) for p, g in zip(patches_u8, patch_gaps, strict=True)
-    ]
-    centre_gap = patch_gaps[:, PATCH_COLS // 2]  # (M,)
-    shortfall = np.maximum(gaps[:, None] - centre_gap[None, :], 0.0)  # (N, M)
-    cost = ((gaps[:, None] - centre_gap[None, :]) / 0.04) ** 2 + 4.0 * (shortfall / 0.04) ** 2
+    cost = ((gaps[:, None] - unit_gaps[None, :]) / GAP_COST_S) ** 2  # (N, M)
     own = template.own_drive
-    frames = data["patch_frames"]
+    frames = data["unit_frames"]
     if own is not None and own.spectral_f32.shape[1] == drive.spectral_f32.shape[1]:
         source = own.spectral_f32[np.minimum(frames, own.frame_count - 1)]  # (M, D)
         target = drive.spectral_f32  # (N, D)
         sq = (target**2).sum(1)[:, None] + (source**2).sum(1)[None, :] - 2.0 * target @ source.T
-        cost = cost + 1.5 * np.maximum(sq, 0.0) / target.shape[1]  # mean squared distance
-    choice = select_units(cost, frames, jump_cost=2.0)
+        cost = cost + np.maximum(sq, 0.0) / target.shape[1]  # mean squared distance
+    choice = select_units(cost, frames, jump_cost=3.0)
     logger.debug(
-        "interiors selected",
-        extra={"event": "interiors_selected", "units": len(patches), "spectral": own is not None},
+        "mouth units selected",
+        extra={"event": "mouth_units_selected", "units": len(images), "spectral": own is not None},
     )
-    return _Interiors(patches, data["patch_lips"], choice)
+    grid = UnitGrid(float(data["unit_px_per_s"][0]))
+    return _Units(
+        grid,
+        images,
+        data["unit_upper"],
+        data["unit_lower"],
+        frames,
+        choice,
+    )
 
 
 class ClassicEngine:
@@ -189,9 +235,9 @@ class ClassicEngine:
 
     info = EngineInfo(
         name="classic",
-        version="1",
+        version="2",
         needs_gpu=False,
-        description="landmark mouth warp + template mouth interiors by unit selection",
+        description="person-range mouth warp + whole template mouths by unit selection",
     )
 
     def load(self, device: str = "cpu") -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 # MediaPipe FaceMesh (468) indices, ordered from the image-left inner corner to the right one.
@@ -107,3 +108,12 @@ def mouth_frame(landmarks: np.ndarray) -> MouthFrame:
         corner_right_x=float(max(upper[-1, 0], lower[-1, 0])),
         chin_y=float(max(chin[1], 0.3)),
     )
+
+
+def lip_colour(frame_rgb: np.ndarray, mouth: MouthFrame) -> np.ndarray:
+    """Mean RGB of the upper lip just above the mouth opening (for colour matching)."""
+    x = mouth.center_x + mouth.half_width * np.linspace(-0.6, 0.6, 9)
+    y = mouth.upper_at(x) - 0.025
+    map_x, map_y = mouth.to_pixels(x[None, :], y[None, :])
+    samples = cv2.remap(frame_rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return samples.reshape(-1, 3).astype(np.float32).mean(axis=0)

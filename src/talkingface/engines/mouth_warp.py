@@ -43,6 +43,8 @@ class WarpPlan:
     patch_u: np.ndarray  # (h, w) column 0..1 between inner corners
     depth_top: np.ndarray  # (h, w) S units below the upper lip
     depth_bottom: np.ndarray  # (h, w) S units above the moved lower lip
+    mouth_x: np.ndarray  # (h, w) each output pixel in mouth coordinates (S units)
+    mouth_y: np.ndarray  # (h, w)
 
 
 def _smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -106,7 +108,7 @@ def plan_warp(mouth: MouthFrame, pose: MouthPose, width: int, height: int) -> Wa
     alpha = (np.clip(edge_px + 0.5, 0.0, 1.0) * coverage).astype(np.float32)
     span = max(mouth.corner_right_x - mouth.corner_left_x, 1e-3)
     patch_u = (mx - mouth.corner_left_x) / span
-    return WarpPlan(x0, y0, map_x, map_y, alpha, patch_u, depth_top, depth_bottom)
+    return WarpPlan(x0, y0, map_x, map_y, alpha, patch_u, depth_top, depth_bottom, mx, my)
 
 
 def _source_y(

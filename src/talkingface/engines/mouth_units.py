@@ -1,0 +1,140 @@
+"""Whole-mouth units for talking templates: real lips, teeth and interior cut from template frames.
+
+A unit is one template frame's mouth resampled on a grid in mouth coordinates (see
+mouth_frame: origin between the mouth corners, x along the eye line, S = eye-corner distance),
+with that frame's inner-lip curves. To render, a unit is laid over the current frame in the
+current frame's mouth coordinates, so head position, size and roll follow the current frame.
+Its upper lip is aligned with the output's upper lip and its lower lip with the output's lower
+lip; only the space between them stretches, which absorbs the small residual between the
+unit's opening and the target. A feathered mask keeps it to lips and interior, and a colour
+gain measured on the feather ring matches the current frame's lighting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from talkingface.engines.mouth_frame import MouthFrame
+
+HALF_WIDTH_S = 0.5  # grid: x in [-0.5, 0.5] S around the corner mid-point
+TOP_S = -0.28  # y from above the upper lip...
+BOTTOM_S = 0.5  # ...to below the lower lip of a wide-open mouth
+MAX_PX_PER_S = 200.0  # resolution cap (a 1080p close-up would need 4× the memory for no gain)
+MIN_PX_PER_S = 40.0
+MASK_ABOVE_S = 0.11  # the mask reaches this far above the upper inner lip
+MASK_BELOW_S = 0.13  # ...and below the lower inner lip
+MASK_SIDE_S = 0.09  # ...and beyond the inner corners
+FEATHER_S = 0.045
+GAIN_LIMITS = (0.85, 1.18)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitGrid:
+    """The sampling grid shared by every unit of one template."""
+
+    px_per_s: float
+
+    @property
+    def xs(self) -> np.ndarray:
+        count = max(8, round(2 * HALF_WIDTH_S * self.px_per_s))
+        return np.linspace(-HALF_WIDTH_S, HALF_WIDTH_S, count)
+
+    @property
+    def ys(self) -> np.ndarray:
+        count = max(8, round((BOTTOM_S - TOP_S) * self.px_per_s))
+        return np.linspace(TOP_S, BOTTOM_S, count)
+
+
+def grid_for(mouth: MouthFrame) -> UnitGrid:
+    return UnitGrid(float(np.clip(mouth.scale_px, MIN_PX_PER_S, MAX_PX_PER_S)))
+
+
+@dataclass(frozen=True, slots=True)
+class MouthUnit:
+    image_u8: np.ndarray  # (R, C, 3) RGB on the grid
+    upper_f32: np.ndarray  # (C,) upper inner lip y at each grid column, S units
+    lower_f32: np.ndarray  # (C,) lower inner lip y
+
+
+def extract_unit(frame_rgb: np.ndarray, mouth: MouthFrame, grid: UnitGrid) -> MouthUnit:
+    xs = grid.xs
+    gx, gy = np.meshgrid(xs, grid.ys)
+    map_x, map_y = mouth.to_pixels(gx, gy)
+    image = cv2.remap(frame_rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # Beyond the inner corners the lips are closed: both curves meet at the corner's height.
+    upper = mouth.upper_at(xs)
+    lower = mouth.lower_at(xs)
+    return MouthUnit(image, upper.astype(np.float32), lower.astype(np.float32))
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLips:
+    """Where the output's lips are, per region pixel (S units, current mouth coordinates)."""
+
+    mx: np.ndarray  # (h, w)
+    my: np.ndarray  # (h, w)
+    upper: np.ndarray  # (h, w) output upper inner lip at mx
+    lower: np.ndarray  # (h, w) output lower inner lip at mx
+    center_x: float
+    half_width: float
+
+
+def unit_maps(lips: OutputLips, unit: MouthUnit, grid: UnitGrid) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.remap maps (grid columns, rows) that lay `unit` over the output lips."""
+    xs = grid.xs
+    unit_upper = np.interp(lips.mx, xs, unit.upper_f32)
+    unit_lower = np.interp(lips.mx, xs, unit.lower_f32)
+    out_gap = lips.lower - lips.upper
+    stretch = (unit_lower - unit_upper) / np.maximum(out_gap, 1e-4)
+    source_y = np.where(
+        lips.my <= lips.upper,
+        unit_upper + (lips.my - lips.upper),
+        np.where(
+            lips.my >= lips.lower,
+            unit_lower + (lips.my - lips.lower),
+            unit_upper + (lips.my - lips.upper) * stretch,
+        ),
+    )
+    step_x = (xs[-1] - xs[0]) / (xs.shape[0] - 1)
+    ys = grid.ys
+    step_y = (ys[-1] - ys[0]) / (ys.shape[0] - 1)
+    col = (lips.mx - xs[0]) / step_x
+    row = (source_y - ys[0]) / step_y
+    return col.astype(np.float32), row.astype(np.float32)
+
+
+def unit_mask(lips: OutputLips) -> np.ndarray:
+    """(h, w) float32 0..1: lips and interior, feathered into the skin around them."""
+    reach = lips.half_width + MASK_SIDE_S
+    dx = np.abs(lips.mx - lips.center_x)
+    side = 1.0 - _smoothstep(reach - FEATHER_S, reach, dx)
+    top = lips.upper - MASK_ABOVE_S
+    bottom = lips.lower + MASK_BELOW_S
+    vertical = _smoothstep(top - FEATHER_S, top, lips.my) * (
+        1.0 - _smoothstep(bottom, bottom + FEATHER_S, lips.my)
+    )
+    inside = (lips.mx > xs_limit(-1)) & (lips.mx < xs_limit(1))
+    return (side * vertical * inside).astype(np.float32)
+
+
+def xs_limit(sign: int) -> float:
+    return sign * (HALF_WIDTH_S - 0.01)
+
+
+def lay_unit(warped_rgb: np.ndarray, unit_rgb_f32: np.ndarray, mask_f32: np.ndarray) -> np.ndarray:
+    """The unit, colour-matched on the feather ring, blended over the warped region (uint8)."""
+    ring = (mask_f32 > 0.1) & (mask_f32 < 0.9)
+    base = warped_rgb.astype(np.float32)
+    if int(ring.sum()) >= 16:
+        gain = base[ring].mean(axis=0) / np.maximum(unit_rgb_f32[ring].mean(axis=0), 1.0)
+        unit_rgb_f32 = unit_rgb_f32 * np.clip(gain, *GAIN_LIMITS).astype(np.float32)
+    a = mask_f32[..., None]
+    return np.clip(base * (1.0 - a) + unit_rgb_f32 * a + 0.5, 0, 255).astype(np.uint8)
+
+
+def _smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - edge0) / np.maximum(np.asarray(edge1) - edge0, 1e-6), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)

@@ -1,0 +1,67 @@
+"""Mouth targets: the drive mapped onto this person's own opening range."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from talkingface.engines.mouth_targets import (
+    GENERIC_RANGE,
+    RENDER_GAIN,
+    OpeningRange,
+    gap_targets,
+    speaking_range,
+)
+from talkingface.pipeline.items import Articulation
+
+
+def _drive(open_: np.ndarray, closure: np.ndarray | None = None) -> Articulation:
+    count = open_.shape[0]
+    zeros = np.zeros(count, np.float32)
+    return Articulation(
+        fps=25.0,
+        speech=open_ > 0.02,
+        loudness_f32=open_.astype(np.float32),
+        open_f32=open_.astype(np.float32),
+        width_f32=zeros,
+        closure_f32=zeros if closure is None else closure.astype(np.float32),
+        spectral_f32=np.zeros((count, 14), np.float32),
+    )
+
+
+def test_speech_opens_as_wide_as_the_person_does() -> None:
+    rng = np.random.default_rng(1)
+    drive = _drive(rng.uniform(0.05, 1.0, 500))
+    person = OpeningRange(0.07, 0.12, "own")
+    gaps = gap_targets(drive, person) / RENDER_GAIN
+    p50, p90 = np.percentile(gaps[drive.speech], [50, 90])
+    assert p50 == pytest.approx(0.07, rel=0.05) and p90 == pytest.approx(0.12, rel=0.05)
+    assert gaps.max() <= 1.3 * 0.12 + 1e-6
+
+
+def test_silence_and_lip_closures_shut_the_mouth() -> None:
+    open_ = np.array([0.0, 0.0, 0.6, 0.6, 0.6] * 10)
+    closure = np.array([0.0, 0.0, 0.0, 1.0, 0.0] * 10)
+    gaps = gap_targets(_drive(open_, closure), GENERIC_RANGE)
+    assert gaps[0] == 0.0 and gaps[3] == 0.0 and gaps[2] > 0.08
+
+
+def test_a_fifth_of_a_second_of_drive_still_opens() -> None:
+    gaps = gap_targets(_drive(np.array([0.0, 0.5, 0.8, 0.4, 0.0])), GENERIC_RANGE)
+    assert gaps.max() > GENERIC_RANGE.p50
+
+
+def test_range_comes_from_the_persons_talking_frames() -> None:
+    rng = np.random.default_rng(2)
+    gaps = rng.uniform(0.02, 0.15, 200).astype(np.float32)
+    speech = np.ones(200, bool)
+    own = speaking_range(gaps, speech)
+    assert own.source == "own"
+    assert own.p50 == pytest.approx(np.percentile(gaps, 50), rel=1e-3)
+
+
+def test_photo_silent_or_still_templates_get_the_generic_range() -> None:
+    still = np.full(200, 0.01, np.float32)
+    assert speaking_range(still, None) is GENERIC_RANGE  # no speech of its own
+    assert speaking_range(still, np.ones(200, bool)) is GENERIC_RANGE  # a mouth that never moved
+    assert speaking_range(still[:1], np.ones(1, bool)) is GENERIC_RANGE  # a photo

@@ -1,0 +1,81 @@
+"""Whole-mouth units: lips aligned lip to lip, only the gap stretches, a feathered mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from talkingface.engines.mouth_units import (
+    MouthUnit,
+    OutputLips,
+    UnitGrid,
+    lay_unit,
+    unit_maps,
+    unit_mask,
+)
+
+GRID = UnitGrid(100.0)
+
+
+def _unit(gap: float) -> MouthUnit:
+    cols = GRID.xs.shape[0]
+    rows = GRID.ys.shape[0]
+    return MouthUnit(
+        np.zeros((rows, cols, 3), np.uint8),
+        np.full(cols, -0.01, np.float32),
+        np.full(cols, -0.01 + gap, np.float32),
+    )
+
+
+def _lips(my: np.ndarray, gap: float, upper: float = 0.0) -> OutputLips:
+    mx = np.zeros_like(my)
+    return OutputLips(mx, my, np.full_like(my, upper), np.full_like(my, upper + gap), 0.0, 0.25)
+
+
+def _source_y(row: np.ndarray) -> np.ndarray:
+    ys = GRID.ys
+    return ys[0] + row * (ys[-1] - ys[0]) / (ys.shape[0] - 1)
+
+
+@pytest.mark.parametrize("target_gap", [0.0, 0.05, 0.15])
+def test_unit_lips_land_on_the_output_lips_whatever_the_opening(target_gap: float) -> None:
+    # Given a unit opened 0.08 S with its upper lip at -0.01
+    unit = _unit(0.08)
+    above = np.array([-0.05, -0.001])  # output pixels in the upper lip
+    below = target_gap + np.array([0.001, 0.06])  # output pixels in the lower lip and chin
+    _, row = unit_maps(_lips(np.concatenate([above, below]), target_gap), unit, GRID)
+    source = _source_y(row)
+    # Then the upper lip is read from the unit's upper lip, at the same distance...
+    np.testing.assert_allclose(source[:2], -0.01 + above, atol=1e-4)
+    # ...and the lower lip from the unit's lower lip, whatever the target opening.
+    np.testing.assert_allclose(source[2:], -0.01 + 0.08 + (below - target_gap), atol=1e-4)
+
+
+def test_only_the_gap_between_the_lips_stretches() -> None:
+    unit = _unit(0.08)
+    my = np.array([0.04, 0.08, 0.12])  # a quarter, half, three quarters into a 0.16 gap
+    _, row = unit_maps(_lips(my, 0.16), unit, GRID)
+    np.testing.assert_allclose(_source_y(row), -0.01 + np.array([0.02, 0.04, 0.06]), atol=1e-4)
+
+
+def test_mask_covers_the_mouth_and_fades_to_nothing_around_it() -> None:
+    mx, my = np.meshgrid(np.linspace(-0.49, 0.49, 99), np.linspace(-0.3, 0.5, 81))
+    lips = OutputLips(mx, my, np.zeros_like(my), np.full_like(my, 0.1), 0.0, 0.25)
+    mask = unit_mask(lips)
+    assert mask[(np.abs(mx) < 0.2) & (my > -0.05) & (my < 0.15)].min() == pytest.approx(1.0)
+    assert mask[my < -0.17].max() == 0.0  # well above the upper lip: the template
+    assert mask[my > 0.29].max() == 0.0  # the chin: the warp's jaw, not the unit's
+    assert mask[np.abs(mx) > 0.35].max() == 0.0  # the cheeks
+
+
+def test_laid_unit_takes_the_lighting_of_the_frame_it_is_laid_on() -> None:
+    warped = np.full((40, 40, 3), 120, np.uint8)
+    unit = np.full((40, 40, 3), 100.0, np.float32)
+    unit[15:25, 15:25] = 40.0  # the mouth's dark interior
+    mask = np.zeros((40, 40), np.float32)
+    mask[5:35, 5:35] = 0.5  # the feather ring
+    mask[10:30, 10:30] = 1.0
+    out = lay_unit(warped, unit, mask)
+    assert out[0, 0, 0] == 120  # outside the mask: untouched
+    assert out[12, 12, 0] == 118  # skin brightened by the ring's gain (clipped at 1.18)
+    assert out[20, 20, 0] < 60  # the interior stays dark
