@@ -200,10 +200,22 @@ def generate(
         + (", template from cache" if result.template_from_cache else ""),
         highlight=False,
     )
+    out.print(_articulation_line(result.articulation), highlight=False)
     if result.frames_without_face:
         out.print(
             f"[yellow]{result.frames_without_face} frames had no face and were left unchanged[/]"
         )
+
+
+def _articulation_line(articulation: dict[str, object]) -> str:
+    """'mouth driven by …' with the person model's held-out fit when there is one."""
+    fit = articulation.get("person_fit")
+    figures = ""
+    if isinstance(fit, dict):
+        r = fit["held_out_r"]["gap"]
+        figures = f", held-out r {r:.2f}, needs ≥ {fit['threshold_r']:.2f}"
+    kind = "this person's learned" if articulation.get("model") == "person" else "the generic"
+    return f"mouth driven by {kind} articulation ({articulation.get('reason')}{figures})"
 
 
 @app.command()

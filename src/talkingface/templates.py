@@ -21,6 +21,7 @@ import numpy as np
 
 from talkingface.audio.features import articulation_track
 from talkingface.engines.base import LipSyncEngine
+from talkingface.engines.person_model import PersonModel, fit_person_model
 from talkingface.errors import InvalidMediaError, Stage, translate_errors
 from talkingface.face.track import track_frames
 from talkingface.media.audio import load_audio
@@ -36,7 +37,7 @@ from talkingface.pipeline.items import (
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the person's articulation model
 OWN_SPEECH_MIN_FRACTION = 0.2  # below this the template's audio is not someone talking
 
 
@@ -55,10 +56,27 @@ class PreparedTemplate:
     engine_name: str
     engine_data: dict[str, np.ndarray]
     prepare_s: float
+    person_model: PersonModel | None = None  # this person's audio → mouth model (talking only)
     from_cache: bool = False
 
     def covers(self, frame_count: int) -> bool:
         return self.complete or self.frame_count >= frame_count
+
+    def articulation_summary(self) -> dict[str, object]:
+        """How the mouth is driven for this template (metadata, generate --json)."""
+        if self.person_model is None:
+            reason = (
+                "still image"
+                if self.is_still_image
+                else "no speech of its own"
+                if self.own_drive is None
+                else "too few frames with a face to learn from"
+            )
+            return {"model": "generic", "reason": reason, "person_fit": None}
+        fit = self.person_model.summary()
+        if fit["used"]:
+            return {"model": "person", "reason": "good held-out fit", "person_fit": fit}
+        return {"model": "generic", "reason": "poor held-out fit", "person_fit": fit}
 
 
 def attach_landmarks(track: FaceTrack, item: TemplateFrame) -> TrackedFrame:
@@ -151,6 +169,8 @@ def _write_entry(directory: Path, t: PreparedTemplate) -> None:
         "scores": t.track.scores_f32,
     }
     arrays.update({f"engine_{k}": v for k, v in t.engine_data.items()})
+    if t.person_model is not None:
+        arrays.update({f"person_{k}": v for k, v in t.person_model.to_arrays().items()})
     if t.own_drive is not None:
         for f in fields(Articulation):
             if f.name != "fps":
@@ -170,6 +190,7 @@ def _write_entry(directory: Path, t: PreparedTemplate) -> None:
         "engine_name": t.engine_name,
         "prepare_s": t.prepare_s,
         "has_own_drive": t.own_drive is not None,
+        "articulation": t.articulation_summary(),
     }
     (directory / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
@@ -193,6 +214,7 @@ def _read_entry(directory: Path) -> PreparedTemplate:
         values = {f.name: arrays[f"own_{f.name}"] for f in fields(Articulation) if f.name != "fps"}
         own = Articulation(fps=float(meta["fps"]), **values)
     engine_data = {k[len("engine_") :]: v for k, v in arrays.items() if k.startswith("engine_")}
+    person = {k[len("person_") :]: v for k, v in arrays.items() if k.startswith("person_")}
     return PreparedTemplate(
         key=meta["key"],
         source_name=meta["source_name"],
@@ -207,6 +229,7 @@ def _read_entry(directory: Path) -> PreparedTemplate:
         engine_name=meta["engine_name"],
         engine_data=engine_data,
         prepare_s=float(meta["prepare_s"]),
+        person_model=PersonModel.from_arrays(person) if person else None,
         from_cache=True,
     )
 
@@ -232,6 +255,8 @@ def prepare_template(
     started = time.monotonic()
     limit = 1 if info.is_still_image else max(1, frames_needed)
     track, engine_data, tracked = _track_template(path, info, fps, limit, engine, policy, on_frame)
+    own_drive = _own_drive(path, info, fps, tracked)
+    person_model = None if own_drive is None else fit_person_model(track, own_drive)
     template = PreparedTemplate(
         key=key,
         source_name=path.name,
@@ -242,15 +267,21 @@ def prepare_template(
         height=track.frame_height,
         is_still_image=info.is_still_image,
         track=track,
-        own_drive=_own_drive(path, info, fps, tracked),
+        own_drive=own_drive,
         engine_name=engine.info.name,
         engine_data=engine_data,
         prepare_s=time.monotonic() - started,
+        person_model=person_model,
     )
     cache.save(template)
     logger.info(
         "template prepared",
-        extra={"event": "template_prepared", "key": key, "frames": tracked},
+        extra={
+            "event": "template_prepared",
+            "key": key,
+            "frames": tracked,
+            "articulation": template.articulation_summary()["model"],
+        },
     )
     return template
 

@@ -117,6 +117,7 @@ class TemplateRegistry:
                 state="ready",
                 face_count=prepared.track.faces_seen_max,
                 frames_without_face=prepared.track.missing_count,
+                articulation=prepared.articulation_summary(),
             )
         except TalkingFaceError as exc:
             meta.update(state="failed", error=exc.to_record().to_dict())

@@ -30,6 +30,7 @@ from talkingface.engines.mouth_units import (
     unit_mask,
 )
 from talkingface.engines.mouth_warp import MouthPose, WarpPlan, plan_warp
+from talkingface.engines.person_model import with_person_model
 from talkingface.engines.synthetic_interior import synthesised_interior
 from talkingface.engines.unit_selection import select_units
 from talkingface.pipeline.items import Articulation, MouthRender, TrackedFrame
@@ -120,8 +121,12 @@ class ClassicRenderer:
     """Renders one job's frames in order; remembers the previous unit for cross-fades."""
 
     def __init__(self, template: PreparedTemplate, drive: Articulation) -> None:
-        self._drive = drive
         data = template.engine_data
+        model = template.person_model
+        self.uses_person_model = model is not None and model.is_good
+        if model is not None and model.is_good:
+            drive = with_person_model(model, drive)
+        self._drive = drive
         own_speech = None if template.own_drive is None else template.own_drive.speech
         self.opening: OpeningRange = speaking_range(data["frame_gaps"], own_speech)
         self._gaps = gap_targets(drive, self.opening)

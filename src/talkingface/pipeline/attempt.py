@@ -72,6 +72,7 @@ class GenerateResult:
     template_from_cache: bool
     processing_s: float
     stage_s: dict[str, float] = field(default_factory=dict)
+    articulation: dict[str, object] = field(default_factory=dict)  # person model or generic
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -86,6 +87,7 @@ class GenerateResult:
             "processing_s": round(self.processing_s, 3),
             "realtime_factor": round(self.processing_s / max(self.duration_s, 1e-6), 3),
             "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
+            "articulation": self.articulation,
         }
 
 
@@ -166,6 +168,7 @@ def run_attempt(
             template_from_cache=template.from_cache,
             processing_s=time.monotonic() - started,
             stage_s=timings,
+            articulation=template.articulation_summary(),
         )
         _log_result(result)
         return result
