@@ -43,8 +43,8 @@ def _landmarks(half_gap_px: float) -> np.ndarray:
     return points
 
 
-def _plan(mouth: MouthFrame, gap: float, spread: float = 0.0) -> WarpPlan:
-    plan = plan_warp(mouth, MouthPose(gap=gap, spread=spread), SIZE_PX, SIZE_PX)
+def _plan(mouth: MouthFrame, gap: float, spread: float = 0.0, press: float = 0.0) -> WarpPlan:
+    plan = plan_warp(mouth, MouthPose(gap=gap, spread=spread, press=press), SIZE_PX, SIZE_PX)
     assert plan is not None
     return plan
 
@@ -158,6 +158,34 @@ def test_alpha_is_zero_outside_the_opened_gap_and_one_inside() -> None:
     assert inside.sum() > 100
     np.testing.assert_allclose(plan.alpha_f32[inside], 1.0)
     assert plan.alpha_f32.min() >= 0.0 and plan.alpha_f32.max() <= 1.0
+
+
+def _column_source_y(plan: WarpPlan, x_px: float) -> tuple[np.ndarray, np.ndarray]:
+    col = round(x_px) - plan.x0
+    rows = np.arange(plan.y0, plan.y0 + plan.map_y.shape[0], dtype=np.float64)
+    return rows, plan.map_y[:, col].astype(np.float64)
+
+
+def test_pressed_lips_are_drawn_thinner_and_the_face_around_them_is_untouched() -> None:
+    mouth = mouth_frame(_landmarks(half_gap_px=0.0))
+    rows, relaxed = _column_source_y(_plan(mouth, gap=0.0), 128.0)
+    _, pressed = _column_source_y(_plan(mouth, gap=0.0, press=1.0), 128.0)
+    lip_row = np.flatnonzero(rows == MOUTH_Y_PX - 6.0)[0]  # inside the upper lip
+    # A pixel 6 px above the lip line shows what was farther up: the lip is thinner.
+    assert pressed[lip_row] < relaxed[lip_row] - 1.0
+    far = np.abs(rows - MOUTH_Y_PX) > 0.16 * EYE_DISTANCE_PX + 2
+    np.testing.assert_allclose(pressed[far], relaxed[far], atol=1e-6)
+
+
+def test_rounded_lips_draw_the_corners_in_and_spread_lips_push_them_out() -> None:
+    mouth = mouth_frame(_landmarks(half_gap_px=0.0))
+    row = round(MOUTH_Y_PX) - _plan(mouth, 0.0).y0
+    col = 156 - _plan(mouth, 0.0).x0  # near the right corner
+    neutral = _plan(mouth, 0.1).map_x[row, col]
+    rounded = _plan(mouth, 0.1, spread=-1.0).map_x[row, col]
+    spread = _plan(mouth, 0.1, spread=1.0).map_x[row, col]
+    assert rounded > neutral + 1.0  # the output corner shows what was farther out: narrower
+    assert spread < neutral - 1.0
 
 
 def test_alpha_blend_mixes_and_rounds() -> None:

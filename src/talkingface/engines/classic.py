@@ -142,7 +142,11 @@ class ClassicRenderer:
         if item.landmarks_f32 is None:
             return MouthRender(item.tag, item.index, item.image, 0, 0, None, None, None)
         mouth = mouth_frame(item.landmarks_f32)
-        pose = MouthPose(gap=float(self._gaps[index]), spread=float(self._drive.width_f32[index]))
+        pose = MouthPose(
+            gap=float(self._gaps[index]),
+            spread=float(self._drive.width_f32[index]),
+            press=float(self._drive.closure_f32[index]),
+        )
         height, width = item.image.shape[:2]
         plan = plan_warp(mouth, pose, width, height)
         if plan is None:

@@ -17,7 +17,11 @@ from talkingface.engines.mouth_frame import MouthFrame
 CHIN_FADE = 0.4  # S units below the chin over which the jaw displacement fades out
 JAW_BLEND = 0.22  # S units below the lower lip where the lip profile becomes the jaw profile
 JAW_WIDTH = 2.6  # mouth half-widths: the jaw moves as a whole, well beyond the corners
-SPREAD_GAIN = 0.07  # fraction of mouth half-width the corners move for spread = ±1
+SPREAD_GAIN = 0.12  # fraction of mouth half-width the corners move for spread = ±1
+LIP_BAND = 0.16  # S units from the inner-lip line over which lip thickness changes fade out
+ROUND_THICKEN = 0.15  # rounded lips (o/u) push forward: they look this much fuller
+SPREAD_THIN = 0.08  # spread lips (i/e) stretch thinner
+PRESS_THIN = 0.3  # pressed lips roll in: this much thinner at full press
 UPPER_SHARE_CLOSING = 0.2  # of a closing the upper lip does: real lips meet part-way
 UPPER_SHARE_OPENING = 0.15  # of an opening beyond the template's the upper lip does (upwards)
 UPPER_FADE = 0.3  # S units above the upper lip over which its movement fades out
@@ -29,6 +33,7 @@ class MouthPose:
 
     gap: float  # inner-lip gap at the centre, S units (0 = closed)
     spread: float  # -1 rounded … +1 spread
+    press: float = 0.0  # 0 … 1 lips pressed together (m, b, p): they thin as they roll in
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +101,14 @@ def plan_warp(mouth: MouthFrame, pose: MouthPose, width: int, height: int) -> Wa
         return None
     gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
     m = mouth.to_mouth(np.stack([gx, gy], axis=-1))
-    mx, my = m[..., 0], m[..., 1]
+    # Shape first: each output pixel is moved to where it sits before spreading, rounding
+    # or pressing; everything after (lines, jaw, interiors, units) works on those coordinates.
+    mx = _spread_x(mouth, pose, m[..., 0], m[..., 1])
     lines = _lip_lines(mouth, mx, pose.gap)
     u_norm = (mx - mouth.center_x) / mouth.half_width
+    my = _lip_thickness_y(pose, m[..., 1], lines, u_norm)
     src_y = _source_y(mouth, pose, my, lines, u_norm)
-    src_x = _spread_x(mouth, pose, mx, my, lines.upper_out, lines.lower_src, u_norm)
-    map_x, map_y = mouth.to_pixels(src_x, src_y)
+    map_x, map_y = mouth.to_pixels(mx, src_y)
     depth_top, depth_bottom = my - lines.upper_out, lines.upper_out + lines.gap - my
     edge_px = np.minimum(depth_top, depth_bottom) * mouth.scale_px
     coverage = np.clip(lines.gap * mouth.scale_px, 0.0, 1.0)  # a sub-pixel gap only tints
@@ -132,20 +139,48 @@ def _source_y(
     return np.where(my < lines.upper_out, my - lift, np.where(in_gap, gap_src, my - shift))
 
 
-def _spread_x(
-    mouth: MouthFrame,
-    pose: MouthPose,
-    mx: np.ndarray,
-    my: np.ndarray,
-    upper: np.ndarray,
-    lower: np.ndarray,
-    u_norm: np.ndarray,
-) -> np.ndarray:
-    """Horizontal source positions: corners move out (spread) or in (rounded)."""
+def _spread_x(mouth: MouthFrame, pose: MouthPose, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
+    """Horizontal positions before shaping: corners move out (spread) or in (rounded)."""
     if abs(pose.spread) < 1e-3:
         return mx
-    top, bottom = float(upper.min()) - 0.1, float(lower.max()) + 0.12
+    top = float(mouth.upper_y.min()) - 0.1
+    bottom = float(mouth.lower_y.max()) + max(pose.gap, 0.0) + 0.12
     band_y = _smoothstep(top - 0.15, top, my) * (1.0 - _smoothstep(bottom, bottom + 0.15, my))
-    band_x = 1.0 - _smoothstep(1.1, 2.0, np.abs(u_norm))
+    band_x = 1.0 - _smoothstep(1.1, 2.0, np.abs((mx - mouth.center_x) / mouth.half_width))
     r = SPREAD_GAIN * float(np.clip(pose.spread, -1.0, 1.0))
     return mx - r * (mx - mouth.center_x) * band_x * band_y
+
+
+def lip_thickness_factor(pose: MouthPose) -> float:
+    """How thick the lips look (1 = as in the template): fuller rounded, thinner spread or
+    pressed."""
+    spread = float(np.clip(pose.spread, -1.0, 1.0))
+    press = float(np.clip(pose.press, 0.0, 1.0))
+    return (
+        1.0
+        + ROUND_THICKEN * max(-spread, 0.0)
+        - SPREAD_THIN * max(spread, 0.0)
+        - PRESS_THIN * press
+    )
+
+
+def _lip_thickness_y(
+    pose: MouthPose, my: np.ndarray, lines: _LipLines, u_norm: np.ndarray
+) -> np.ndarray:
+    """Vertical positions before shaping: distances from the inner-lip lines are scaled by the
+    lip thickness near the lips, fading back to none LIP_BAND away and beyond the corners."""
+    factor = lip_thickness_factor(pose)
+    if abs(factor - 1.0) < 1e-3:
+        return my
+    band_x = 1.0 - _smoothstep(1.0, 1.6, np.abs(u_norm))
+    upper_line = lines.upper_out
+    lower_line = lines.upper_out + lines.gap
+
+    def unshaped(distance: np.ndarray) -> np.ndarray:
+        d = np.maximum(distance, 0.0)
+        near = 1.0 - _smoothstep(0.5 * LIP_BAND, LIP_BAND, d)
+        return d + (d / factor - d) * near * band_x
+
+    above = upper_line - unshaped(upper_line - my)
+    below = lower_line + unshaped(my - lower_line)
+    return np.where(my < upper_line, above, np.where(my > lower_line, below, my))
