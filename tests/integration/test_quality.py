@@ -1,4 +1,7 @@
-"""Quality figures: the signal maths on synthetic data, then `evaluate` on real talking clips."""
+"""Quality figures: the signal maths on synthetic data, then `evaluate` on real talking clips.
+
+The sync, margin and amplitude arithmetic has its own tests in tests/unit/test_sync_figures.py.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +18,11 @@ from talkingface.contact_sheet import sheet_size_px, write_contact_sheet
 from talkingface.errors import InvalidMediaError
 from talkingface.face import mesh
 from talkingface.face.track import FaceTracker
+from talkingface.fidelity import PSNR_CAP_DB, masked_psnr, masked_ssim, outside_mouth_mask
 from talkingface.media.decode import iter_frames
 from talkingface.pipeline.items import AudioClip
-from talkingface.quality import (
-    PSNR_CAP_DB,
-    evaluate,
-    lagged_correlation,
-    masked_psnr,
-    masked_ssim,
-    mouth_jitter,
-    outside_mouth_mask,
-    speech_envelope,
-)
+from talkingface.quality import evaluate, mouth_jitter
+from talkingface.sync_signal import lagged_correlation, speech_envelope
 
 OLDER_WOMAN = "video_en_female_older_512x512_talking.mp4"
 SUIT_MAN = "video_en_male_asian_suit_700x700_talking.mp4"
@@ -205,11 +201,13 @@ def test_evaluate_real_speaker_against_own_audio_has_clearly_positive_sync(
     report = evaluate(shared_media / OLDER_WOMAN, contact_sheet_path=sheet_path)
 
     assert report.frame_count == 125 and report.fps == pytest.approx(25.0)
-    assert report.faces_found == report.frame_count
+    assert report.faces_found == report.tracker_faces_found == report.frame_count
     assert report.sync_correlation is not None and report.sync_correlation > 0.3
     assert report.sync_lag_frames is not None and abs(report.sync_lag_frames) <= 3
+    assert report.sync_margin is not None and report.sync_margin > 0.2  # well above a foil
     assert report.open_speech_mean is not None
     assert report.outside_mouth_psnr_db is None  # no template given
+    assert report.amplitude_p50_ratio is None and report.own_speech_fraction is None
     assert report.mouth_jitter is not None and report.mouth_jitter < 0.05
     assert json.loads(json.dumps(report.to_dict(), allow_nan=False))["faces_found"] == 125
     sheet = cv2.imread(str(sheet_path))
@@ -223,6 +221,7 @@ def test_evaluate_with_someone_elses_speech_scores_lower_sync(shared_media: Path
 
     assert own.sync_correlation is not None and other.sync_correlation is not None
     assert other.sync_correlation < own.sync_correlation - 0.2
+    assert other.sync_margin is not None and other.sync_margin < 0.1
 
 
 @pytest.mark.slow
@@ -234,16 +233,40 @@ def test_evaluate_second_speaker_with_variable_frame_rate(shared_media: Path) ->
 
 
 @pytest.mark.slow
-def test_evaluate_against_itself_as_template_is_identical_outside_the_mouth(
+def test_evaluate_against_itself_as_template_is_identical_outside_the_mouth_and_as_wide(
     shared_media: Path,
 ) -> None:
+    # Given the first 40 frames of a talking clip, measured against the whole clip
     video = shared_media / OLDER_WOMAN
 
     report = evaluate(video, template_path=video, max_frames=40)
 
+    # Then nothing changed outside the mouth, and the mouth opens as wide as the person's
+    # own (over their 125 frames, 85 of them measured after the output pass)
     assert report.frame_count == 40
     assert report.outside_mouth_psnr_db == PSNR_CAP_DB
     assert report.outside_mouth_ssim == pytest.approx(1.0)
+    assert report.own_speech_fraction is not None and report.own_speech_fraction > 0.5
+    assert report.amplitude_p50_ratio is not None and report.amplitude_p90_ratio is not None
+    assert 0.8 <= report.amplitude_p50_ratio <= 1.25
+    assert 0.8 <= report.amplitude_p90_ratio <= 1.25
+
+
+@pytest.mark.slow
+def test_evaluate_against_a_photo_template_has_no_amplitude_figures(
+    shared_media: Path, tmp_path: Path
+) -> None:
+    video = shared_media / OLDER_WOMAN
+    photo = tmp_path / "photo.png"
+    first = next(iter_frames(video, fps=25.0, max_frames=1))
+    cv2.imwrite(str(photo), cv2.cvtColor(first, cv2.COLOR_RGB2BGR))
+
+    report = evaluate(video, template_path=photo, max_frames=30)
+
+    assert report.own_speech_fraction is None  # a photo has no speech of its own
+    assert report.amplitude_p50_ratio is None and report.amplitude_p90_ratio is None
+    assert report.open_speech_p50 is not None  # the output's own figure is still there
+    assert report.outside_mouth_psnr_db is not None
 
 
 @pytest.mark.slow
@@ -256,6 +279,7 @@ def test_evaluate_a_video_without_sound_and_no_audio_given_has_no_sync_figures(
 
     assert report.frame_count == 10 and report.faces_found == 10
     assert report.sync_correlation is None and report.open_speech_mean is None
+    assert report.sync_margin is None and report.open_speech_silence_ratio is None
     assert report.mouth_jitter is not None
 
 
