@@ -18,6 +18,7 @@ from talkingface.sync_signal import MAX_SYNC_LAG_FRAMES, lagged_correlation
 SILENCE_OPENING_FLOOR = 0.005  # a closed mouth reads 0.000-0.01; keeps the ratio finite
 OWN_SPEECH_MIN_FRACTION = 0.2  # the template must talk this much to be a yardstick
 MIN_OWN_OPENING = 1e-3  # an own figure below this cannot be divided by
+MIN_SYNC_FRAMES = 25  # fewer frames with a face give a correlation that says nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +54,12 @@ def sync_figures(
     *,
     max_lag: int = MAX_SYNC_LAG_FRAMES,
 ) -> SyncFigures:
-    """All drive-dependent figures for one video (`opening` NaN where no face)."""
+    """All drive-dependent figures for one video (`opening` NaN where no face); the
+    correlations need MIN_SYNC_FRAMES frames with a face."""
     peak, lag, at_zero = lagged_correlation(opening, envelope, max_lag)
     foil_peak, _, _ = lagged_correlation(opening, foil_envelope, max_lag)
+    if np.isfinite(opening).sum() < MIN_SYNC_FRAMES:
+        peak = foil_peak = at_zero = math.nan
     speech_mean = _nanmean_or_none(opening[speech])
     silence_mean = _nanmean_or_none(opening[~speech])
     p50, p90 = opening_percentiles(opening, speech)

@@ -60,6 +60,18 @@ def test_a_mouth_that_follows_the_foil_has_a_negative_margin() -> None:
     assert figures.margin is not None and figures.margin < -0.6
 
 
+def test_a_correlation_over_fewer_than_25_frames_with_a_face_is_not_reported() -> None:
+    drive, speech = _envelope(seed=0, frame_count=60)
+    opening = _mouth_following(drive)
+    opening[24:] = np.nan  # the face left after 24 frames
+
+    figures = sync_figures(opening, drive, speech, np.zeros(60))
+
+    assert figures.correlation is None and figures.lag_frames is None
+    assert figures.margin is None
+    assert figures.open_speech_mean is not None  # the means do not need a correlation
+
+
 def test_the_margin_is_undefined_when_either_correlation_is() -> None:
     assert sync_margin(None, 0.1) is None
     assert sync_margin(0.5, math.nan) is None
