@@ -14,7 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
-from talkingface.contact_sheet import sheet_size_px, write_contact_sheet
+from talkingface.contact_sheet import (
+    LABEL_PX,
+    MouthMoment,
+    mouth_moment_indices,
+    sheet_size_px,
+    write_contact_sheet,
+    write_mouth_moments_sheet,
+)
 from talkingface.errors import InvalidMediaError
 from talkingface.face import mesh
 from talkingface.face.track import FaceTracker
@@ -187,6 +194,37 @@ def test_contact_sheet_is_a_png_grid_of_the_expected_size(tmp_path: Path) -> Non
 
     sheet = cv2.imread(str(path))
     assert sheet.shape[:2][::-1] == sheet_size_px(5, columns=3, cell_px=100) == (300, 248)
+
+
+def test_mouth_moments_are_the_most_closed_the_median_and_the_most_open_frame() -> None:
+    opening = np.array([0.05, np.nan, 0.01, 0.09, 0.03, np.nan, 0.07])
+
+    assert mouth_moment_indices(opening) == [("most closed", 2), ("middle", 0), ("most open", 3)]
+    assert mouth_moment_indices(np.full(4, np.nan)) == []
+
+
+@pytest.mark.slow
+def test_mouth_moments_sheet_shows_template_and_output_mouths_pixel_for_pixel(
+    shared_media: Path, tmp_path: Path
+) -> None:
+    # Given a real frame as the template and a copy with a patch over the mouth as the output
+    template = next(iter_frames(shared_media / OLDER_WOMAN, fps=25.0, max_frames=1))
+    output = template.copy()
+    output[300:330, 230:290] = (200, 30, 30)
+    moments = [MouthMoment("most open", 7, 0.08, output, template)]
+
+    path = write_mouth_moments_sheet(moments, tmp_path / "mouths.png")
+
+    # Then the sheet is one row of two cells, and the output cell holds the red patch as
+    # whole blocks of the original pixels (enlarged by a whole factor, never resampled)
+    sheet = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    cell = sheet.shape[1] // 2
+    assert sheet.shape[0] == cell + LABEL_PX
+    left, right = sheet[:cell, :cell], sheet[:cell, cell:]
+    red = np.all(right == (200, 30, 30), axis=-1)
+    assert red.sum() > 0 and not np.all(left == (200, 30, 30), axis=-1).any()
+    colours = {tuple(c) for c in right.reshape(-1, 3)[:5000]}
+    assert colours <= {tuple(c) for c in output.reshape(-1, 3)} | {(32, 32, 32)}
 
 
 # --- evaluate on real clips --------------------------------------------------------------
