@@ -237,8 +237,8 @@ def format_table(
     for case in cases:
         sides = [after[case.name]] if before is None else [before[case.name], after[case.name]]
         row = f"{case.name:20} {case.kind.value:7} "
-        if before is None and sides[0].error is not None:
-            lines.append(row + "ERROR " + sides[0].error)
+        if all(side.error is not None for side in sides):
+            lines.append(row + "ERROR " + " → ".join(str(side.error) for side in sides))
             continue
         cells = [_cell([_figure(s, key, digits) for s in sides]) for _, key, digits in FIGURES]
         marks = [_cell([s.checks.get(check, "ERR") for s in sides]) for check in CHECKS]
@@ -262,7 +262,7 @@ def _figure(outcome: Outcome, key: str, digits: int) -> str:
 
 
 def _cell(parts: list[str]) -> str:
-    return "→".join(parts)
+    return "-" if set(parts) == {"-"} else "→".join(parts)
 
 
 def _json_rows(
