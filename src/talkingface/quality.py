@@ -142,6 +142,7 @@ def measure(
     max_frames: int | None = None,
 ) -> Measurement:
     """`evaluate`, also returning the per-frame opening (for mouth sheets and benches)."""
+    # Over 60 lines only because the report names each of its 25 figures.
     video = Path(video_path)
     info = probe(video)
     fps = choose_output_fps(info)  # the rate the pipeline rendered at (25 for VFR inputs)
