@@ -242,11 +242,18 @@ def demo(
             contact_sheet_path=directory / "contact_sheet.png",
         )
     out.print(f"[green]output[/] {result.output_path.resolve()}", highlight=False)
-    corr = report.sync_correlation
+    corr, margin = report.sync_correlation, report.sync_margin
     out.print(
-        f"sync score {corr:.2f} (lag {report.sync_lag_frames} frames)"
+        f"sync score {corr:.2f} (lag {report.sync_lag_frames} frames, independent mouth meter; "
+        "needs ≥ 0.60)"
         if corr is not None
         else "sync score: n/a (no face measured)",
+        highlight=False,
+    )
+    out.print(
+        f"sync margin {margin:.2f} over an unrelated speech clip (needs ≥ 0.20)"
+        if margin is not None
+        else "sync margin: n/a",
         highlight=False,
     )
     out.print(f"contact sheet {(directory / 'contact_sheet.png').resolve()}", highlight=False)
@@ -260,7 +267,18 @@ def evaluate(
         typer.Option("--audio", help="Driving speech (default: the video's own audio)."),
     ] = None,
     template: Annotated[
-        Path | None, typer.Option("--template", help="Template video, for outside-mouth PSNR/SSIM.")
+        Path | None,
+        typer.Option(
+            "--template",
+            help="The template it was made from: outside-mouth PSNR/SSIM, and amplitude "
+            "against the person's own talking (a video with its own speech).",
+        ),
+    ] = None,
+    foil: Annotated[
+        Path | None,
+        typer.Option(
+            "--foil", help="Unrelated speech for the sync margin (default: built-in synthetic)."
+        ),
     ] = None,
     loop: Annotated[
         items.LoopMode, typer.Option(help="Loop mode used when generating.")
@@ -273,8 +291,9 @@ def evaluate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Objective quality figures: lip sync, identity preservation, jitter."""
+    """Objective quality figures: lip sync (independent mouth meter), amplitude, fidelity."""
     from talkingface.quality import evaluate as evaluate_video
+    from talkingface.quality_checks import describe_report
 
     with user_errors():
         _settings(None)
@@ -282,16 +301,24 @@ def evaluate(
             video,
             audio_path=audio,
             template_path=template,
+            foil_path=foil,
             loop=loop,
             contact_sheet_path=contact_sheet,
             max_frames=max_frames,
         )
-    figures = report.to_dict()
+    sheet = None if contact_sheet is None else f"contact sheet {contact_sheet.resolve()}"
     if as_json:
-        out.print_json(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            out.print(f"{key:28} {value}", highlight=False)
+        out.print_json(json.dumps(report.to_dict()))
+        if sheet is not None:
+            err.print(sheet, highlight=False)
+        return
+    styles = {"PASS": "green", "FAIL": "bold red", "n/a ": "yellow"}
+    for line in describe_report(report):
+        style = styles.get(line[:4])
+        mark = f"[{style}]{escape(line[:4])}[/]" if style else escape(line[:4])
+        out.print(mark + escape(line[4:]), highlight=False)
+    if sheet is not None:
+        out.print(sheet, highlight=False)
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Contact sheets for `evaluate`: a labelled PNG grid of output frames and mouth close-ups."""
+"""Contact sheets: a labelled PNG grid of output frames and mouth close-ups (`evaluate`), and
+mouth moments, template and output side by side (bench/quality_matrix.py --sheets)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from talkingface.errors import Stage, UnexpectedError, translate_errors
 from talkingface.face import mesh
+from talkingface.mouth_meter import MouthMeter
 
 LABEL_PX = 24  # height of the caption bar under each cell
 _BACKGROUND_RGB = (32, 32, 32)
@@ -160,3 +162,81 @@ def _write_png(sheet_rgb: np.ndarray, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encoded.tobytes())
     return path
+
+
+# --- mouth moments: template and output mouths side by side ---------------------------------
+
+
+MOUTH_MOMENT_CROP = 2.2  # side of a mouth crop, in mouth widths (corner to corner)
+MOUTH_CELL_MIN_PX = 280  # smaller crops are enlarged by a whole factor (labels must fit)
+_MOUTH_POINTS = slice(48, 68)  # dlib's outer and inner lip points
+_MOUTH_CORNERS = (48, 54)
+
+
+@dataclass(frozen=True, slots=True)
+class MouthMoment:
+    """One output moment for the mouth sheet, with the template frame it was made from."""
+
+    label: str  # "most closed", "middle", "most open"
+    index: int  # output frame number
+    opening: float  # independent opening of the output frame
+    output: np.ndarray  # (H, W, 3) RGB uint8, full resolution
+    template: np.ndarray  # (H, W, 3) RGB uint8, the same size
+
+
+def mouth_moment_indices(opening: np.ndarray) -> list[tuple[str, int]]:
+    """(label, output frame) for the most closed, the middle (median) and the most open
+    frames among those with a face; empty when no frame has one."""
+    measured = np.flatnonzero(np.isfinite(opening))
+    if measured.size == 0:
+        return []
+    ordered = measured[np.argsort(opening[measured], kind="stable")]
+    picks = (("most closed", 0), ("middle", ordered.size // 2), ("most open", ordered.size - 1))
+    return [(label, int(ordered[rank])) for label, rank in picks]
+
+
+def write_mouth_moments_sheet(moments: Sequence[MouthMoment], path: Path) -> Path:
+    """One row per moment: the template's mouth, then the output's, cropped at the same place
+    (the output's mouth, read by the independent meter) from the full-resolution frames.
+
+    Crops are never resampled: small ones are enlarged by a whole factor with each pixel
+    shown as a block, so codec and blending artefacts stay as they are.
+    """
+    if not moments:
+        raise ValueError("a mouth sheet needs at least one moment")
+    meter = MouthMeter()
+    boxes = [_mouth_box(meter, moment.output) for moment in moments]
+    side_px = max(box[2] for box in boxes)
+    factor = max(1, math.ceil(MOUTH_CELL_MIN_PX / side_px))
+    cells: list[np.ndarray] = []
+    labels: list[str] = []
+    for moment, (x, y, _) in zip(moments, boxes, strict=True):
+        for frame in (moment.template, moment.output):
+            crop = _crop_px(frame, (x, y), side_px)
+            cells.append(np.repeat(np.repeat(crop, factor, axis=0), factor, axis=1))
+        labels.append(f"template under #{moment.index}")
+        labels.append(f"#{moment.index} {moment.label} {moment.opening:.3f}")
+    return write_contact_sheet(cells, path, columns=2, cell_px=side_px * factor, labels=labels)
+
+
+def _mouth_box(meter: MouthMeter, frame: np.ndarray) -> tuple[float, float, int]:
+    """(centre x, centre y, side px) of the mouth crop; the frame centre if no face is read."""
+    reading = meter.read(frame)
+    height, width = frame.shape[:2]
+    if reading is None:
+        return width / 2, height / 2, min(height, width) // 3
+    mouth = reading.points_px[_MOUTH_POINTS]
+    left, right = reading.points_px[list(_MOUTH_CORNERS)]
+    side = round(MOUTH_MOMENT_CROP * float(np.hypot(*(right - left))))
+    return float(mouth[:, 0].mean()), float(mouth[:, 1].mean()), max(32, side)
+
+
+def _crop_px(frame: np.ndarray, centre_xy: tuple[float, float], side_px: int) -> np.ndarray:
+    """A `side_px` square of `frame` around the centre, padded outside the frame, unscaled."""
+    pad = side_px
+    padded = cv2.copyMakeBorder(
+        frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=_BACKGROUND_RGB
+    )
+    x0 = int(np.clip(round(centre_xy[0] - side_px / 2) + pad, 0, padded.shape[1] - side_px))
+    y0 = int(np.clip(round(centre_xy[1] - side_px / 2) + pad, 0, padded.shape[0] - side_px))
+    return np.ascontiguousarray(padded[y0 : y0 + side_px, x0 : x0 + side_px])

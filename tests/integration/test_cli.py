@@ -38,12 +38,25 @@ REPORT_KEYS = {
     "sync_correlation",
     "sync_lag_frames",
     "sync_correlation_at_zero",
+    "foil_correlation",
+    "sync_margin",
     "open_speech_mean",
     "open_silence_mean",
+    "open_speech_silence_ratio",
+    "open_speech_p50",
+    "open_speech_p90",
+    "own_speech_fraction",
+    "own_open_speech_p50",
+    "own_open_speech_p90",
+    "amplitude_p50_ratio",
+    "amplitude_p90_ratio",
     "outside_mouth_psnr_db",
     "outside_mouth_ssim",
     "mouth_jitter",
-}
+    "tracker_faces_found",
+    "tracker_sync_correlation",
+    "tracker_sync_lag_frames",
+}  # the documented `evaluate --json` contract (README): add keys here, never rename
 
 
 @pytest.fixture(autouse=True)
@@ -157,29 +170,43 @@ def test_demo_writes_the_result_and_prints_a_sync_score(tmp_path: Path) -> None:
     output = (directory / "result.mp4").resolve()
     assert output.is_file() and read_stream_facts(output).frame_count > 0
     assert str(output) in result.stdout.replace("\n", "")
-    assert "sync score" in result.stdout
+    assert "sync score" in result.stdout and "sync margin" in result.stdout
     score = float(result.stdout.split("sync score")[1].split()[0])
-    assert score >= 0.5
+    margin = float(result.stdout.split("sync margin")[1].split()[0])
+    assert score >= 0.5 and margin >= 0.2
 
 
-def test_evaluate_json_prints_the_quality_report(
+def test_evaluate_prints_every_figure_as_json_and_thresholds_as_text(
     speech_wav: Path, template_clip: Path, tmp_path: Path
 ) -> None:
     output = tmp_path / "out.mp4"
     assert _generate(speech_wav, template_clip, output).exit_code == 0
     sheet = tmp_path / "sheet.png"
+    evaluate = ("evaluate", "--video", output, "--audio", speech_wav, "--template", template_clip)
 
-    result = _invoke(
-        "evaluate", "--video", output, "--audio", speech_wav, "--template", template_clip,
-        "--contact-sheet", sheet, "--json",
-    )  # fmt: skip
+    as_json = _invoke(*evaluate, "--contact-sheet", sheet, "--json")
+    as_text = _invoke(*evaluate, "--max-frames", 40)
 
-    assert result.exit_code == 0, result.stderr
-    report = json.loads(result.stdout)
+    assert as_json.exit_code == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
     assert set(report) == REPORT_KEYS
     assert report["frame_count"] == round(SPEECH_DURATION_S * FPS)
-    assert report["sync_correlation"] >= 0.5
+    assert report["sync_correlation"] >= 0.5 and report["sync_margin"] >= 0.2
+    assert report["amplitude_p50_ratio"] is None  # the template has no speech of its own
     assert sheet.is_file() and sheet.stat().st_size > 0
+    assert str(sheet.resolve()) in as_json.stderr.replace("\n", "")
+    assert as_text.exit_code == 0, as_text.stderr
+    text = as_text.stdout
+    for needs in (
+        "≥ 0.60 r at |lag| ≤ 1 frame",
+        "≥ 0.20 r",
+        "≥ 1.50 x",
+        "0.80–1.25 x",
+        "≥ 40.0 dB",
+    ):
+        assert needs in text
+    assert "PASS  sync correlation" in text
+    assert "n/a   amplitude p50 vs own" in text
 
 
 def test_python_dash_m_talkingface_generate_runs(

@@ -1,4 +1,7 @@
-"""Quality figures: the signal maths on synthetic data, then `evaluate` on real talking clips."""
+"""Quality figures: the signal maths on synthetic data, then `evaluate` on real talking clips.
+
+The sync, margin and amplitude arithmetic has its own tests in tests/unit/test_sync_figures.py.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +14,22 @@ import cv2
 import numpy as np
 import pytest
 
-from talkingface.contact_sheet import sheet_size_px, write_contact_sheet
+from talkingface.contact_sheet import (
+    LABEL_PX,
+    MouthMoment,
+    mouth_moment_indices,
+    sheet_size_px,
+    write_contact_sheet,
+    write_mouth_moments_sheet,
+)
 from talkingface.errors import InvalidMediaError
 from talkingface.face import mesh
 from talkingface.face.track import FaceTracker
+from talkingface.fidelity import PSNR_CAP_DB, masked_psnr, masked_ssim, outside_mouth_mask
 from talkingface.media.decode import iter_frames
 from talkingface.pipeline.items import AudioClip
-from talkingface.quality import (
-    PSNR_CAP_DB,
-    evaluate,
-    lagged_correlation,
-    masked_psnr,
-    masked_ssim,
-    mouth_jitter,
-    outside_mouth_mask,
-    speech_envelope,
-)
+from talkingface.quality import evaluate, mouth_jitter
+from talkingface.sync_signal import lagged_correlation, speech_envelope
 
 OLDER_WOMAN = "video_en_female_older_512x512_talking.mp4"
 SUIT_MAN = "video_en_male_asian_suit_700x700_talking.mp4"
@@ -193,6 +196,37 @@ def test_contact_sheet_is_a_png_grid_of_the_expected_size(tmp_path: Path) -> Non
     assert sheet.shape[:2][::-1] == sheet_size_px(5, columns=3, cell_px=100) == (300, 248)
 
 
+def test_mouth_moments_are_the_most_closed_the_median_and_the_most_open_frame() -> None:
+    opening = np.array([0.05, np.nan, 0.01, 0.09, 0.03, np.nan, 0.07])
+
+    assert mouth_moment_indices(opening) == [("most closed", 2), ("middle", 0), ("most open", 3)]
+    assert mouth_moment_indices(np.full(4, np.nan)) == []
+
+
+@pytest.mark.slow
+def test_mouth_moments_sheet_shows_template_and_output_mouths_pixel_for_pixel(
+    shared_media: Path, tmp_path: Path
+) -> None:
+    # Given a real frame as the template and a copy with a patch over the mouth as the output
+    template = next(iter_frames(shared_media / OLDER_WOMAN, fps=25.0, max_frames=1))
+    output = template.copy()
+    output[300:330, 230:290] = (200, 30, 30)
+    moments = [MouthMoment("most open", 7, 0.08, output, template)]
+
+    path = write_mouth_moments_sheet(moments, tmp_path / "mouths.png")
+
+    # Then the sheet is one row of two cells, and the output cell holds the red patch as
+    # whole blocks of the original pixels (enlarged by a whole factor, never resampled)
+    sheet = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    cell = sheet.shape[1] // 2
+    assert sheet.shape[0] == cell + LABEL_PX
+    left, right = sheet[:cell, :cell], sheet[:cell, cell:]
+    red = np.all(right == (200, 30, 30), axis=-1)
+    assert red.sum() > 0 and not np.all(left == (200, 30, 30), axis=-1).any()
+    colours = {tuple(c) for c in right.reshape(-1, 3)[:5000]}
+    assert colours <= {tuple(c) for c in output.reshape(-1, 3)} | {(32, 32, 32)}
+
+
 # --- evaluate on real clips --------------------------------------------------------------
 
 
@@ -205,11 +239,13 @@ def test_evaluate_real_speaker_against_own_audio_has_clearly_positive_sync(
     report = evaluate(shared_media / OLDER_WOMAN, contact_sheet_path=sheet_path)
 
     assert report.frame_count == 125 and report.fps == pytest.approx(25.0)
-    assert report.faces_found == report.frame_count
+    assert report.faces_found == report.tracker_faces_found == report.frame_count
     assert report.sync_correlation is not None and report.sync_correlation > 0.3
     assert report.sync_lag_frames is not None and abs(report.sync_lag_frames) <= 3
+    assert report.sync_margin is not None and report.sync_margin > 0.2  # well above a foil
     assert report.open_speech_mean is not None
     assert report.outside_mouth_psnr_db is None  # no template given
+    assert report.amplitude_p50_ratio is None and report.own_speech_fraction is None
     assert report.mouth_jitter is not None and report.mouth_jitter < 0.05
     assert json.loads(json.dumps(report.to_dict(), allow_nan=False))["faces_found"] == 125
     sheet = cv2.imread(str(sheet_path))
@@ -223,6 +259,7 @@ def test_evaluate_with_someone_elses_speech_scores_lower_sync(shared_media: Path
 
     assert own.sync_correlation is not None and other.sync_correlation is not None
     assert other.sync_correlation < own.sync_correlation - 0.2
+    assert other.sync_margin is not None and other.sync_margin < 0.1
 
 
 @pytest.mark.slow
@@ -234,16 +271,40 @@ def test_evaluate_second_speaker_with_variable_frame_rate(shared_media: Path) ->
 
 
 @pytest.mark.slow
-def test_evaluate_against_itself_as_template_is_identical_outside_the_mouth(
+def test_evaluate_against_itself_as_template_is_identical_outside_the_mouth_and_as_wide(
     shared_media: Path,
 ) -> None:
+    # Given the first 40 frames of a talking clip, measured against the whole clip
     video = shared_media / OLDER_WOMAN
 
     report = evaluate(video, template_path=video, max_frames=40)
 
+    # Then nothing changed outside the mouth, and the mouth opens as wide as the person's
+    # own (over their 125 frames, 85 of them measured after the output pass)
     assert report.frame_count == 40
     assert report.outside_mouth_psnr_db == PSNR_CAP_DB
     assert report.outside_mouth_ssim == pytest.approx(1.0)
+    assert report.own_speech_fraction is not None and report.own_speech_fraction > 0.5
+    assert report.amplitude_p50_ratio is not None and report.amplitude_p90_ratio is not None
+    assert 0.8 <= report.amplitude_p50_ratio <= 1.25
+    assert 0.8 <= report.amplitude_p90_ratio <= 1.25
+
+
+@pytest.mark.slow
+def test_evaluate_against_a_photo_template_has_no_amplitude_figures(
+    shared_media: Path, tmp_path: Path
+) -> None:
+    video = shared_media / OLDER_WOMAN
+    photo = tmp_path / "photo.png"
+    first = next(iter_frames(video, fps=25.0, max_frames=1))
+    cv2.imwrite(str(photo), cv2.cvtColor(first, cv2.COLOR_RGB2BGR))
+
+    report = evaluate(video, template_path=photo, max_frames=30)
+
+    assert report.own_speech_fraction is None  # a photo has no speech of its own
+    assert report.amplitude_p50_ratio is None and report.amplitude_p90_ratio is None
+    assert report.open_speech_p50 is not None  # the output's own figure is still there
+    assert report.outside_mouth_psnr_db is not None
 
 
 @pytest.mark.slow
@@ -256,6 +317,7 @@ def test_evaluate_a_video_without_sound_and_no_audio_given_has_no_sync_figures(
 
     assert report.frame_count == 10 and report.faces_found == 10
     assert report.sync_correlation is None and report.open_speech_mean is None
+    assert report.sync_margin is None and report.open_speech_silence_ratio is None
     assert report.mouth_jitter is not None
 
 
