@@ -23,6 +23,7 @@ from talkingface.engines.mouth_units import (
     MouthUnit,
     OutputLips,
     UnitGrid,
+    cavity_heights,
     extract_unit,
     grid_for,
     lay_unit,
@@ -45,6 +46,7 @@ MIN_OPEN_UNITS = 8  # a template with fewer frames this open gets a synthesised 
 OPEN_UNIT_GAP = 0.05  # S units
 UNIT_CROSSFADE = 0.4  # weight of the previous unit on the frame where the unit jumps
 GAP_COST_S = 0.02  # an opening this far off costs as much as an average spectral mismatch
+CAVITY_SHARE = 0.5  # an open target wants at least this share of its gap as dark cavity
 
 
 class ClassicCollector:
@@ -215,7 +217,14 @@ def _choose_units(
     unit_gaps = (data["unit_lower"][:, centre] - data["unit_upper"][:, centre]).astype(np.float64)
     if int((unit_gaps >= OPEN_UNIT_GAP).sum()) < MIN_OPEN_UNITS:
         return None
-    cost = ((gaps[:, None] - unit_gaps[None, :]) / GAP_COST_S) ** 2  # (N, M)
+    difference = gaps[:, None] - unit_gaps[None, :]  # (N, M)
+    # A unit stretched open past its own gap smears its lips into the gap; a unit squeezed
+    # is fine (its interior is cut out), so a shortfall costs five times as much.
+    cost = (difference / GAP_COST_S) ** 2 + 4.0 * (np.maximum(difference, 0.0) / GAP_COST_S) ** 2
+    grid = UnitGrid(float(data["unit_px_per_s"][0]))
+    cavity = cavity_heights(images, data["unit_upper"], data["unit_lower"], grid)
+    missing_cavity = np.maximum(CAVITY_SHARE * gaps[:, None] - cavity[None, :], 0.0)
+    cost = cost + (missing_cavity / GAP_COST_S) ** 2
     own = template.own_drive
     frames = data["unit_frames"]
     if own is not None and own.spectral_f32.shape[1] == drive.spectral_f32.shape[1]:
@@ -228,7 +237,6 @@ def _choose_units(
         "mouth units selected",
         extra={"event": "mouth_units_selected", "units": len(images), "spectral": own is not None},
     )
-    grid = UnitGrid(float(data["unit_px_per_s"][0]))
     return _Units(
         grid,
         images,

@@ -135,6 +135,27 @@ def lay_unit(warped_rgb: np.ndarray, unit_rgb_f32: np.ndarray, mask_f32: np.ndar
     return np.clip(base * (1.0 - a) + unit_rgb_f32 * a + 0.5, 0, 255).astype(np.uint8)
 
 
+def cavity_heights(
+    images_u8: np.ndarray, upper: np.ndarray, lower: np.ndarray, grid: UnitGrid
+) -> np.ndarray:
+    """(M,) how much dark mouth cavity each unit shows between its lips mid-mouth, S units.
+
+    Lips apart over clenched teeth (a smile) have as wide an inner-lip gap as an open jaw,
+    but read, to a viewer and to any landmark model, as a closed mouth: what reads as open is
+    the dark cavity. Dark = under half the unit's median brightness (mostly skin).
+    """
+    if images_u8.shape[0] == 0:
+        return np.zeros(0)
+    cols = images_u8.shape[2]
+    middle = slice(cols * 2 // 5, cols * 3 // 5)
+    luma = images_u8[:, :, middle].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    dark = luma < 0.5 * np.median(luma.reshape(luma.shape[0], -1), axis=1)[:, None, None]
+    ys = grid.ys[None, :, None]  # (1, R, 1)
+    between = (ys > upper[:, None, middle]) & (ys < lower[:, None, middle])  # (M, R, c)
+    step = (grid.ys[-1] - grid.ys[0]) / (grid.ys.shape[0] - 1)
+    return np.asarray((dark & between).sum(axis=1).mean(axis=1) * step)
+
+
 def _smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
     t = np.clip((x - edge0) / np.maximum(np.asarray(edge1) - edge0, 1e-6), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
