@@ -31,6 +31,7 @@ OVERSHOOT = 1.3  # the widest opening may exceed the person's p90 by this much
 # opening a tracker sees on the output is about 0.83 of the warp's target (suit clip, English
 # drive: rendered p50/p90 0.053/0.071 for targets 0.063/0.086); targets are scaled to match.
 RENDER_GAIN = 1.2
+SPEECH_FLOOR = 0.3  # of the person's median opening, kept between syllables
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,5 +81,8 @@ def gap_targets(drive: Articulation, opening: OpeningRange) -> np.ndarray:
     top = min(opening.p90 + slope * (1.0 - q90), OVERSHOOT * opening.p90)
     levels = [0.0, opening.p50, opening.p90, top]
     gaps = RENDER_GAIN * np.interp(open_, [0.0, q50, q90, 1.0], levels)
+    # Between syllables of running speech real lips rarely meet (only closures press them);
+    # silences longer than the voice-activity bridge (150 ms) still close fully.
+    gaps = np.where(drive.speech, np.maximum(gaps, SPEECH_FLOOR * opening.p50), gaps)
     gaps *= 1.0 - np.clip(drive.closure_f32, 0.0, 1.0)
     return gaps.astype(np.float32)
