@@ -29,7 +29,9 @@ def _unit(gap: float) -> MouthUnit:
 
 def _lips(my: np.ndarray, gap: float, upper: float = 0.0) -> OutputLips:
     mx = np.zeros_like(my)
-    return OutputLips(mx, my, np.full_like(my, upper), np.full_like(my, upper + gap), 0.0, 0.25)
+    return OutputLips(
+        mx, my, np.full_like(my, upper), np.full_like(my, upper + gap), mx + 0.5, 0.0, 0.25, 100.0
+    )
 
 
 def _source_y(row: np.ndarray) -> np.ndarray:
@@ -37,13 +39,13 @@ def _source_y(row: np.ndarray) -> np.ndarray:
     return ys[0] + row * (ys[-1] - ys[0]) / (ys.shape[0] - 1)
 
 
-@pytest.mark.parametrize("target_gap", [0.0, 0.05, 0.15])
+@pytest.mark.parametrize("target_gap", [0.05, 0.15])
 def test_unit_lips_land_on_the_output_lips_whatever_the_opening(target_gap: float) -> None:
     # Given a unit opened 0.08 S with its upper lip at -0.01
     unit = _unit(0.08)
     above = np.array([-0.05, -0.001])  # output pixels in the upper lip
     below = target_gap + np.array([0.001, 0.06])  # output pixels in the lower lip and chin
-    _, row = unit_maps(_lips(np.concatenate([above, below]), target_gap), unit, GRID)
+    _, row = unit_maps(_lips(np.concatenate([above, below]), target_gap), unit, GRID)[:2]
     source = _source_y(row)
     # Then the upper lip is read from the unit's upper lip, at the same distance...
     np.testing.assert_allclose(source[:2], -0.01 + above, atol=1e-4)
@@ -51,16 +53,38 @@ def test_unit_lips_land_on_the_output_lips_whatever_the_opening(target_gap: floa
     np.testing.assert_allclose(source[2:], -0.01 + 0.08 + (below - target_gap), atol=1e-4)
 
 
-def test_only_the_gap_between_the_lips_stretches() -> None:
-    unit = _unit(0.08)
-    my = np.array([0.04, 0.08, 0.12])  # a quarter, half, three quarters into a 0.16 gap
-    _, row = unit_maps(_lips(my, 0.16), unit, GRID)
-    np.testing.assert_allclose(_source_y(row), -0.01 + np.array([0.02, 0.04, 0.06]), atol=1e-4)
+def test_a_closed_output_reads_the_lips_from_outside_the_teeth_sliver() -> None:
+    unit = _unit(0.05)
+    below = np.array([0.001])  # just under the closed output's lip line
+    _, row, _ = unit_maps(_lips(below, 0.0), unit, GRID)
+    assert _source_y(row)[0] > -0.01 + 0.05 + 0.001 + 0.01  # 0.015 S below the landmark line
+
+
+def test_a_wider_opening_keeps_the_teeth_at_size_and_leaves_a_middle_to_fill() -> None:
+    unit = _unit(0.08)  # interior 0.04 deep from each lip
+    my = np.array([0.02, 0.025, 0.08, 0.135, 0.14])  # in a 0.16 opening
+    _, row, shortfall = unit_maps(_lips(my, 0.16), unit, GRID)
+    source = _source_y(row)
+    # Just under the upper lip and just over the lower lip: the unit at real size...
+    np.testing.assert_allclose(source[[0, 1]], -0.01 + my[[0, 1]], atol=1e-4)
+    np.testing.assert_allclose(source[[3, 4]], -0.01 + 0.08 - (0.16 - my[[3, 4]]), atol=1e-4)
+    # ...and the middle, deeper than the unit's half-gap from both lips, is left to fill.
+    np.testing.assert_allclose(shortfall, [0.0, 0.0, 1.0, 0.0, 0.0])
+
+
+def test_a_smaller_opening_cuts_out_the_middle_of_the_unit() -> None:
+    unit = _unit(0.12)
+    my = np.array([0.01, 0.035, 0.05])  # in a 0.06 opening
+    _, row, shortfall = unit_maps(_lips(my, 0.06), unit, GRID)
+    np.testing.assert_allclose(
+        _source_y(row), -0.01 + np.array([0.01, 0.12 - 0.025, 0.12 - 0.01]), atol=1e-4
+    )
+    assert shortfall.max() == 0.0
 
 
 def test_mask_covers_the_mouth_and_fades_to_nothing_around_it() -> None:
     mx, my = np.meshgrid(np.linspace(-0.49, 0.49, 99), np.linspace(-0.3, 0.5, 81))
-    lips = OutputLips(mx, my, np.zeros_like(my), np.full_like(my, 0.1), 0.0, 0.25)
+    lips = OutputLips(mx, my, np.zeros_like(my), np.full_like(my, 0.1), mx + 0.5, 0.0, 0.25, 100.0)
     mask = unit_mask(lips)
     assert mask[(np.abs(mx) < 0.2) & (my > -0.05) & (my < 0.15)].min() == pytest.approx(1.0)
     assert mask[my < -0.17].max() == 0.0  # well above the upper lip: the template

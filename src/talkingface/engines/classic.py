@@ -46,7 +46,7 @@ MIN_OPEN_UNITS = 8  # a template with fewer frames this open gets a synthesised 
 OPEN_UNIT_GAP = 0.05  # S units
 UNIT_CROSSFADE = 0.4  # weight of the previous unit on the frame where the unit jumps
 GAP_COST_S = 0.02  # an opening this far off costs as much as an average spectral mismatch
-CAVITY_SHARE = 0.5  # an open target wants at least this share of its gap as dark cavity
+CAVITY_SHARE = 0.65  # an open target wants at least this share of its gap as dark cavity
 
 
 class ClassicCollector:
@@ -116,6 +116,7 @@ class _Units:
     upper: np.ndarray  # (M, C)
     lower: np.ndarray  # (M, C)
     frames: np.ndarray  # (M,) template frame of each unit
+    lips: np.ndarray  # (M, 3) lip colour of each unit
     choice: np.ndarray  # (N,) unit per output frame
 
 
@@ -184,8 +185,10 @@ class ClassicRenderer:
             my=plan.mouth_y,
             upper=plan.mouth_y - plan.depth_top,
             lower=plan.mouth_y + plan.depth_bottom,
+            u=plan.patch_u,
             center_x=mouth.center_x,
             half_width=mouth.half_width,
+            scale_px=mouth.scale_px,
         )
         unit = int(units.choice[min(index, units.choice.shape[0] - 1)])
         sample = self._sample(unit, lips)
@@ -200,11 +203,21 @@ class ClassicRenderer:
         units = self._units
         assert units is not None
         shape = MouthUnit(units.images_u8[unit], units.upper[unit], units.lower[unit])
-        col, row = unit_maps(lips, shape, units.grid)
+        col, row, shortfall = unit_maps(lips, shape, units.grid)
         sample = cv2.remap(
             units.images_u8[unit], col, row, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        return sample.astype(np.float32)
+        ).astype(np.float32)
+        if float(shortfall.max()) > 0.0:  # opened wider than the unit: a cavity in the middle
+            cavity = synthesised_interior(
+                lips.my - lips.upper,
+                lips.lower - lips.my,
+                lips.u,
+                units.lips[unit],
+                lips.scale_px,
+                cavity_only=True,
+            )
+            sample += shortfall[..., None] * (cavity - sample)
+        return sample
 
 
 def _choose_units(
@@ -215,7 +228,9 @@ def _choose_units(
     images = data["unit_images"]
     centre = images.shape[2] // 2
     unit_gaps = (data["unit_lower"][:, centre] - data["unit_upper"][:, centre]).astype(np.float64)
-    if int((unit_gaps >= OPEN_UNIT_GAP).sum()) < MIN_OPEN_UNITS:
+    # A photo whose mouth is open lends its own teeth; a video needs a range of real mouths.
+    needed = 1 if template.is_still_image else MIN_OPEN_UNITS
+    if int((unit_gaps >= OPEN_UNIT_GAP).sum()) < needed:
         return None
     difference = gaps[:, None] - unit_gaps[None, :]  # (N, M)
     # A unit stretched open past its own gap smears its lips into the gap; a unit squeezed
@@ -243,6 +258,7 @@ def _choose_units(
         data["unit_upper"],
         data["unit_lower"],
         frames,
+        data["unit_lips"],
         choice,
     )
 

@@ -29,6 +29,7 @@ MASK_BELOW_S = 0.13  # ...and below the lower inner lip
 MASK_SIDE_S = 0.09  # ...and beyond the inner corners
 FEATHER_S = 0.045
 GAIN_LIMITS = (0.85, 1.18)
+CLOSED_GAP_S = 0.03  # output openings below this hide the unit's teeth sliver
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,32 +79,56 @@ class OutputLips:
     my: np.ndarray  # (h, w)
     upper: np.ndarray  # (h, w) output upper inner lip at mx
     lower: np.ndarray  # (h, w) output lower inner lip at mx
+    u: np.ndarray  # (h, w) 0..1 between the inner corners
     center_x: float
     half_width: float
+    scale_px: float  # pixels per S unit
 
 
-def unit_maps(lips: OutputLips, unit: MouthUnit, grid: UnitGrid) -> tuple[np.ndarray, np.ndarray]:
-    """cv2.remap maps (grid columns, rows) that lay `unit` over the output lips."""
+def unit_maps(
+    lips: OutputLips, unit: MouthUnit, grid: UnitGrid
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """cv2.remap maps (grid columns, rows) that lay `unit` over the output lips, and the
+    (h, w) float32 share of each pixel that the unit cannot supply.
+
+    Above the upper inner lip the unit's upper lip is read at the same distance, below the
+    lower inner lip its lower lip. Between them the upper half of the unit's interior rides
+    the upper lip and the lower half the lower lip, at their real size: a smaller opening cuts
+    out the middle, a larger one leaves a middle band the unit has no pixels for (returned as
+    the shortfall, to be filled with a synthesised cavity).
+    """
     xs = grid.xs
     unit_upper = np.interp(lips.mx, xs, unit.upper_f32)
     unit_lower = np.interp(lips.mx, xs, unit.lower_f32)
-    out_gap = lips.lower - lips.upper
-    stretch = (unit_lower - unit_upper) / np.maximum(out_gap, 1e-4)
-    source_y = np.where(
-        lips.my <= lips.upper,
-        unit_upper + (lips.my - lips.upper),
-        np.where(
-            lips.my >= lips.lower,
-            unit_lower + (lips.my - lips.lower),
-            unit_upper + (lips.my - lips.upper) * stretch,
-        ),
+    # Landmarks put the inner lip a little inside the real lip edge, over a sliver of teeth:
+    # as the output closes, the lips are read from a margin further out to keep it hidden.
+    unit_gap = np.maximum(unit_lower - unit_upper, 0.0)
+    closing = 1.0 - np.clip((lips.lower - lips.upper) / CLOSED_GAP_S, 0.0, 1.0)
+    unit_upper = unit_upper - closing * np.minimum(0.15 * unit_gap, 0.008)
+    unit_lower = unit_lower + closing * np.minimum(0.3 * unit_gap, 0.015)
+    half = 0.5 * np.maximum(unit_lower - unit_upper, 0.0)
+    depth_top = lips.my - lips.upper
+    depth_bottom = lips.lower - lips.my
+    upper_half = depth_top <= depth_bottom
+    between = np.where(
+        upper_half,
+        unit_upper + np.minimum(depth_top, half),
+        unit_lower - np.minimum(depth_bottom, half),
     )
+    source_y = np.where(
+        depth_top <= 0.0,
+        unit_upper + depth_top,
+        np.where(depth_bottom <= 0.0, unit_lower - depth_bottom, between),
+    )
+    beyond = np.minimum(depth_top, depth_bottom) - half  # S units past the unit's middle
+    px = 1.0 / grid.px_per_s
+    shortfall = np.clip((beyond + px) / (2.0 * px), 0.0, 1.0).astype(np.float32)
     step_x = (xs[-1] - xs[0]) / (xs.shape[0] - 1)
     ys = grid.ys
     step_y = (ys[-1] - ys[0]) / (ys.shape[0] - 1)
     col = (lips.mx - xs[0]) / step_x
     row = (source_y - ys[0]) / step_y
-    return col.astype(np.float32), row.astype(np.float32)
+    return col.astype(np.float32), row.astype(np.float32), shortfall
 
 
 def unit_mask(lips: OutputLips) -> np.ndarray:

@@ -30,25 +30,30 @@ def synthesised_interior(
     u: np.ndarray,
     lip_rgb: np.ndarray,
     scale_px: float,
+    *,
+    cavity_only: bool = False,
 ) -> np.ndarray:
     """(h, w, 3) float32 RGB for the pixels of an opened gap.
 
     `depth_top`/`depth_bottom`: S units below the upper and above the lower inner lip (their
     sum is the local opening); `u`: 0..1 between the inner corners; `lip_rgb`: the current lip
     colour; `scale_px`: pixels per S unit (for one-pixel anti-aliased edges).
+    `cavity_only`: no teeth and no lip edges (filling the middle of a real mouth).
     """
     dt = np.maximum(depth_top, 0.0)
     db = np.maximum(depth_bottom, 0.0)
     gap = dt + db
     px = 1.0 / max(scale_px, 1.0)  # one pixel in S units
     lip = np.asarray(lip_rgb, dtype=np.float32).reshape(1, 1, 3)
-    light = float(np.clip(lip.mean() / 125.0, 0.55, 1.15))  # the face's exposure
+    light = float(np.clip(lip.max() / 185.0, 0.55, 1.1))  # exposure: lips' red ~ skin's
     side = np.clip(np.minimum(u, 1.0 - u) * 2.0, 0.0, 1.0)  # 0 at a corner, 1 at the centre
 
     # Cavity: darkest deep inside and towards the corners, warm near the lips.
     near_lip = np.exp(-np.minimum(dt, db) / 0.025)
-    cavity = (0.15 + 0.15 * near_lip + 0.06 * side)[..., None] * lip + 4.0
+    cavity = (0.16 + 0.18 * near_lip + 0.08 * side)[..., None] * lip + 6.0
     image = cavity
+    if cavity_only:
+        return np.clip(image, 0.0, 255.0).astype(np.float32)
 
     # Upper teeth: just behind the upper lip edge, shaded towards the corners, faint gaps.
     teeth_top = 0.5 * LIP_EDGE_S
@@ -82,6 +87,6 @@ def synthesised_interior(
     edge = np.maximum(
         1.0 - _ramp(0.3 * LIP_EDGE_S, LIP_EDGE_S, dt), 1.0 - _ramp(0.3 * LIP_EDGE_S, LIP_EDGE_S, db)
     )
-    edge_rgb = 0.78 * lip
+    edge_rgb = 0.62 * lip
     image = image + edge[..., None] * (edge_rgb - image)
     return np.clip(image, 0.0, 255.0).astype(np.float32)
