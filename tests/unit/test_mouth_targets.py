@@ -7,7 +7,8 @@ import pytest
 
 from talkingface.engines.mouth_targets import (
     GENERIC_RANGE,
-    RENDER_GAIN,
+    RENDER_GAIN_P50,
+    RENDER_GAIN_P90,
     OpeningRange,
     gap_targets,
     speaking_range,
@@ -33,10 +34,11 @@ def test_speech_opens_as_wide_as_the_person_does() -> None:
     rng = np.random.default_rng(1)
     drive = _drive(rng.uniform(0.05, 1.0, 500))
     person = OpeningRange(0.07, 0.12, "own")
-    gaps = gap_targets(drive, person) / RENDER_GAIN
+    gaps = gap_targets(drive, person)
     p50, p90 = np.percentile(gaps[drive.speech], [50, 90])
-    assert p50 == pytest.approx(0.07, rel=0.05) and p90 == pytest.approx(0.12, rel=0.05)
-    assert gaps.max() <= 1.3 * 0.12 + 1e-6
+    assert p50 == pytest.approx(RENDER_GAIN_P50 * 0.07, rel=0.05)
+    assert p90 == pytest.approx(RENDER_GAIN_P90 * 0.12, rel=0.05)
+    assert gaps.max() <= RENDER_GAIN_P90 * 1.3 * 0.12 + 1e-6
 
 
 def test_silence_and_lip_closures_shut_the_mouth() -> None:

@@ -164,10 +164,12 @@ class ClassicRenderer:
             return MouthRender(
                 item.tag, item.index, item.image, plan.x0, plan.y0, warped, None, None
             )
-        inside = synthesised_interior(
-            plan.depth_top,
-            plan.depth_bottom,
-            plan.patch_u,
+        inside = np.zeros((*plan.alpha_f32.shape, 3), np.float32)
+        box = _bounding_box(plan.alpha_f32 > 0.0)  # the interior is drawn only where it shows
+        inside[box] = synthesised_interior(
+            plan.depth_top[box],
+            plan.depth_bottom[box],
+            plan.patch_u[box],
             lip_colour(item.image, mouth),
             mouth.scale_px,
         )
@@ -208,16 +210,24 @@ class ClassicRenderer:
             units.images_u8[unit], col, row, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         ).astype(np.float32)
         if float(shortfall.max()) > 0.0:  # opened wider than the unit: a cavity in the middle
+            box = _bounding_box(shortfall > 0.0)
             cavity = synthesised_interior(
-                lips.my - lips.upper,
-                lips.lower - lips.my,
-                lips.u,
+                (lips.my - lips.upper)[box],
+                (lips.lower - lips.my)[box],
+                lips.u[box],
                 units.lips[unit],
                 lips.scale_px,
                 cavity_only=True,
             )
-            sample += shortfall[..., None] * (cavity - sample)
+            sample[box] += shortfall[box][..., None] * (cavity - sample[box])
         return sample
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The smallest (rows, cols) slices holding every True pixel of a non-empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def _choose_units(
