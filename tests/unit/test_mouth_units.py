@@ -92,6 +92,16 @@ def test_mask_covers_the_mouth_and_fades_to_nothing_around_it() -> None:
     assert mask[np.abs(mx) > 0.35].max() == 0.0  # the cheeks
 
 
+def test_colour_gain_moves_smoothly_from_frame_to_frame() -> None:
+    warped = np.full((40, 40, 3), 120, np.uint8)
+    mask = np.zeros((40, 40), np.float32)
+    mask[5:35, 5:35] = 0.5
+    darker_unit = np.full((40, 40, 3), 108.0, np.float32)  # wants a gain of about 1.11
+    _, gain = lay_unit(warped, darker_unit, mask, previous_gain=np.ones(3, np.float32))
+    assert gain is not None
+    np.testing.assert_allclose(gain, 0.6 + 0.4 * 120 / 108, rtol=1e-5)
+
+
 def test_laid_unit_takes_the_lighting_of_the_frame_it_is_laid_on() -> None:
     warped = np.full((40, 40, 3), 120, np.uint8)
     unit = np.full((40, 40, 3), 100.0, np.float32)
@@ -99,7 +109,8 @@ def test_laid_unit_takes_the_lighting_of_the_frame_it_is_laid_on() -> None:
     mask = np.zeros((40, 40), np.float32)
     mask[5:35, 5:35] = 0.5  # the feather ring
     mask[10:30, 10:30] = 1.0
-    out = lay_unit(warped, unit, mask)
+    out, gain = lay_unit(warped, unit, mask)
+    assert gain is not None
     assert out[0, 0, 0] == 120  # outside the mask: untouched
     assert out[12, 12, 0] == 118  # skin brightened by the ring's gain (clipped at 1.18)
     assert out[20, 20, 0] < 60  # the interior stays dark

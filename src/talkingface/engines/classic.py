@@ -135,6 +135,7 @@ class ClassicRenderer:
         self._gaps = gap_targets(drive, self.opening)
         self._units = _choose_units(template, drive, self._gaps)
         self._previous_unit = -1
+        self._gain: np.ndarray | None = None  # colour gain of the last laid unit
 
     @property
     def uses_real_mouths(self) -> bool:
@@ -199,7 +200,8 @@ class ClassicRenderer:
         if jumped:
             sample = (1.0 - UNIT_CROSSFADE) * sample + UNIT_CROSSFADE * self._sample(previous, lips)
         self._previous_unit = unit
-        return lay_unit(warped, sample, unit_mask(lips))
+        region, self._gain = lay_unit(warped, sample, unit_mask(lips), self._gain)
+        return region
 
     def _sample(self, unit: int, lips: OutputLips) -> np.ndarray:
         units = self._units

@@ -29,6 +29,7 @@ MASK_BELOW_S = 0.13  # ...and below the lower inner lip
 MASK_SIDE_S = 0.0  # ...and reaches the inner corners (beyond, the warped template)
 FEATHER_S = 0.045
 GAIN_LIMITS = (0.85, 1.18)
+GAIN_SMOOTHING = 0.6  # weight of the previous frame's colour gain
 CLOSED_GAP_S = 0.03  # output openings below this hide the unit's teeth sliver
 
 
@@ -149,15 +150,28 @@ def xs_limit(sign: int) -> float:
     return sign * (HALF_WIDTH_S - 0.01)
 
 
-def lay_unit(warped_rgb: np.ndarray, unit_rgb_f32: np.ndarray, mask_f32: np.ndarray) -> np.ndarray:
-    """The unit, colour-matched on the feather ring, blended over the warped region (uint8)."""
+def lay_unit(
+    warped_rgb: np.ndarray,
+    unit_rgb_f32: np.ndarray,
+    mask_f32: np.ndarray,
+    previous_gain: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The unit, colour-matched on the feather ring, blended over the warped region (uint8),
+    and the gain used. The gain is averaged with the previous frame's, so a jump between
+    units does not step the skin's brightness."""
     ring = (mask_f32 > 0.1) & (mask_f32 < 0.9)
     base = warped_rgb.astype(np.float32)
+    gain = previous_gain
     if int(ring.sum()) >= 16:
-        gain = base[ring].mean(axis=0) / np.maximum(unit_rgb_f32[ring].mean(axis=0), 1.0)
-        unit_rgb_f32 = unit_rgb_f32 * np.clip(gain, *GAIN_LIMITS).astype(np.float32)
+        measured = base[ring].mean(axis=0) / np.maximum(unit_rgb_f32[ring].mean(axis=0), 1.0)
+        gain = np.clip(measured, *GAIN_LIMITS).astype(np.float32)
+        if previous_gain is not None:
+            gain = GAIN_SMOOTHING * previous_gain + (1.0 - GAIN_SMOOTHING) * gain
+    if gain is not None:
+        unit_rgb_f32 = unit_rgb_f32 * gain
     a = mask_f32[..., None]
-    return np.clip(base * (1.0 - a) + unit_rgb_f32 * a + 0.5, 0, 255).astype(np.uint8)
+    region = np.clip(base * (1.0 - a) + unit_rgb_f32 * a + 0.5, 0, 255).astype(np.uint8)
+    return region, gain
 
 
 def cavity_heights(
