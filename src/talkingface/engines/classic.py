@@ -58,7 +58,6 @@ class ClassicCollector:
         self._units: list[MouthUnit] = []
         self._unit_frames: list[int] = []
         self._unit_lips: list[np.ndarray] = []
-        self._lip_rgb: np.ndarray | None = None
         self._stride = 1
 
     def add(self, index: int, frame_rgb: np.ndarray, landmarks: np.ndarray | None) -> None:
@@ -66,18 +65,14 @@ class ClassicCollector:
             self._gaps.append(float("nan"))
             return
         mouth = mouth_frame(landmarks)
-        gap = mouth.gap_at_center()
-        self._gaps.append(gap)
-        lips = lip_colour(frame_rgb, mouth)
-        if self._lip_rgb is None or gap < 0.02:
-            self._lip_rgb = lips
+        self._gaps.append(mouth.gap_at_center())
         if index % self._stride:
             return
         if self._grid is None:
             self._grid = grid_for(mouth)
         self._units.append(extract_unit(frame_rgb, mouth, self._grid))
         self._unit_frames.append(index)
-        self._unit_lips.append(lips)
+        self._unit_lips.append(lip_colour(frame_rgb, mouth))
         if len(self._units) > MAX_MOUTH_UNITS:  # keep every other unit: bounded memory
             for items in (self._units, self._unit_frames, self._unit_lips):
                 del items[1::2]
@@ -103,9 +98,6 @@ class ClassicCollector:
             ),
             "unit_frames": np.asarray(self._unit_frames, dtype=np.int64),
             "unit_lips": np.asarray(self._unit_lips, dtype=np.float32).reshape(count, 3),
-            "lip_rgb": np.asarray(
-                self._lip_rgb if self._lip_rgb is not None else (150, 80, 80), dtype=np.float32
-            ),
         }
 
 
@@ -126,7 +118,6 @@ class ClassicRenderer:
     def __init__(self, template: PreparedTemplate, drive: Articulation) -> None:
         data = template.engine_data
         model = template.person_model
-        self.uses_person_model = model is not None and model.is_good
         if model is not None and model.is_good:
             drive = with_person_model(model, drive)
         self._drive = drive
@@ -136,10 +127,6 @@ class ClassicRenderer:
         self._units = _choose_units(template, drive, self._gaps)
         self._previous_unit = -1
         self._gain: np.ndarray | None = None  # colour gain of the last laid unit
-
-    @property
-    def uses_real_mouths(self) -> bool:
-        return self._units is not None
 
     def render(self, item: TrackedFrame) -> MouthRender:
         index = min(item.index, self._drive.frame_count - 1)
@@ -245,8 +232,8 @@ def _choose_units(
     if int((unit_gaps >= OPEN_UNIT_GAP).sum()) < needed:
         return None
     difference = gaps[:, None] - unit_gaps[None, :]  # (N, M)
-    # A unit stretched open past its own gap smears its lips into the gap; a unit squeezed
-    # is fine (its interior is cut out), so a shortfall costs five times as much.
+    # A unit opened past its own gap shows a synthesised middle; one laid narrower only loses
+    # the middle of its interior, so a shortfall costs five times as much.
     cost = (difference / GAP_COST_S) ** 2 + 4.0 * (np.maximum(difference, 0.0) / GAP_COST_S) ** 2
     grid = UnitGrid(float(data["unit_px_per_s"][0]))
     cavity = cavity_heights(images, data["unit_upper"], data["unit_lower"], grid)

@@ -65,6 +65,12 @@ class MouthFrame:
         return float(max(0.0, (self.lower_at(c) - self.upper_at(c))[0]))
 
 
+def smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
+    """0 below edge0, 1 above edge1, a smooth cubic between (the engine's every fade)."""
+    t = np.clip((x - edge0) / np.maximum(np.asarray(edge1) - edge0, 1e-6), 0.0, 1.0)
+    return np.asarray(t * t * (3.0 - 2.0 * t))
+
+
 def _to_mouth(
     points_px: np.ndarray, origin: np.ndarray, axis_x: np.ndarray, axis_y: np.ndarray, scale: float
 ) -> np.ndarray:

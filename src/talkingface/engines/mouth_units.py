@@ -5,9 +5,9 @@ mouth_frame: origin between the mouth corners, x along the eye line, S = eye-cor
 with that frame's inner-lip curves. To render, a unit is laid over the current frame in the
 current frame's mouth coordinates, so head position, size and roll follow the current frame.
 Its upper lip is aligned with the output's upper lip and its lower lip with the output's lower
-lip; only the space between them stretches, which absorbs the small residual between the
-unit's opening and the target. A feathered mask keeps it to lips and interior, and a colour
-gain measured on the feather ring matches the current frame's lighting.
+lip, and each half of its interior rides its lip at real size (unit_maps), which absorbs the
+residual between the unit's opening and the target. A feathered mask keeps it to lips and
+interior, and a colour gain measured on the feather ring matches the current frame's lighting.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from talkingface.engines.mouth_frame import MouthFrame
+from talkingface.engines.mouth_frame import MouthFrame, smoothstep
 
 HALF_WIDTH_S = 0.5  # grid: x in [-0.5, 0.5] S around the corner mid-point
 TOP_S = -0.28  # y from above the upper lip...
@@ -66,7 +66,6 @@ def extract_unit(frame_rgb: np.ndarray, mouth: MouthFrame, grid: UnitGrid) -> Mo
     gx, gy = np.meshgrid(xs, grid.ys)
     map_x, map_y = mouth.to_pixels(gx, gy)
     image = cv2.remap(frame_rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    # Beyond the inner corners the lips are closed: both curves meet at the corner's height.
     upper = mouth.upper_at(xs)
     lower = mouth.lower_at(xs)
     return MouthUnit(image, upper.astype(np.float32), lower.astype(np.float32))
@@ -136,18 +135,14 @@ def unit_mask(lips: OutputLips) -> np.ndarray:
     """(h, w) float32 0..1: lips and interior, feathered into the skin around them."""
     reach = lips.half_width + MASK_SIDE_S
     dx = np.abs(lips.mx - lips.center_x)
-    side = 1.0 - _smoothstep(reach - FEATHER_S, reach, dx)
+    side = 1.0 - smoothstep(reach - FEATHER_S, reach, dx)
     top = lips.upper - MASK_ABOVE_S
     bottom = lips.lower + MASK_BELOW_S
-    vertical = _smoothstep(top - FEATHER_S, top, lips.my) * (
-        1.0 - _smoothstep(bottom, bottom + FEATHER_S, lips.my)
+    vertical = smoothstep(top - FEATHER_S, top, lips.my) * (
+        1.0 - smoothstep(bottom, bottom + FEATHER_S, lips.my)
     )
-    inside = (lips.mx > xs_limit(-1)) & (lips.mx < xs_limit(1))
+    inside = np.abs(lips.mx) < HALF_WIDTH_S - 0.01  # only where the grid has pixels
     return (side * vertical * inside).astype(np.float32)
-
-
-def xs_limit(sign: int) -> float:
-    return sign * (HALF_WIDTH_S - 0.01)
 
 
 def lay_unit(
@@ -193,8 +188,3 @@ def cavity_heights(
     between = (ys > upper[:, None, middle]) & (ys < lower[:, None, middle])  # (M, R, c)
     step = (grid.ys[-1] - grid.ys[0]) / (grid.ys.shape[0] - 1)
     return np.asarray((dark & between).sum(axis=1).mean(axis=1) * step)
-
-
-def _smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - edge0) / np.maximum(np.asarray(edge1) - edge0, 1e-6), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from talkingface.engines.mouth_frame import MouthFrame
+from talkingface.engines.mouth_frame import MouthFrame, smoothstep
 
 CHIN_FADE = 0.4  # S units below the chin over which the jaw displacement fades out
 JAW_BLEND = 0.22  # S units below the lower lip where the lip profile becomes the jaw profile
@@ -50,11 +50,6 @@ class WarpPlan:
     depth_bottom: np.ndarray  # (h, w) S units above the moved lower lip
     mouth_x: np.ndarray  # (h, w) each output pixel in mouth coordinates (S units)
     mouth_y: np.ndarray  # (h, w)
-
-
-def _smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - edge0) / np.maximum(np.asarray(edge1) - edge0, 1e-6), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
 
 
 def region_of_interest(
@@ -126,13 +121,13 @@ def _source_y(
     centre = _lip_lines(mouth, np.array([mouth.center_x]), pose.gap)
     centre_shift = float((centre.upper_out + centre.gap - centre.lower_src)[0])
     lip_shift = lines.upper_out + lines.gap - lines.lower_src
-    jaw_profile = 1.0 - _smoothstep(1.0, JAW_WIDTH, np.abs(u_norm))
+    jaw_profile = 1.0 - smoothstep(1.0, JAW_WIDTH, np.abs(u_norm))
     t = np.clip((my - (lines.upper_out + lines.gap)) / JAW_BLEND, 0.0, 1.0)
     shift = (1.0 - t) * lip_shift + t * centre_shift * jaw_profile
     chin_out = mouth.chin_y + centre_shift
-    shift *= 1.0 - _smoothstep(chin_out, chin_out + CHIN_FADE, my)
+    shift *= 1.0 - smoothstep(chin_out, chin_out + CHIN_FADE, my)
     descent = lines.upper_out - lines.upper
-    lift = descent * _smoothstep(lines.upper_out - UPPER_FADE, lines.upper_out, my)
+    lift = descent * smoothstep(lines.upper_out - UPPER_FADE, lines.upper_out, my)
     in_gap = (my >= lines.upper_out) & (my < lines.upper_out + lines.gap)
     stretch = (lines.lower_src - lines.upper) / np.maximum(lines.gap, 1e-6)
     gap_src = lines.upper + (my - lines.upper_out) * stretch
@@ -145,8 +140,8 @@ def _spread_x(mouth: MouthFrame, pose: MouthPose, mx: np.ndarray, my: np.ndarray
         return mx
     top = float(mouth.upper_y.min()) - 0.1
     bottom = float(mouth.lower_y.max()) + max(pose.gap, 0.0) + 0.12
-    band_y = _smoothstep(top - 0.15, top, my) * (1.0 - _smoothstep(bottom, bottom + 0.15, my))
-    band_x = 1.0 - _smoothstep(1.1, 2.0, np.abs((mx - mouth.center_x) / mouth.half_width))
+    band_y = smoothstep(top - 0.15, top, my) * (1.0 - smoothstep(bottom, bottom + 0.15, my))
+    band_x = 1.0 - smoothstep(1.1, 2.0, np.abs((mx - mouth.center_x) / mouth.half_width))
     r = SPREAD_GAIN * float(np.clip(pose.spread, -1.0, 1.0))
     return mx - r * (mx - mouth.center_x) * band_x * band_y
 
@@ -172,13 +167,13 @@ def _lip_thickness_y(
     factor = lip_thickness_factor(pose)
     if abs(factor - 1.0) < 1e-3:
         return my
-    band_x = 1.0 - _smoothstep(1.0, 1.6, np.abs(u_norm))
+    band_x = 1.0 - smoothstep(1.0, 1.6, np.abs(u_norm))
     upper_line = lines.upper_out
     lower_line = lines.upper_out + lines.gap
 
     def unshaped(distance: np.ndarray) -> np.ndarray:
         d = np.maximum(distance, 0.0)
-        near = 1.0 - _smoothstep(0.5 * LIP_BAND, LIP_BAND, d)
+        near = 1.0 - smoothstep(0.5 * LIP_BAND, LIP_BAND, d)
         return d + (d / factor - d) * near * band_x
 
     above = upper_line - unshaped(upper_line - my)

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from talkingface.engines.mouth_frame import smoothstep
+
 LIP_EDGE_S = 0.014  # thickness of the moist inner lip visible inside an opening
 UPPER_TEETH_S = 0.048  # visible height of the upper incisors below the lip edge
 TEETH_SHOW_GAP = (0.025, 0.06)  # openings over which the teeth fade in
 TONGUE_GAP = (0.08, 0.16)  # openings over which the tongue and lower teeth appear
 TEETH_RGB = np.array([196.0, 186.0, 172.0], dtype=np.float32)
 TOOTH_COUNT = 7.0  # incisor widths across the visible row (separations are faint)
-
-
-def _ramp(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
 
 
 def synthesised_interior(
@@ -58,12 +55,12 @@ def synthesised_interior(
     # Upper teeth: just behind the upper lip edge, shaded towards the corners, faint gaps.
     teeth_top = 0.5 * LIP_EDGE_S
     teeth_bottom = teeth_top + np.minimum(UPPER_TEETH_S, 0.62 * gap)
-    coverage = _ramp(teeth_top - px, teeth_top + px, dt) * (
-        1.0 - _ramp(teeth_bottom - px, teeth_bottom + px, dt)
+    coverage = smoothstep(teeth_top - px, teeth_top + px, dt) * (
+        1.0 - smoothstep(teeth_bottom - px, teeth_bottom + px, dt)
     )
-    coverage *= _ramp(*TEETH_SHOW_GAP, gap) * _ramp(0.05, 0.45, side)
+    coverage *= smoothstep(*TEETH_SHOW_GAP, gap) * smoothstep(0.05, 0.45, side)
     tooth_edges = 1.0 - 0.10 * np.abs(np.cos(np.pi * TOOTH_COUNT * (u - 0.5))) ** 24
-    tip_shade = 1.0 - 0.18 * _ramp(
+    tip_shade = 1.0 - 0.18 * smoothstep(
         0.4, 1.0, (dt - teeth_top) / np.maximum(teeth_bottom - teeth_top, 1e-6)
     )
     teeth = (
@@ -73,19 +70,22 @@ def synthesised_interior(
     image = image + coverage[..., None] * (teeth - image)
 
     # Tongue and lower teeth on wide openings, rising from the lower lip, highest mid-mouth.
-    wide = _ramp(*TONGUE_GAP, gap)
+    wide = smoothstep(*TONGUE_GAP, gap)
     tongue_height = (0.25 * gap) * wide * np.sqrt(side)
-    tongue = _ramp(-px, px, tongue_height - db) * wide
+    tongue = smoothstep(-px, px, tongue_height - db) * wide
     tongue_rgb = 0.62 * lip + np.float32(6.0)
     image = image + (0.8 * tongue)[..., None] * (tongue_rgb - image)
-    lower_teeth = (1.0 - _ramp(LIP_EDGE_S, LIP_EDGE_S + 0.012, db)) * wide * _ramp(0.2, 0.6, side)
+    lower_teeth = (
+        (1.0 - smoothstep(LIP_EDGE_S, LIP_EDGE_S + 0.012, db)) * wide * smoothstep(0.2, 0.6, side)
+    )
     image = image + (0.35 * lower_teeth)[..., None] * (
         TEETH_RGB.reshape(1, 1, 3) * light * 0.8 - image
     )
 
     # Inner lip edges: the lips' own colour, a little darker, with a real thickness.
     edge = np.maximum(
-        1.0 - _ramp(0.3 * LIP_EDGE_S, LIP_EDGE_S, dt), 1.0 - _ramp(0.3 * LIP_EDGE_S, LIP_EDGE_S, db)
+        1.0 - smoothstep(0.3 * LIP_EDGE_S, LIP_EDGE_S, dt),
+        1.0 - smoothstep(0.3 * LIP_EDGE_S, LIP_EDGE_S, db),
     )
     edge_rgb = 0.62 * lip
     image = image + edge[..., None] * (edge_rgb - image)
