@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import re
+from pathlib import Path
 
 import pytest
 
 from talkingface.config import RetrySettings
-from talkingface.errors import ErrorCode, ErrorRecord
+from talkingface.errors import (
+    RETRYABLE,
+    ErrorCode,
+    ErrorRecord,
+    TalkingFaceError,
+    all_error_classes,
+)
 from talkingface.jobs.retry import RetryPolicy
 
-RETRYABLE = [
+RETRIED = [
     ErrorCode.WORKER_LOST,
     ErrorCode.STAGE_TIMEOUT,
     ErrorCode.STALLED,
@@ -40,7 +49,7 @@ def _policy(**settings: float) -> RetryPolicy:
     return RetryPolicy(RetrySettings(**settings), rng=random.Random(7))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("code", RETRYABLE)
+@pytest.mark.parametrize("code", RETRIED)
 def test_transient_errors_are_retried(code: ErrorCode) -> None:
     decision = _policy().decide(_error(code), attempt_number=1)
 
@@ -112,3 +121,49 @@ def test_a_seeded_rng_gives_reproducible_delays() -> None:
     second = [_policy().decide(lost, n).delay_s for n in (1, 2, 3)]
 
     assert first == second
+
+
+@pytest.mark.parametrize("cls", all_error_classes(), ids=lambda c: c.__name__)
+def test_an_error_says_retryable_exactly_when_the_policy_retries_it(
+    cls: type[TalkingFaceError],
+) -> None:
+    # what the API and the job history show (`retryable`) is what the scheduler then does
+    record = cls().to_record()
+
+    decision = _policy().decide(record, attempt_number=1)
+
+    assert record.retryable == decision.retry, (cls.code, record.retryable, decision.reason)
+
+
+def test_the_retry_table_classifies_every_code() -> None:
+    assert set(RETRYABLE) == set(ErrorCode)
+
+
+@pytest.mark.parametrize("code", list(ErrorCode))
+def test_the_policy_retries_a_code_exactly_when_the_table_says_so(code: ErrorCode) -> None:
+    decision = _policy().decide(_error(code, retryable=RETRYABLE[code]), attempt_number=1)
+
+    assert decision.retry == RETRYABLE[code], decision.reason
+
+
+def test_every_error_class_takes_retryable_from_its_code() -> None:
+    assert all(cls.retryable == RETRYABLE[cls.code] for cls in all_error_classes())
+    with pytest.raises(TypeError, match="follows the code"):
+
+        class _Sneaky(TalkingFaceError):  # a class may not claim its own flag
+            retryable = True
+
+    gc.collect()  # the refused class must not linger among the subclasses other tests walk
+    assert "_Sneaky" not in {cls.__name__ for cls in all_error_classes()}
+
+
+def test_the_readme_error_table_agrees_with_the_retry_table() -> None:
+    # | `CODE`, `CODE2` | stage | yes/once (retried) or no/later (not retried here) | meaning |
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \| [^|]+ \| (\w+) \|", readme, re.M)
+    documented = {
+        ErrorCode(code): flag in ("yes", "once")
+        for codes, flag in rows
+        for code in re.findall(r"`([A-Z_]+)`", codes)
+    }
+    assert documented == dict(RETRYABLE)

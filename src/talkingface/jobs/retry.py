@@ -7,25 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from talkingface.config import RetrySettings
-from talkingface.errors import ErrorCode, ErrorRecord
+from talkingface.errors import RETRYABLE, ErrorCode, ErrorRecord
 
-# DESIGN.md: connection, timeout, IPC/queue and worker-lost errors are worth another attempt;
-# GPU OOM is retried once (on a fresh worker). Everything else, unknown codes included, is not.
-# DISK_FULL is retried too (a deviation from DESIGN.md): a full disk is the machine's state, not
-# the job's, and the scheduler starts nothing while free space is under api.min_free_disk_bytes,
-# so a retry waits for space instead of burning attempts (the chaos campaign showed a 6-second
-# full disk failing every job dispatched meanwhile).
-RETRYABLE_CODES = frozenset(
-    {
-        ErrorCode.WORKER_LOST,
-        ErrorCode.STAGE_TIMEOUT,
-        ErrorCode.STALLED,
-        ErrorCode.IPC_ERROR,
-        ErrorCode.STORE_UNAVAILABLE,
-        ErrorCode.GPU_OUT_OF_MEMORY,
-        ErrorCode.DISK_FULL,
-    }
-)
+# errors.RETRYABLE is the one table (the error classes' `retryable` flags follow it too);
+# GPU OOM is retried once, on a fresh worker. Everything else, unknown codes included, is not.
+RETRYABLE_CODES = frozenset(code for code, retryable in RETRYABLE.items() if retryable)
 RETRIED_ONCE_CODES = frozenset({ErrorCode.GPU_OUT_OF_MEMORY})
 
 
