@@ -23,7 +23,9 @@ from talkingface.errors import (
     QueueFullError,
     Stage,
     StoreUnavailableError,
+    UnexpectedError,
 )
+from talkingface.jobs import tables
 from talkingface.jobs.records import AttemptRecord, JobInputs, JobOptions, JobRecord, JobResult
 from talkingface.jobs.states import AttemptOutcome, JobState
 from talkingface.jobs.stats import compute_stats
@@ -457,6 +459,34 @@ def test_a_failed_job_can_be_retried_by_hand(store: JobStore) -> None:
     assert store.events(job.id)[-2].kind == "job_requeued"
     with pytest.raises(JobStateError, match="running"):
         store.retry(job.id)
+
+
+@pytest.mark.parametrize("change", ["requeue", "fail", "cancel"])
+def test_a_state_change_outside_the_transition_table_is_refused_and_changes_nothing(
+    store: JobStore, clock: FakeClock, change: str
+) -> None:
+    # Given a succeeded job (no transition leaves succeeded)
+    job, attempt = _claim(store, _submit(store))
+    store.succeed(job.id, attempt.id, _result())
+    done = store.get(job.id)
+    updates: dict[str, Callable[[Any], None]] = {
+        "requeue": lambda conn: tables.requeue_job(
+            conn, done, _error(), AttemptOutcome.LOST, clock.now, clock.now
+        ),
+        "fail": lambda conn: tables.fail_job(conn, done, _error(), clock.now),
+        "cancel": lambda conn: tables.cancel_job(conn, done, clock.now),
+    }
+
+    # When a store helper is asked to move it anyway
+    with (
+        pytest.raises(UnexpectedError, match="from succeeded to") as caught,
+        store.engine.begin() as conn,
+    ):
+        updates[change](conn)
+
+    # Then it is an internal error naming the job, and the record is untouched
+    assert caught.value.code is ErrorCode.INTERNAL and job.id in caught.value.message
+    assert store.get(job.id) == done
 
 
 def test_purge_deletes_finished_jobs_before_the_cutoff_with_their_history(

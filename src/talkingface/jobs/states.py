@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from talkingface.errors import UnexpectedError
+
 
 class JobState(StrEnum):
     QUEUED = "queued"  # waiting; with attempt > 0 and not_before set it waits for a retry
@@ -44,5 +46,15 @@ class WorkerState(StrEnum):
     LOST = "lost"  # exited or killed; being replaced
 
 
-def is_allowed(current: JobState, new: JobState) -> bool:
-    return new in ALLOWED_TRANSITIONS[current]
+def check_transition(job_id: str, current: JobState, new: JobState) -> None:
+    """Refuse a job state change that ALLOWED_TRANSITIONS does not list (the store calls this
+    on every change). What a user may not do is refused earlier, as a 409; reaching this is a
+    bug in the store, which must not rewrite a finished job."""
+    allowed = ALLOWED_TRANSITIONS[current]
+    if new not in allowed:
+        listed = ", ".join(sorted(state.value for state in allowed)) or "nothing"
+        raise UnexpectedError(
+            f"Job {job_id} cannot go from {current.value} to {new.value} (a {current.value} "
+            f"job may become {listed}); the change was not made. This is a bug in the job store.",
+            details={"job_id": job_id, "from": current.value, "to": new.value},
+        )

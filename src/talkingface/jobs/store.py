@@ -30,7 +30,7 @@ from talkingface.jobs.records import (
     JobRecord,
     JobResult,
 )
-from talkingface.jobs.states import TERMINAL_STATES, AttemptOutcome, JobState
+from talkingface.jobs.states import TERMINAL_STATES, AttemptOutcome, JobState, check_transition
 from talkingface.jobs.tables import attempts, events, jobs
 
 
@@ -165,7 +165,7 @@ class JobStore(JobReads):
             job_id = conn.execute(candidate).scalar()
             if job_id is None:
                 return None
-            claimed = conn.execute(
+            claimed = conn.execute(  # queued → running: the WHERE is this transition's check
                 jobs.update()
                 .where(jobs.c.id == job_id, jobs.c.state == JobState.QUEUED.value)
                 .values(
@@ -237,6 +237,7 @@ class JobStore(JobReads):
             job = self._current(conn, job_id, attempt_id)
             if job is None:
                 return False
+            check_transition(job_id, job.state, JobState.SUCCEEDED)
             now = self._clock()
             tables.end_attempt(conn, attempt_id, AttemptOutcome.SUCCEEDED, None, now)
             conn.execute(
@@ -362,6 +363,7 @@ class JobStore(JobReads):
                     "retried.",
                     details={"job_id": job_id, "state": job.state.value},
                 )
+            check_transition(job_id, job.state, JobState.QUEUED)
             now = self._clock()
             conn.execute(
                 jobs.update()

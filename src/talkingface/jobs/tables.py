@@ -37,7 +37,7 @@ from talkingface.jobs.records import (
     JobRecord,
     JobResult,
 )
-from talkingface.jobs.states import AttemptOutcome, JobState
+from talkingface.jobs.states import AttemptOutcome, JobState, check_transition
 from talkingface.pipeline.items import JobId
 
 # the same check on every table that stores an error: a stored error always says something
@@ -312,6 +312,7 @@ def end_attempt(
 
 def cancel_job(conn: Connection, job: JobRecord, now: datetime) -> None:
     """The job ends canceled, with the CANCELED error; event job_canceled."""
+    check_transition(job.id, job.state, JobState.CANCELED)
     conn.execute(
         jobs.update()
         .where(jobs.c.id == job.id)
@@ -335,6 +336,7 @@ def requeue_job(
     now: datetime,
 ) -> None:
     """Back to the queue until retry_at, the error kept as the last one; event retry_scheduled."""
+    check_transition(job.id, job.state, JobState.QUEUED)
     conn.execute(
         jobs.update()
         .where(jobs.c.id == job.id)
@@ -366,6 +368,7 @@ def _error_summary(job: JobRecord, error: ErrorRecord) -> dict[str, Any]:  # Any
 
 def fail_job(conn: Connection, job: JobRecord, error: ErrorRecord, now: datetime) -> None:
     """The job ends failed with `error`; event job_failed."""
+    check_transition(job.id, job.state, JobState.FAILED)
     conn.execute(
         jobs.update()
         .where(jobs.c.id == job.id)
