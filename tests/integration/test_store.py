@@ -28,7 +28,7 @@ from talkingface.errors import (
 from talkingface.jobs import tables
 from talkingface.jobs.records import AttemptRecord, JobInputs, JobOptions, JobRecord, JobResult
 from talkingface.jobs.states import AttemptOutcome, JobState
-from talkingface.jobs.stats import compute_stats
+from talkingface.jobs.stats import compute_stats, recent_activity
 from talkingface.jobs.store import JobStore
 from talkingface.jobs.tables import metadata
 
@@ -555,6 +555,44 @@ def test_stats_count_states_failures_rates_and_retries(store: JobStore, clock: F
     assert stats["success_rate"] == {"last_hour": None, "last_day": 0.5, "all": 0.5}
     assert stats["duration_s"]["p50"] == pytest.approx(12.0)
     assert stats["retries_total"] == 1
+
+
+def test_recent_activity_counts_only_inside_its_windows(store: JobStore, clock: FakeClock) -> None:
+    # Given, before the windows open: a failure and a lost attempt that must not count
+    start = clock.now
+    early, attempt = _claim(store, _submit(store, "early"))
+    store.fail_attempt(early.id, attempt.id, _error(), outcome=AttemptOutcome.LOST, retry_at=None)
+    clock.advance(60)
+    since = clock.now
+    # and inside them: a job lost, then stalled, then succeeded; a failure; two waiting
+    job, attempt = _claim(store, _submit(store, "ok"))
+    store.fail_attempt(job.id, attempt.id, _error(), outcome=AttemptOutcome.LOST, retry_at=since)
+    _, attempt = _claim(store, job)
+    store.fail_attempt(job.id, attempt.id, _error(), outcome=AttemptOutcome.STALLED, retry_at=since)
+    _, attempt = _claim(store, job)
+    store.succeed(job.id, attempt.id, _result())
+    bad, attempt = _claim(store, _submit(store, "bad"))
+    missing = _error(ErrorCode.INPUT_NOT_FOUND, "File not found: /in/bad.wav.")
+    store.fail_attempt(bad.id, attempt.id, missing, outcome=AttemptOutcome.FAILED, retry_at=None)
+    clock.advance(5)
+    _submit(store, "queued")
+    clock.advance(5)
+    _submit(store, "newer")
+
+    activity = recent_activity(store, finished_since=since, ended_since=since)
+
+    assert activity.finished_by_state == {JobState.SUCCEEDED: 1, JobState.FAILED: 1}
+    assert activity.ended_by_outcome == {
+        AttemptOutcome.LOST: 1,
+        AttemptOutcome.STALLED: 1,
+        AttemptOutcome.SUCCEEDED: 1,
+        AttemptOutcome.FAILED: 1,
+    }
+    assert activity.oldest_queued_at == since + timedelta(seconds=5)
+    assert activity.oldest_queued_at.tzinfo is not None
+    wider = recent_activity(store, finished_since=start, ended_since=start)
+    assert wider.finished_by_state[JobState.FAILED] == 2
+    assert wider.ended_by_outcome[AttemptOutcome.LOST] == 2
 
 
 def test_stats_are_read_before_the_connection_goes_back_to_the_pool(

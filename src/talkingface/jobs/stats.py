@@ -1,16 +1,17 @@
-"""Figures over the job store for /v1/stats and metrics: counts, success rates, percentiles."""
+"""Figures over the job store for /v1/stats, metrics and alerts: counts, rates, percentiles."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, case, func, select
 
-from talkingface.jobs.states import JobState
-from talkingface.jobs.tables import jobs
+from talkingface.jobs.states import AttemptOutcome, JobState
+from talkingface.jobs.tables import attempts, jobs
 
 if TYPE_CHECKING:
     from talkingface.jobs.store import JobStore
@@ -47,6 +48,40 @@ def compute_stats(store: JobStore, *, now: datetime) -> dict[str, Any]:  # Any: 
         "queue_wait_s": _percentiles(waits_s),
         "retries_total": int(retries),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class RecentActivity:
+    """What the alert rules look at, read in one transaction."""
+
+    finished_by_state: dict[JobState, int]  # jobs finished since `finished_since`
+    ended_by_outcome: dict[AttemptOutcome, int]  # attempts ended since `ended_since`
+    oldest_queued_at: datetime | None  # creation time of the longest-waiting queued job
+
+
+def recent_activity(
+    store: JobStore, *, finished_since: datetime, ended_since: datetime
+) -> RecentActivity:
+    """Jobs finished and attempts ended in their windows, and the queue's oldest job."""
+    with store.reading() as conn:
+        finished = conn.execute(
+            select(jobs.c.state, func.count())
+            .where(jobs.c.finished_at >= finished_since)
+            .group_by(jobs.c.state)
+        ).all()
+        ended = conn.execute(
+            select(attempts.c.outcome, func.count())
+            .where(attempts.c.ended_at >= ended_since)
+            .group_by(attempts.c.outcome)
+        ).all()
+        oldest = conn.execute(
+            select(func.min(jobs.c.created_at)).where(jobs.c.state == JobState.QUEUED.value)
+        ).scalar_one()
+    return RecentActivity(
+        finished_by_state={JobState(state): int(count) for state, count in finished},
+        ended_by_outcome={AttemptOutcome(outcome): int(count) for outcome, count in ended},
+        oldest_queued_at=oldest,
+    )
 
 
 def _success_rate(conn: Connection, since: datetime | None) -> float | None:

@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
 
 from talkingface.config import Settings
 from talkingface.jobs.states import AttemptOutcome, JobState
+from talkingface.jobs.stats import recent_activity
 from talkingface.jobs.store import JobStore
-from talkingface.jobs.tables import attempts, jobs
 
 logger = logging.getLogger(__name__)
 
@@ -113,38 +112,23 @@ class AlertManager:
 
     def _conditions(self, now: datetime) -> list[Condition]:
         a = self.settings.alerts
-        with self.store.reading() as conn:
-            since = now - timedelta(seconds=a.failure_window_s)
-            finished: dict[str, int] = dict(
-                conn.execute(
-                    select(jobs.c.state, func.count())
-                    .where(jobs.c.finished_at >= since)
-                    .group_by(jobs.c.state)
-                ).all()
-            )
-            recent = now - timedelta(seconds=a.lost_window_s)
-            outcomes: dict[str, int] = dict(
-                conn.execute(
-                    select(attempts.c.outcome, func.count())
-                    .where(attempts.c.ended_at >= recent)
-                    .group_by(attempts.c.outcome)
-                ).all()
-            )
-            oldest = conn.execute(
-                select(func.min(jobs.c.created_at)).where(jobs.c.state == JobState.QUEUED.value)
-            ).scalar_one()
+        activity = recent_activity(
+            self.store,
+            finished_since=now - timedelta(seconds=a.failure_window_s),
+            ended_since=now - timedelta(seconds=a.lost_window_s),
+        )
         return [
-            self._failure_rate(finished),
-            self._lost(outcomes),
-            self._stalled(outcomes),
-            self._queue_wait(oldest, now),
+            self._failure_rate(activity.finished_by_state),
+            self._lost(activity.ended_by_outcome),
+            self._stalled(activity.ended_by_outcome),
+            self._queue_wait(activity.oldest_queued_at, now),
             self._disk_free(),
         ]
 
-    def _failure_rate(self, finished: dict[str, int]) -> Condition:
+    def _failure_rate(self, finished: dict[JobState, int]) -> Condition:
         a = self.settings.alerts
-        failed = finished.get(JobState.FAILED.value, 0)
-        total = failed + finished.get(JobState.SUCCEEDED.value, 0)
+        failed = finished.get(JobState.FAILED, 0)
+        total = failed + finished.get(JobState.SUCCEEDED, 0)
         rate = failed / total if total else 0.0
         firing = total >= a.failure_min_jobs and rate > a.failure_rate_max
         return Condition(
@@ -154,9 +138,9 @@ class AlertManager:
             f"({rate:.0%}, limit {a.failure_rate_max:.0%}); see GET /v1/stats failures_by_code.",
         )
 
-    def _lost(self, outcomes: dict[str, int]) -> Condition:
+    def _lost(self, outcomes: dict[AttemptOutcome, int]) -> Condition:
         a = self.settings.alerts
-        lost = outcomes.get(AttemptOutcome.LOST.value, 0)
+        lost = outcomes.get(AttemptOutcome.LOST, 0)
         return Condition(
             "workers_lost",
             lost >= a.lost_attempts_max,
@@ -164,11 +148,9 @@ class AlertManager:
             f"(limit {a.lost_attempts_max}); workers are dying: check memory and the worker log.",
         )
 
-    def _stalled(self, outcomes: dict[str, int]) -> Condition:
+    def _stalled(self, outcomes: dict[AttemptOutcome, int]) -> Condition:
         a = self.settings.alerts
-        stuck = outcomes.get(AttemptOutcome.STALLED.value, 0) + outcomes.get(
-            AttemptOutcome.TIMED_OUT.value, 0
-        )
+        stuck = outcomes.get(AttemptOutcome.STALLED, 0) + outcomes.get(AttemptOutcome.TIMED_OUT, 0)
         return Condition(
             "job_stalled",
             stuck > 0,
@@ -178,8 +160,6 @@ class AlertManager:
 
     def _queue_wait(self, oldest: datetime | None, now: datetime) -> Condition:
         a = self.settings.alerts
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=UTC)
         waited = (now - oldest).total_seconds() if oldest is not None else 0.0
         return Condition(
             "queue_wait",
