@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,21 @@ def test_events_list_the_jobs_history(api: ApiHarness) -> None:
 
 
 # --- results ------------------------------------------------------------------------------
+
+
+def test_the_result_shows_every_stored_figure_and_a_url_never_the_server_path(
+    api: ApiHarness,
+) -> None:
+    job_id = submit_paths(api).json()["id"]
+    make_succeeded(api, job_id, b"mp4")
+    stored = api.store.get(job_id).result
+    assert stored is not None
+
+    shown = api.client.get(f"/v1/jobs/{job_id}").json()["result"]
+
+    assert shown == {**stored.figures(), "url": shown["url"]}
+    assert shown["url"].endswith(f"/v1/jobs/{job_id}/result")
+    assert stored.path not in json.dumps(shown)
 
 
 def test_result_supports_range_requests(api: ApiHarness) -> None:

@@ -86,6 +86,10 @@ class AttemptPublic(BaseModel):
 
 
 class ResultPublic(BaseModel):
+    """A succeeded job's result on the wire: JobResult's figures (its `path` stays on the
+    server; `url` downloads it). Declared here, not derived, so that a field added to
+    JobResult reaches clients only when added here too (a test keeps the two in step)."""
+
     url: str
     duration_s: float
     width: int
@@ -167,17 +171,7 @@ def job_public(
     """The job object of the v1 contract (GET /v1/jobs/{id})."""
     result = None
     if job.result is not None and job.state is JobState.SUCCEEDED:
-        r = job.result
-        result = ResultPublic(
-            url=result_url,
-            duration_s=r.duration_s,
-            width=r.width,
-            height=r.height,
-            fps=r.fps,
-            processing_s=r.processing_s,
-            frame_count=r.frame_count,
-            frames_without_face=r.frames_without_face,
-        )
+        result = ResultPublic.model_validate({**job.result.figures(), "url": result_url})
     return JobPublic(
         id=job.id,
         state=job.state,

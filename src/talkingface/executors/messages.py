@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from talkingface.errors import ErrorRecord
-from talkingface.jobs.records import JobOptions, JobResult
+from talkingface.jobs.records import JobOptions
 from talkingface.pipeline.items import JobId
+from talkingface.results import JobResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,9 +32,8 @@ from talkingface.errors import (
 )
 from talkingface.executors.faults import Fault, FaultControls, get_fault
 from talkingface.executors.messages import Assignment, Failed, Heartbeat, Ready, Succeeded
-from talkingface.jobs.records import JobResult
 from talkingface.logs import bind, bind_job, configure_logging
-from talkingface.pipeline.attempt import GenerateRequest, GenerateResult, run_attempt
+from talkingface.pipeline.attempt import GenerateRequest, run_attempt
 from talkingface.pipeline.items import FacePolicy, JobTag, LoopMode, Progress
 
 logger = logging.getLogger(__name__)
@@ -138,7 +137,7 @@ def _run_assignment(
                 _request_for(assignment), engine, settings, progress=progress, cancel=cancel
             )
             return Succeeded(
-                worker_id, assignment.job_id, assignment.attempt_id, _job_result(result)
+                worker_id, assignment.job_id, assignment.attempt_id, result.job_result()
             )
         except TalkingFaceError as exc:
             _log_failure(assignment, exc, started_s, exc_info=False)
@@ -174,19 +173,6 @@ def _request_for(assignment: Assignment) -> GenerateRequest:
         output_path=Path(assignment.output_path),
         loop=loop,
         face_policy=face_policy,
-    )
-
-
-def _job_result(result: GenerateResult) -> JobResult:
-    return JobResult(
-        path=str(result.output_path),
-        duration_s=result.duration_s,
-        width=result.width,
-        height=result.height,
-        fps=result.fps,
-        frame_count=result.frame_count,
-        frames_without_face=result.frames_without_face,
-        processing_s=result.processing_s,
     )
 
 

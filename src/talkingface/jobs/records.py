@@ -9,6 +9,7 @@ from typing import Any
 from talkingface.errors import ErrorRecord
 from talkingface.jobs.states import AttemptOutcome, JobState
 from talkingface.pipeline.items import JobId
+from talkingface.results import JobResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,18 +28,6 @@ class JobOptions:
     face_policy: str = "largest"
     fault: str | None = None  # test-only fault injection (refused unless enabled in settings)
     callback_url: str | None = None  # receives the terminal state (webhooks)
-
-
-@dataclass(frozen=True, slots=True)
-class JobResult:
-    path: str  # the published MP4 on the server
-    duration_s: float
-    width: int
-    height: int
-    fps: float
-    frame_count: int
-    frames_without_face: int
-    processing_s: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,10 +28,10 @@ from talkingface.jobs.records import (
     JobInputs,
     JobOptions,
     JobRecord,
-    JobResult,
 )
 from talkingface.jobs.states import TERMINAL_STATES, AttemptOutcome, JobState, check_transition
 from talkingface.jobs.tables import attempts, events, jobs
+from talkingface.results import JobResult
 
 
 def utcnow() -> datetime:

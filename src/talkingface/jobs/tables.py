@@ -35,10 +35,10 @@ from talkingface.jobs.records import (
     JobInputs,
     JobOptions,
     JobRecord,
-    JobResult,
 )
 from talkingface.jobs.states import AttemptOutcome, JobState, check_transition
 from talkingface.pipeline.items import JobId
+from talkingface.results import JobResult
 
 # the same check on every table that stores an error: a stored error always says something
 ERROR_MESSAGE_CHECK = "error_code IS NULL OR length(error_message) > 0"

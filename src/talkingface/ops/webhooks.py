@@ -165,13 +165,5 @@ def _payload(job: Any, event: str) -> dict[str, Any]:  # Any: a JobRecord; JSON-
         "state": job.state.value,
         "attempt": job.attempt,
         "error": None if job.error is None else job.error.to_dict(),
-        "result": None
-        if job.result is None
-        else {
-            "duration_s": job.result.duration_s,
-            "width": job.result.width,
-            "height": job.result.height,
-            "fps": job.result.fps,
-            "processing_s": job.result.processing_s,
-        },
+        "result": None if job.result is None else job.result.figures(),
     }

@@ -38,6 +38,7 @@ from talkingface.pipeline.items import (
     TemplateFrame,
     TrackedFrame,
 )
+from talkingface.results import JobResult
 from talkingface.templates import (
     PreparedTemplate,
     TemplateCache,
@@ -61,18 +62,16 @@ class GenerateRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class GenerateResult:
-    output_path: Path
-    duration_s: float
-    width: int
-    height: int
-    fps: float
-    frame_count: int
-    frames_without_face: int
+class GenerateResult(JobResult):
+    """The job's result plus what only the rendering process cares about."""
+
     template_from_cache: bool
-    processing_s: float
     stage_s: dict[str, float] = field(default_factory=dict)
     articulation: dict[str, object] = field(default_factory=dict)  # person model or generic
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.path)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -158,7 +157,7 @@ def run_attempt(
         )
         timings["render"] = time.monotonic() - t0
         result = GenerateResult(
-            output_path=request.output_path,
+            path=str(request.output_path),
             duration_s=frame_count / fps,
             width=template.width + template.width % 2,
             height=template.height + template.height % 2,
