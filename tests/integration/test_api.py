@@ -390,6 +390,23 @@ def test_openapi_documents_the_operations(api: ApiHarness) -> None:
     assert api.client.get("/docs").status_code == 200
 
 
+def test_openapi_shows_the_test_only_fault_field_only_where_faults_are_allowed(
+    make_api: Any,
+) -> None:
+    def job_create(api: ApiHarness) -> dict[str, Any]:
+        document = api.client.get("/openapi.json").json()
+        schema: dict[str, Any] = document["components"]["schemas"]["JobCreate"]
+        return schema
+
+    production = job_create(make_api())
+    testing = job_create(make_api(workers={"allow_faults": True}))
+
+    assert '"fault"' not in json.dumps(production)  # ("default" contains "fault")
+    assert {"audio", "video", "priority", "callback_url"} <= set(production["properties"])
+    assert set(testing["properties"]) == set(production["properties"]) | {"fault"}
+    assert "allow_faults" in testing["properties"]["fault"]["description"]
+
+
 def test_request_id_is_echoed(api: ApiHarness) -> None:
     response = api.client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert response.headers["x-request-id"] == "abc-123"

@@ -137,5 +137,10 @@ def create_app(
     if guarded:
         app.add_middleware(BrowserGuardMiddleware, trusted_hosts=settings.api.trusted_hosts)
     app.add_middleware(RequestIdMiddleware)
-    app.openapi = openapi_builder(app, keyed=bool(settings.api.keys), guarded=guarded)  # type: ignore[method-assign]
+    app.openapi = openapi_builder(  # type: ignore[method-assign]
+        app,
+        keyed=bool(settings.api.keys),
+        guarded=guarded,
+        test_only=settings.workers.allow_faults,
+    )
     return app

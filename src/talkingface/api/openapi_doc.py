@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from talkingface.api.schemas import ErrorPublic, JobCreate
+from talkingface.api.schemas import TEST_ONLY, ErrorPublic, JobCreate
 
 # Any: OpenAPI fragments below are plain JSON objects.
 Document = dict[str, Any]
@@ -70,29 +70,45 @@ class HeyGemReply(BaseModel):
     success: bool
 
 
-def openapi_builder(app: FastAPI, *, keyed: bool, guarded: bool = False) -> Callable[[], Document]:
+def openapi_builder(
+    app: FastAPI, *, keyed: bool, guarded: bool = False, test_only: bool = False
+) -> Callable[[], Document]:
     """app.openapi for create_app; `keyed`: API keys are configured, so 401 is an answer;
-    `guarded`: the browser guard is on (keyless loopback), so 403 is one."""
+    `guarded`: the browser guard is on (keyless loopback), so 403 is one; `test_only`: fault
+    injection is allowed, so the fields marked TEST_ONLY are shown."""
 
     def openapi() -> Document:
         if app.openapi_schema is None:
             document = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            app.openapi_schema = describe_errors(add_models(document), keyed=keyed, guarded=guarded)
+            models = add_models(document, test_only=test_only)
+            app.openapi_schema = describe_errors(models, keyed=keyed, guarded=guarded)
         return app.openapi_schema
 
     return openapi
 
 
-def add_models(document: Document) -> Document:
-    """JobCreate (submit_job reads it by hand, JSON or form) and the error shapes."""
+def add_models(document: Document, *, test_only: bool = False) -> Document:
+    """JobCreate (submit_job reads it by hand, JSON or form) and the error shapes; fields
+    marked TEST_ONLY only when `test_only`."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for model in (JobCreate, ErrorBody, HeyGemReply):
         fragment = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(fragment.pop("$defs", {}))
         schemas[model.__name__] = fragment
+    if not test_only:
+        for schema in schemas.values():
+            _drop_test_only(schema)
     for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422, never sent
         schemas.pop(unused, None)
     return document
+
+
+def _drop_test_only(schema: Document) -> None:
+    properties = schema.get("properties", {})
+    for name in [name for name, spec in properties.items() if spec.get(TEST_ONLY)]:
+        del properties[name]
+        if name in schema.get("required", ()):
+            schema["required"].remove(name)
 
 
 def describe_errors(document: Document, *, keyed: bool, guarded: bool = False) -> Document:

@@ -11,6 +11,9 @@ from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.pipeline.items import FacePolicy, LoopMode
 
+# marks a field the OpenAPI document shows only where workers.allow_faults is set (openapi_doc)
+TEST_ONLY = "x-test-only"
+
 
 class JobOptionsIn(BaseModel):
     """How to render a job; the multipart form carries these beside the files."""
@@ -21,7 +24,11 @@ class JobOptionsIn(BaseModel):
     engine: str | None = Field(None, description="Render engine; the server default if absent.")
     loop: LoopMode | None = None
     face_policy: FacePolicy | None = None
-    fault: str | None = Field(None, description="Test-only fault injection (workers.allow_faults).")
+    fault: str | None = Field(
+        None,
+        description="Test-only fault injection (workers.allow_faults).",
+        json_schema_extra={TEST_ONLY: True},
+    )
     callback_url: str | None = Field(
         None, max_length=2048, description="http(s) URL that receives the job's terminal state."
     )
