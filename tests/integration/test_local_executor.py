@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -402,17 +404,33 @@ def test_faults_are_refused_unless_allowed(
         assert "allow_faults" in outcome.error.message
 
 
-def test_an_unknown_fault_is_a_config_error_naming_the_choices(worker_cache_dir: Path) -> None:
+@pytest.mark.parametrize("allowed", [False, True])
+def test_fault_code_is_loaded_in_a_worker_only_where_faults_are_allowed(allowed: bool) -> None:
+    # the production worker path carries no fault injection: not even the module is imported
+    script = (
+        "import sys\n"
+        "from talkingface.config import Settings\n"
+        "from talkingface.executors.worker import attempt_runner\n"
+        f"attempt_runner(Settings(workers={{'allow_faults': {allowed}}}))\n"
+        "print('talkingface.executors.faults' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(allowed)
+
+
+def test_an_unknown_fault_is_a_config_error_naming_the_choices() -> None:
     controls = FaultControls(send_heartbeat=lambda: None, stop_heartbeats=lambda: None)
     with pytest.raises(ConfigError, match=r"'explode'.*silent_hang"):
-        get_fault("explode", make_settings(worker_cache_dir), controls)
+        get_fault("explode", controls)
 
 
-def test_a_fault_limited_to_the_first_attempt_spares_the_retry(worker_cache_dir: Path) -> None:
+def test_a_fault_limited_to_the_first_attempt_spares_the_retry() -> None:
     controls = FaultControls(send_heartbeat=lambda: None, stop_heartbeats=lambda: None)
-    settings = make_settings(worker_cache_dir)
-    assert get_fault("hang@1", settings, controls, attempt_number=1) is not None
-    assert get_fault("hang@1", settings, controls, attempt_number=2) is None
-    assert get_fault("hang", settings, controls, attempt_number=4) is not None
+    assert get_fault("hang@1", controls, attempt_number=1) is not None
+    assert get_fault("hang@1", controls, attempt_number=2) is None
+    assert get_fault("hang", controls, attempt_number=4) is not None
     with pytest.raises(ConfigError, match="after '@'"):
-        get_fault("hang@x", settings, controls)
+        get_fault("hang@x", controls)

@@ -1,7 +1,9 @@
 """Test-only fault injection in a worker (④): wraps the engine's renderer or progress callback.
 
-`JobOptions.fault` names one fault; it is refused unless `settings.workers.allow_faults` is set.
-Each fault changes one narrow thing, so the pipeline itself has no fault branches:
+`JobOptions.fault` names one fault. Only a worker started with `workers.allow_faults` imports
+this module: it runs its attempts through `with_faults` (worker.attempt_runner), the one place
+faults enter; any other worker refuses a job naming a fault. Each fault changes one narrow
+thing, so the pipeline itself has no fault branches:
 
 * `crash`: the process exits with code 70 right after the first heartbeat that carries progress.
 * `hang`: rendering blocks for good after a few frames; heartbeats keep coming (STALLED).
@@ -20,7 +22,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from talkingface.engines.base import EngineInfo, FrameRenderer, LipSyncEngine, TemplateCollector
@@ -29,6 +31,8 @@ from talkingface.pipeline.items import Articulation, MouthRender, Progress, Trac
 
 if TYPE_CHECKING:
     from talkingface.config import Settings
+    from talkingface.executors.worker import AttemptContext, AttemptRunner
+    from talkingface.pipeline.attempt import GenerateResult
     from talkingface.templates import PreparedTemplate
 
 logger = logging.getLogger(__name__)
@@ -173,19 +177,10 @@ def parse_fault(spec: str) -> tuple[str, int | None]:
     return name, int(limit)
 
 
-def get_fault(
-    spec: str | None, settings: Settings, controls: FaultControls, attempt_number: int = 1
-) -> Fault | None:
-    """The fault `spec` names for this attempt (None: none); CONFIG_INVALID if off or unknown."""
+def get_fault(spec: str | None, controls: FaultControls, attempt_number: int = 1) -> Fault | None:
+    """The fault `spec` names for this attempt (None: none); CONFIG_INVALID if unknown."""
     if spec is None:
         return None
-    if not settings.workers.allow_faults:
-        raise ConfigError(
-            f"Fault injection ({spec!r}) is disabled; it is for tests only "
-            "(set workers.allow_faults = true in a test configuration).",
-            stage=Stage.SETUP,
-            details={"fault": spec},
-        )
     name, attempts = parse_fault(spec)
     if name not in _FAULTS:
         raise ConfigError(
@@ -196,6 +191,31 @@ def get_fault(
     if attempts is not None and attempt_number > attempts:
         return None
     return _FAULTS[name](name, controls)
+
+
+def with_faults(run: AttemptRunner) -> AttemptRunner:
+    """`run` with the fault each attempt's job names injected around it (armed before,
+    disarmed after); `run` itself sees the job without its fault."""
+
+    def run_with_fault(
+        attempt: AttemptContext, engine: LipSyncEngine, settings: Settings
+    ) -> GenerateResult:
+        assignment = attempt.assignment
+        controls = FaultControls(attempt.send_heartbeat, attempt.stop_heartbeats)
+        fault = get_fault(assignment.options.fault, controls, assignment.attempt_number)
+        plain = replace(assignment, options=replace(assignment.options, fault=None))
+        if fault is None:
+            return run(replace(attempt, assignment=plain), engine, settings)
+        fault.arm()
+        try:
+            faulty = replace(
+                attempt, assignment=plain, progress=fault.wrap_progress(attempt.progress)
+            )
+            return run(faulty, fault.wrap_engine(engine), settings)
+        finally:
+            fault.disarm()
+
+    return run_with_fault
 
 
 class _FaultyEngine:

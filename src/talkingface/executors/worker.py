@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -30,10 +32,14 @@ from talkingface.errors import (
     UnexpectedError,
     translate_errors,
 )
-from talkingface.executors.faults import Fault, FaultControls, get_fault
 from talkingface.executors.messages import Assignment, Failed, Heartbeat, Ready, Succeeded
 from talkingface.logs import bind, bind_job, configure_logging
-from talkingface.pipeline.attempt import GenerateRequest, run_attempt
+from talkingface.pipeline.attempt import (
+    GenerateRequest,
+    GenerateResult,
+    ProgressCallback,
+    run_attempt,
+)
 from talkingface.pipeline.items import FacePolicy, JobTag, LoopMode, Progress
 
 logger = logging.getLogger(__name__)
@@ -80,6 +86,7 @@ def _serve(
     engines: _Engines,
 ) -> None:
     """Receive and run assignments until EOF or until it is time to recycle."""
+    run = attempt_runner(settings)
     for _ in range(settings.workers.recycle_after_jobs):
         try:
             assignment = conn.recv()
@@ -93,7 +100,7 @@ def _serve(
                 extra={"event": "worker_protocol_error"},
             )
             return
-        outcome = _run_assignment(channel, settings, worker_id, engines, assignment)
+        outcome = _run_assignment(channel, settings, worker_id, engines, assignment, run)
         if not channel.send(outcome):
             logger.info("parent pipe closed; exiting", extra={"event": "worker_parent_gone"})
             return
@@ -104,38 +111,56 @@ def _serve(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptContext:
+    """One attempt as a runner sees it: its assignment, progress sink and levers."""
+
+    assignment: Assignment
+    progress: ProgressCallback
+    cancel: threading.Event  # set when the parent is gone: stop early
+    send_heartbeat: Callable[[], None]  # send the latest progress now (synchronously)
+    stop_heartbeats: Callable[[], None]
+
+
+AttemptRunner = Callable[[AttemptContext, LipSyncEngine, Settings], GenerateResult]
+
+
+def attempt_runner(settings: Settings) -> AttemptRunner:
+    """How this worker runs attempts, chosen once at start: run_attempt itself, or, only
+    where workers.allow_faults is set (tests, the chaos campaign), wrapped with the fault
+    injection its job names. The fault code is not even imported otherwise."""
+    if not settings.workers.allow_faults:
+        return _run
+    from talkingface.executors.faults import with_faults
+
+    return with_faults(_run)
+
+
+def _run(attempt: AttemptContext, engine: LipSyncEngine, settings: Settings) -> GenerateResult:
+    request = _request_for(attempt.assignment)
+    return run_attempt(request, engine, settings, progress=attempt.progress, cancel=attempt.cancel)
+
+
 def _run_assignment(
     channel: _Channel,
     settings: Settings,
     worker_id: str,
     engines: _Engines,
     assignment: Assignment,
+    run: AttemptRunner,
 ) -> Succeeded | Failed:
     """Run one attempt with heartbeats; every outcome becomes a Succeeded or Failed message."""
     cancel = threading.Event()  # set when the parent is gone: stop the attempt early
     beats = _Heartbeats(channel, assignment, worker_id, settings.workers.heartbeat_s, cancel)
-    controls = FaultControls(send_heartbeat=beats.send_now, stop_heartbeats=beats.silence)
+    attempt = AttemptContext(assignment, beats.on_progress, cancel, beats.send_now, beats.silence)
     started_s = time.monotonic()
-    fault: Fault | None = None
     with (
         bind_job(assignment.job_id, assignment.attempt_number),
         bind(attempt_id=assignment.attempt_id),
     ):
         try:
             beats.start()  # first beat at once: the executor sees the attempt has begun
-            fault = get_fault(
-                assignment.options.fault, settings, controls, assignment.attempt_number
-            )
-            engine = engines.get(assignment.options.engine)
-            if fault is not None:
-                fault.arm()
-                engine = fault.wrap_engine(engine)
-            progress = (
-                beats.on_progress if fault is None else fault.wrap_progress(beats.on_progress)
-            )
-            result = run_attempt(
-                _request_for(assignment), engine, settings, progress=progress, cancel=cancel
-            )
+            result = run(attempt, engines.get(assignment.options.engine), settings)
             return Succeeded(
                 worker_id, assignment.job_id, assignment.attempt_id, result.job_result()
             )
@@ -150,12 +175,17 @@ def _run_assignment(
             return Failed(worker_id, assignment.job_id, assignment.attempt_id, record)
         finally:
             beats.stop()
-            if fault is not None:
-                fault.disarm()
 
 
 def _request_for(assignment: Assignment) -> GenerateRequest:
     options = assignment.options
+    if options.fault is not None:  # with_faults takes it off the assignment where allowed
+        raise ConfigError(
+            f"Fault injection ({options.fault!r}) is disabled; it is for tests only "
+            "(set workers.allow_faults = true in a test configuration).",
+            stage=Stage.SETUP,
+            details={"fault": options.fault},
+        )
     try:
         loop = LoopMode(options.loop)
         face_policy = FacePolicy(options.face_policy)
