@@ -436,6 +436,24 @@ def test_a_failing_attempt_of_a_cancel_requested_job_ends_canceled(
     assert store.attempts(job.id)[0].outcome == AttemptOutcome.LOST
 
 
+def test_a_success_reported_after_a_cancel_request_ends_canceled(store: JobStore) -> None:
+    # Given a running job whose cancel was accepted (202) before its worker reported success
+    job, attempt = _claim(store, _submit(store))
+    store.request_cancel(job.id)
+
+    # When the success arrives
+    recorded = store.succeed(job.id, attempt.id, _result())
+
+    # Then the job ends canceled, without a result, and the caller is told not to publish
+    ended = store.get(job.id)
+    assert recorded is False
+    assert (ended.state, ended.result) == (JobState.CANCELED, None)
+    assert ended.error is not None and ended.error.code == ErrorCode.CANCELED
+    assert store.attempts(job.id)[0].outcome == AttemptOutcome.CANCELED
+    assert [e.kind for e in store.events(job.id)][-1] == "job_canceled"
+    assert store.cancel_requested_running() == []
+
+
 def test_cancel_of_a_finished_job_is_a_conflict_naming_its_state(store: JobStore) -> None:
     job, attempt = _claim(store, _submit(store))
     store.succeed(job.id, attempt.id, _result())

@@ -232,12 +232,19 @@ class JobStore(JobReads):
             return True
 
     def succeed(self, job_id: str, attempt_id: str, result: JobResult) -> bool:
-        """Mark the job succeeded; False (nothing changed) when this attempt is not current."""
+        """Mark the job succeeded. False when the caller must withdraw the published result:
+        the attempt is not current (nothing changed), or the job's cancel was requested (a
+        202 cancel is kept: the job and the attempt end canceled, as in fail_attempt)."""
         with self._write() as conn:
             job = self._current(conn, job_id, attempt_id)
             if job is None:
                 return False
             now = self._clock()
+            if job.cancel_requested:
+                canceled = tables.canceled()
+                tables.end_attempt(conn, attempt_id, AttemptOutcome.CANCELED, canceled, now)
+                tables.cancel_job(conn, job, now)
+                return False
             tables.end_attempt(conn, attempt_id, AttemptOutcome.SUCCEEDED, None, now)
             conn.execute(
                 jobs.update()
