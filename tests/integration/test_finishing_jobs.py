@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from talkingface.config import Settings
+from talkingface.errors import NoFaceError
 from talkingface.executors.base import WorkerInfo
-from talkingface.executors.messages import Assignment, Succeeded, WorkerMessage
+from talkingface.executors.messages import Assignment, Failed, Succeeded, WorkerMessage
 from talkingface.jobs.records import JobInputs, JobOptions, JobResult
 from talkingface.jobs.states import AttemptOutcome, JobState
 from talkingface.jobs.store import JobStore
+from talkingface.pipeline.items import JobId
 from talkingface.scheduler import Scheduler
 from talkingface.storage.local import LocalStorage
 
@@ -105,3 +107,97 @@ def test_a_success_after_a_202_cancel_ends_canceled_and_removes_the_result(
     results = scheduler.storage.results_root
     assert not scheduler.storage.result_path(job_id).exists()
     assert [p.name for p in results.iterdir()] == []  # no published or partial file left
+
+
+def _run_to_success(scheduler: Scheduler, executor: ScriptedExecutor, video: Path) -> str:
+    scheduler.tick()  # dispatch the next queued job
+    assignment = executor.finish(video)
+    scheduler.tick()  # its success
+    return assignment.job_id
+
+
+def test_a_reused_code_exposes_each_jobs_own_video_at_success(
+    store: JobStore,
+    clock: FakeClock,
+    tmp_path: Path,
+    template_clip: Path,
+    short_template_clip: Path,
+) -> None:
+    scheduler, executor = _scheduler(tmp_path, store, clock)
+    exposed = scheduler.settings.heygem_temp_dir / "dup1-r.mp4"
+    _queue(store, "heygem:dup1:aaaa")
+    first = _run_to_success(scheduler, executor, template_clip)
+    first_bytes = exposed.read_bytes()
+    clock.advance(1)
+    _queue(store, "heygem:dup1:bbbb")
+    assert exposed.read_bytes() == first_bytes  # untouched while the new job runs
+
+    second = _run_to_success(scheduler, executor, short_template_clip)
+
+    assert store.get(first).state == store.get(second).state == JobState.SUCCEEDED
+    assert first_bytes == template_clip.read_bytes()
+    assert exposed.read_bytes() == short_template_clip.read_bytes()
+    assert exposed.samefile(scheduler.storage.result_path(second))  # a link, not a copy
+    assert sorted(p.name for p in exposed.parent.iterdir()) == ["dup1-r.mp4"]
+
+
+def test_an_older_job_of_a_code_finishing_later_leaves_the_newer_video(
+    store: JobStore,
+    clock: FakeClock,
+    tmp_path: Path,
+    template_clip: Path,
+    short_template_clip: Path,
+) -> None:
+    # Given job A of code c failed, then job B of the same code succeeded
+    scheduler, executor = _scheduler(tmp_path, store, clock)
+    older = _queue(store, "heygem:c:aaaa")
+    scheduler.tick()
+    attempt = store.attempts(older)[-1]
+    error = NoFaceError("No face found in the template.").to_record()
+    executor.outbox.append(Failed("w1", JobId(older), attempt.id, error))
+    executor.busy = False
+    scheduler.tick()
+    assert store.get(older).state == JobState.FAILED
+    clock.advance(1)
+    _queue(store, "heygem:c:bbbb")
+    _run_to_success(scheduler, executor, short_template_clip)
+    exposed = scheduler.settings.heygem_temp_dir / "c-r.mp4"
+
+    # When A is retried by hand and succeeds
+    store.retry(older)
+    assert _run_to_success(scheduler, executor, template_clip) == older
+
+    # Then c-r.mp4 still holds B's video: the query describes B, the newest job of the code
+    assert store.get(older).state == JobState.SUCCEEDED and attempt.number == 1
+    assert exposed.read_bytes() == short_template_clip.read_bytes()
+
+
+def test_a_canceled_heygem_job_leaves_no_exposed_video(
+    store: JobStore, clock: FakeClock, tmp_path: Path, short_template_clip: Path
+) -> None:
+    scheduler, executor = _scheduler(tmp_path, store, clock)
+    job_id = _queue(store, "heygem:gone:aaaa")
+    scheduler.tick()
+    store.request_cancel(job_id)
+    executor.finish(short_template_clip)
+    scheduler.tick()
+
+    assert store.get(job_id).state == JobState.CANCELED
+    assert not (scheduler.settings.heygem_temp_dir / "gone-r.mp4").exists()
+
+
+def test_a_temp_folder_that_cannot_take_the_video_fails_the_job_saying_why(
+    store: JobStore, clock: FakeClock, tmp_path: Path, short_template_clip: Path
+) -> None:
+    scheduler, executor = _scheduler(tmp_path, store, clock)
+    temp = scheduler.settings.heygem_temp_dir
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    temp.write_bytes(b"")  # a file where the folder should be
+    job_id = _queue(store, "heygem:nofolder:aaaa")
+
+    _run_to_success(scheduler, executor, short_template_clip)
+
+    job = store.get(job_id)
+    assert job.state == JobState.FAILED and job.error is not None
+    assert "exposing the result" in job.error.message and job.result is None
+    assert not scheduler.storage.result_path(job_id).exists()
