@@ -230,6 +230,33 @@ def test_cancel_of_queued_and_running_jobs(
     _assert_clean(service)
 
 
+def test_every_accepted_cancel_of_a_short_running_job_ends_canceled(
+    service_factory: ServiceFactory, short_template_clip: Path, tmp_path: Path
+) -> None:
+    """Issue 9: a 202 cancel that reaches a job in its last moments (the worker's success
+    already on its way) still ends the job canceled, with no result to download."""
+    service = service_factory()
+    audio = write_wav(tmp_path / "short.wav", synth_speech(1.0, seed=9).samples_f32, 16000)
+    accepted = 0
+    for _ in range(6):
+        job = _submit(service, audio, short_template_clip)
+        wait_until(
+            lambda j=job["id"]: service.job(j)["state"] != "queued",
+            timeout_s=60,
+            what="the job to start",
+        )
+        if service.http.post(f"/v1/jobs/{job['id']}/cancel").status_code != 202:
+            continue  # it had already finished: a 409, nothing promised
+        accepted += 1
+        done = service.wait_state(job["id"], "canceled", "succeeded", "failed", timeout_s=30)
+        assert done["state"] == "canceled", done
+        assert done["result"] is None
+        assert service.http.get(f"/v1/jobs/{job['id']}/result").status_code == 409
+        assert not (service.data_dir / "results" / f"{job['id']}.mp4").exists()
+    assert accepted > 0
+    _assert_clean(service)
+
+
 def test_server_sigkill_and_restart_mid_job_completes_the_job(
     service_factory: ServiceFactory, long_speech: Path, short_template_clip: Path, tmp_path: Path
 ) -> None:
