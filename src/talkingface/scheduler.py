@@ -315,6 +315,12 @@ class Scheduler:
             final.unlink(missing_ok=True)  # canceled meanwhile: the result is not wanted
             if exposed is not None:
                 exposed.unlink(missing_ok=True)
+            with bind_job(done.job_id, run.attempt_number):
+                logger.info(
+                    "job %s finished after it was canceled or replaced; result withdrawn",
+                    done.job_id,
+                    extra={"event": "result_withdrawn"},
+                )
             return
         if self.metrics is not None:
             job = self.store.get(done.job_id)
