@@ -38,6 +38,7 @@ from talkingface.executors.messages import (
     WorkerExited,
     WorkerMessage,
 )
+from talkingface.heygem_results import expose_result
 from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.retry import RetryPolicy
 from talkingface.jobs.states import AttemptOutcome, WorkerState
@@ -301,8 +302,25 @@ class Scheduler:
         # Publish first, then record: a job the store calls succeeded always has its file.
         final = self.storage.publish_result(done.job_id, done.attempt_id)
         result = replace(done.result, path=str(final))
+        try:
+            exposed = expose_result(self.store, self.settings.heygem_temp_dir, done.job_id, final)
+        except TalkingFaceError as exc:  # the HeyGem temp folder refused the file: say why
+            final.unlink(missing_ok=True)
+            error = exc.to_record()
+            self._end_attempt(
+                done.job_id, done.attempt_id, run.attempt_number, error, AttemptOutcome.FAILED
+            )
+            return
         if not self.store.succeed(done.job_id, done.attempt_id, result):
             final.unlink(missing_ok=True)  # canceled meanwhile: the result is not wanted
+            if exposed is not None:
+                exposed.unlink(missing_ok=True)
+            with bind_job(done.job_id, run.attempt_number):
+                logger.info(
+                    "job %s finished after it was canceled or replaced; result withdrawn",
+                    done.job_id,
+                    extra={"event": "result_withdrawn"},
+                )
             return
         if self.metrics is not None:
             job = self.store.get(done.job_id)

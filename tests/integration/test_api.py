@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from talkingface.errors import ErrorCode, ErrorRecord, Stage
 from talkingface.jobs.records import JobResult
 from talkingface.jobs.states import AttemptOutcome, JobState
+from talkingface.samples import synth_speech, write_wav
 from talkingface.storage.local import LocalStorage
 from tests.integration.api_fixtures import (  # noqa: F401  (fixtures are used by name)
     ApiHarness,
@@ -23,10 +26,14 @@ from tests.integration.api_fixtures import (  # noqa: F401  (fixtures are used b
 
 
 def submit_paths(
-    api: ApiHarness, audio: str = "speech.wav", video: str = "template.mp4", **extra: Any
+    api: ApiHarness,
+    audio: str = "speech.wav",
+    video: str = "template.mp4",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> Any:
     body = {"audio": str(api.input_root / audio), "video": str(api.input_root / video), **extra}
-    return api.client.post("/v1/jobs", json=body)
+    return api.client.post("/v1/jobs", json=body, headers=headers)
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -168,6 +175,69 @@ def test_same_idempotency_key_returns_the_same_job(api: ApiHarness) -> None:
 def submit_paths_with_key(api: ApiHarness, key: str) -> Any:
     body = {"audio": "speech.wav", "video": "template.mp4"}
     return api.client.post("/v1/jobs", json=body, headers={"Idempotency-Key": key})
+
+
+def test_an_empty_idempotency_key_is_422_and_creates_nothing(api: ApiHarness) -> None:
+    for key in ("", "   "):
+        error = assert_error(submit_paths_with_key(api, key), 422, "INPUT_INVALID")
+        assert "Idempotency-Key" in error["message"] and "empty" in error["message"]
+    assert api.store.list_jobs()[1] == 0
+
+
+def test_a_key_reused_with_other_inputs_is_422_naming_the_key(api: ApiHarness) -> None:
+    shutil.copy(api.input_root / "speech.wav", api.input_root / "other.wav")
+    headers = {"Idempotency-Key": "order-7"}
+    first = submit_paths(api, headers=headers)
+    changed = [
+        submit_paths(api, audio="other.wav", headers=headers),
+        submit_paths(api, priority=5, headers=headers),
+        submit_paths(api, loop="restart", headers=headers),
+    ]
+    again = submit_paths(api, headers=headers)
+
+    assert first.status_code == 202
+    for response in changed:
+        error = assert_error(response, 422, "INPUT_INVALID")
+        assert "'order-7'" in error["message"] and first.json()["id"] in error["message"]
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert api.store.list_jobs()[1] == 1
+
+
+def test_a_key_reused_with_other_uploaded_bytes_is_422(
+    api: ApiHarness, speech_wav: Path, template_clip: Path, tmp_path: Path
+) -> None:
+    other = write_wav(tmp_path / "other.wav", synth_speech(1.0, seed=5).samples_f32, 16000)
+
+    def upload(audio: Path) -> Any:
+        files = {
+            "audio": ("a.wav", audio.read_bytes()),
+            "video": ("v.mp4", template_clip.read_bytes()),
+        }
+        return api.client.post("/v1/jobs", files=files, headers={"Idempotency-Key": "up-1"})
+
+    first, same, changed = upload(speech_wav), upload(speech_wav), upload(other)
+
+    assert (first.status_code, same.status_code) == (202, 200)
+    assert same.json()["id"] == first.json()["id"]
+    assert "'up-1'" in assert_error(changed, 422, "INPUT_INVALID")["message"]
+    assert api.store.list_jobs()[1] == 1
+    saved = [p.name for p in (api.settings.data_dir / "inputs").iterdir()]
+    assert saved == [first.json()["id"]]  # the refused and repeated uploads are not kept
+
+
+def test_racing_submissions_with_one_key_and_other_inputs_make_one_job(api: ApiHarness) -> None:
+    start = threading.Barrier(8)
+
+    def submit(priority: int) -> int:
+        start.wait(timeout=30)
+        headers = {"Idempotency-Key": "race-key"}
+        return int(submit_paths(api, priority=priority, headers=headers).status_code)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(submit, range(8)))
+
+    assert statuses == [202] + [422] * 7
+    assert api.store.list_jobs()[1] == 1
 
 
 def test_full_queue_answers_429_with_retry_after(make_api: Any) -> None:

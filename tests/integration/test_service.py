@@ -230,6 +230,33 @@ def test_cancel_of_queued_and_running_jobs(
     _assert_clean(service)
 
 
+def test_every_accepted_cancel_of_a_short_running_job_ends_canceled(
+    service_factory: ServiceFactory, short_template_clip: Path, tmp_path: Path
+) -> None:
+    """Issue 9: a 202 cancel that reaches a job in its last moments (the worker's success
+    already on its way) still ends the job canceled, with no result to download."""
+    service = service_factory()
+    audio = write_wav(tmp_path / "short.wav", synth_speech(1.0, seed=9).samples_f32, 16000)
+    accepted = 0
+    for _ in range(6):
+        job = _submit(service, audio, short_template_clip)
+        wait_until(
+            lambda j=job["id"]: service.job(j)["state"] != "queued",
+            timeout_s=60,
+            what="the job to start",
+        )
+        if service.http.post(f"/v1/jobs/{job['id']}/cancel").status_code != 202:
+            continue  # it had already finished: a 409, nothing promised
+        accepted += 1
+        done = service.wait_state(job["id"], "canceled", "succeeded", "failed", timeout_s=30)
+        assert done["state"] == "canceled", done
+        assert done["result"] is None
+        assert service.http.get(f"/v1/jobs/{job['id']}/result").status_code == 409
+        assert not (service.data_dir / "results" / f"{job['id']}.mp4").exists()
+    assert accepted > 0
+    _assert_clean(service)
+
+
 def test_server_sigkill_and_restart_mid_job_completes_the_job(
     service_factory: ServiceFactory, long_speech: Path, short_template_clip: Path, tmp_path: Path
 ) -> None:
@@ -445,6 +472,58 @@ def test_a_heygem_client_gets_its_video_in_the_shared_temp_folder(
 
     wait_until(comfy_done, timeout_s=60, what="the ComfyUI task")
     assert (temp / "comfy-1-r.mp4").stat().st_size > 0
+
+
+def test_a_reused_heygem_code_serves_the_second_jobs_video_while_clients_poll(
+    service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path, tmp_path: Path
+) -> None:
+    """Issue 9: code dup1 reused with audio of another length; every reply that says done
+    names a file holding the video the reply describes, even while the code is resubmitted."""
+    temp = tmp_path / "heygem-temp"
+    temp.mkdir()
+    (temp / "face.mp4").write_bytes(short_template_clip.read_bytes())
+    (temp / "first.wav").write_bytes(speech_wav.read_bytes())  # 3 s
+    write_wav(temp / "second.wav", synth_speech(1.6, seed=5).samples_f32, 16000)
+    service = service_factory(extra_env={"TALKINGFACE_API__HEYGEM_TEMP_DIR": str(temp)})
+    checked: list[tuple[float, float]] = []  # (the reply's video_duration, the file's)
+    stop = threading.Event()
+
+    def query() -> dict[str, Any]:
+        reply: dict[str, Any] = service.http.get("/easy/query", params={"code": "dup1"}).json()
+        return reply
+
+    def poll() -> None:  # a client polling throughout, resubmission included
+        while not stop.is_set():
+            reply = query()
+            if reply["data"].get("status") != 2:
+                continue
+            duration = read_stream_facts(temp / reply["data"]["result"].lstrip("/"))
+            if query() == reply:  # else a resubmission came between: no claim to check
+                checked.append((reply["data"]["video_duration"], duration.video_duration_s))
+
+    def done_with(seconds: float) -> bool:
+        data = query()["data"]
+        return data.get("status") == 2 and abs(data["video_duration"] - seconds) < 0.2
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for audio, seconds in (("first.wav", 3.0), ("second.wav", 1.6)):
+            body = {"audio_url": audio, "video_url": "face.mp4", "code": "dup1"}
+            assert service.http.post("/easy/submit", json=body).json()["code"] == 10000
+            wait_until(lambda s=seconds: done_with(s), timeout_s=120, what=f"the {seconds} s job")
+            wait_until(
+                lambda s=seconds: sum(abs(said - s) < 0.2 for said, _ in checked) >= 3,
+                timeout_s=30,
+                what=f"replies about the {seconds} s job checked",
+            )
+            facts = read_stream_facts(temp / "dup1-r.mp4")
+            assert abs(facts.video_duration_s - seconds) < 0.2, (audio, facts)
+    finally:
+        stop.set()
+        poller.join(timeout=30)
+
+    assert all(abs(said - found) < 0.05 for said, found in checked), checked
 
 
 def test_pause_reorder_and_resume_the_queue(

@@ -107,6 +107,55 @@ def test_same_idempotency_key_returns_the_same_job(store: JobStore) -> None:
     assert store.list_jobs()[1] == 1
 
 
+def test_racing_creates_under_one_live_prefix_make_one_live_job(store: JobStore) -> None:
+    """20 submissions of one HeyGem code with different inputs (distinct keys): one job."""
+    results: list[tuple[str, bool]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(20)
+
+    def create(number: int) -> None:
+        try:
+            start.wait(timeout=10)
+            inputs = JobInputs(f"/in/a{number}.wav", "/in/v.mp4")
+            job, created = store.create(
+                inputs, JobOptions(), idempotency_key=f"hg:c1:{number}", live_key_prefix="hg:c1:"
+            )
+            results.append((job.id, created))
+        except BaseException as exc:  # reported by the main thread below
+            errors.append(exc)
+            raise
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert len(results) == 20 and sum(created for _, created in results) == 1
+    assert len({job_id for job_id, _ in results}) == 1
+    assert store.list_jobs()[1] == 1
+
+
+def test_a_live_prefix_frees_once_its_job_ends(store: JobStore) -> None:
+    first = _submit(store, "a", idempotency_key="hg:c2:1", live_key_prefix="hg:c2:")
+    job, attempt = _claim(store, first)
+    _submit(store, "b", idempotency_key="hg:other:1", live_key_prefix="hg:other:")
+    store.fail_attempt(job.id, attempt.id, _error(), outcome=AttemptOutcome.FAILED, retry_at=None)
+
+    second = _submit(store, "c", idempotency_key="hg:c2:2", live_key_prefix="hg:c2:")
+
+    assert second.id != first.id and store.list_jobs()[1] == 3
+
+
+def test_the_creating_requests_fingerprint_is_kept(store: JobStore) -> None:
+    marked = _submit(store, "a", idempotency_key="k", request_fingerprint="f" * 64)
+    plain = _submit(store, "b")
+
+    assert store.request_fingerprint_of(marked.id) == "f" * 64
+    assert store.request_fingerprint_of(plain.id) is None
+
+
 def test_create_refuses_when_the_queue_is_full(store: JobStore) -> None:
     _submit(store, "a", max_queued=2)
     _submit(store, "b", max_queued=2)
@@ -436,6 +485,24 @@ def test_a_failing_attempt_of_a_cancel_requested_job_ends_canceled(
 
     assert ended.state == JobState.CANCELED
     assert store.attempts(job.id)[0].outcome == AttemptOutcome.LOST
+
+
+def test_a_success_reported_after_a_cancel_request_ends_canceled(store: JobStore) -> None:
+    # Given a running job whose cancel was accepted (202) before its worker reported success
+    job, attempt = _claim(store, _submit(store))
+    store.request_cancel(job.id)
+
+    # When the success arrives
+    recorded = store.succeed(job.id, attempt.id, _result())
+
+    # Then the job ends canceled, without a result, and the caller is told not to publish
+    ended = store.get(job.id)
+    assert recorded is False
+    assert (ended.state, ended.result) == (JobState.CANCELED, None)
+    assert ended.error is not None and ended.error.code == ErrorCode.CANCELED
+    assert store.attempts(job.id)[0].outcome == AttemptOutcome.CANCELED
+    assert [e.kind for e in store.events(job.id)][-1] == "job_canceled"
+    assert store.cancel_requested_running() == []
 
 
 def test_cancel_of_a_finished_job_is_a_conflict_naming_its_state(store: JobStore) -> None:

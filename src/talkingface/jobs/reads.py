@@ -114,25 +114,19 @@ class JobReads:
     def latest_with_key_prefix(self, prefix: str) -> JobRecord | None:
         """The newest job whose idempotency key starts with `prefix` (HeyGem codes map to
         keys "heygem:<code>:<inputs hash>")."""
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        matches: ColumnElement[bool] = jobs.c.idempotency_key.like(escaped + "%", escape="\\")
-        if self._is_sqlite and prefix:
-            # SQLite never uses an index for LIKE (case-insensitive); the same prefix as a
-            # byte-wise range does use the key's unique index, so a HeyGem poll stays one
-            # index lookup however many jobs the store holds.
-            after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-            matches = (
-                matches & (jobs.c.idempotency_key >= prefix) & (jobs.c.idempotency_key < after)
-            )
-        query = (
-            select(jobs)
-            .where(matches)
-            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
-            .limit(1)
+        with self._read() as conn:
+            return newest_with_key_prefix(conn, prefix, self._is_sqlite)
+
+    def request_fingerprint_of(self, job_id: str) -> str | None:
+        """The fingerprint of the request that created the job (kept in its job_created
+        event), or None when it was created without one."""
+        query = select(events.c.data).where(
+            events.c.job_id == job_id, events.c.kind == "job_created"
         )
         with self._read() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else tables.job_from_row(row)
+            data = conn.execute(query.order_by(events.c.id).limit(1)).scalar()
+        value = (data or {}).get("request_fingerprint")
+        return value if isinstance(value, str) else None
 
     def queue_position(self, job: JobRecord) -> int:
         """How many queued jobs run before this one (higher priority, or same and older)."""
@@ -184,6 +178,27 @@ class JobReads:
                 (tables.job_from_row(row), tables.attempt_from_row(row, prefix="a_"))
                 for row in conn.execute(query)
             ]
+
+
+def newest_with_key_prefix(
+    conn: Connection, prefix: str, is_sqlite: bool, *, states: list[JobState] | None = None
+) -> JobRecord | None:
+    """The newest job whose idempotency key starts with `prefix`, optionally in `states`."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    matches: ColumnElement[bool] = jobs.c.idempotency_key.like(escaped + "%", escape="\\")
+    if is_sqlite and prefix:
+        # SQLite never uses an index for LIKE (case-insensitive); the same prefix as a
+        # byte-wise range does use the key's unique index, so a HeyGem poll stays one
+        # index lookup however many jobs the store holds.
+        after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        matches = matches & (jobs.c.idempotency_key >= prefix) & (jobs.c.idempotency_key < after)
+    if states is not None:
+        matches = matches & jobs.c.state.in_([state.value for state in states])
+    query = (
+        select(jobs).where(matches).order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(1)
+    )
+    row = conn.execute(query).first()
+    return None if row is None else tables.job_from_row(row)
 
 
 def attempts_of_jobs(conn: Connection, job_ids: list[str]) -> dict[str, list[AttemptRecord]]:

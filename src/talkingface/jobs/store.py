@@ -22,7 +22,7 @@ from talkingface.errors import (
 )
 from talkingface.jobs import tables
 from talkingface.jobs.database import server_engine, sqlite_engine
-from talkingface.jobs.reads import JobReads, count_jobs
+from talkingface.jobs.reads import JobReads, count_jobs, newest_with_key_prefix
 from talkingface.jobs.records import (
     AttemptRecord,
     JobInputs,
@@ -42,6 +42,8 @@ def utcnow() -> datetime:
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATE_LOCK_KEY = 0x7466_0001  # pg_advisory_xact_lock key: one migrator at a time
 _QUEUE_LIMIT_LOCK_KEY = 0x7466_0002  # one limited create at a time counts the queue
+_LIVE_PREFIX_LOCK_SPACE = 0x7466_0003  # (space, hashtext(prefix)): one create per key prefix
+_LIVE_STATES = [JobState.QUEUED, JobState.RUNNING]
 _PURGE_BATCH = 500
 
 
@@ -98,13 +100,22 @@ class JobStore(JobReads):
         idempotency_key: str | None = None,
         max_queued: int | None = None,
         job_id: str | None = None,
+        live_key_prefix: str | None = None,
+        request_fingerprint: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """(job, created): an idempotency key seen before returns that job and False.
 
         job_id: a caller-chosen uuid4 hex (the API names upload folders after it); else new.
+        live_key_prefix: a queued or running job whose key starts with it is returned instead
+        (False): one live job per prefix (a HeyGem code), however many creates race.
+        request_fingerprint: kept in the job_created event (request_fingerprint_of).
         """
         try:
             with self._write() as conn:
+                if live_key_prefix is not None:
+                    live = self._live_with_key_prefix(conn, live_key_prefix)
+                    if live is not None:
+                        return live, False
                 if idempotency_key is not None:
                     existing = conn.execute(
                         select(jobs).where(jobs.c.idempotency_key == idempotency_key)
@@ -128,7 +139,10 @@ class JobStore(JobReads):
                 new_id = job_id or uuid.uuid4().hex
                 values = tables.new_job_values(new_id, inputs, options, priority, idempotency_key)
                 conn.execute(jobs.insert().values(**values, created_at=now, updated_at=now))
-                tables.insert_event(conn, new_id, "job_created", {"priority": priority}, now)
+                created: dict[str, Any] = {"priority": priority}  # Any: JSON-safe values
+                if request_fingerprint is not None:
+                    created["request_fingerprint"] = request_fingerprint
+                tables.insert_event(conn, new_id, "job_created", created, now)
                 return self._get(conn, new_id), True
         except IntegrityError:
             if idempotency_key is None:
@@ -141,6 +155,17 @@ class JobStore(JobReads):
             if row is None:
                 raise
             return tables.job_from_row(row), False
+
+    def _live_with_key_prefix(self, conn: Connection, prefix: str) -> JobRecord | None:
+        """The newest queued or running job whose key starts with `prefix`, read under a lock
+        on the prefix held to the end of the transaction (SQLite: BEGIN IMMEDIATE already
+        serialises writers), so a concurrent create with the same prefix sees our insert."""
+        if not self._is_sqlite:
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:space, hashtext(:prefix))"),
+                {"space": _LIVE_PREFIX_LOCK_SPACE, "prefix": prefix},
+            )
+        return newest_with_key_prefix(conn, prefix, self._is_sqlite, states=_LIVE_STATES)
 
     # -- the queue ---------------------------------------------------------------------------
 
@@ -232,13 +257,20 @@ class JobStore(JobReads):
             return True
 
     def succeed(self, job_id: str, attempt_id: str, result: JobResult) -> bool:
-        """Mark the job succeeded; False (nothing changed) when this attempt is not current."""
+        """Mark the job succeeded. False when the caller must withdraw the published result:
+        the attempt is not current (nothing changed), or the job's cancel was requested (a
+        202 cancel is kept: the job and the attempt end canceled, as in fail_attempt)."""
         with self._write() as conn:
             job = self._current(conn, job_id, attempt_id)
             if job is None:
                 return False
             check_transition(job_id, job.state, JobState.SUCCEEDED)
             now = self._clock()
+            if job.cancel_requested:
+                canceled = tables.canceled()
+                tables.end_attempt(conn, attempt_id, AttemptOutcome.CANCELED, canceled, now)
+                tables.cancel_job(conn, job, now)
+                return False
             tables.end_attempt(conn, attempt_id, AttemptOutcome.SUCCEEDED, None, now)
             conn.execute(
                 jobs.update()

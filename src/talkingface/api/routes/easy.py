@@ -14,10 +14,12 @@ Mistyped fields are 10002 naming the field (`pn参数异常: 应为0或1`); unkn
 ignored, as face2face ignores them, and listed in the job's `heygem_submitted` event.
 Unlike the original: submissions queue instead of answering busy, results stay readable
 after the first terminal read, and a code resubmitted while queued or running returns that
-job (after it finished, a new job starts only if the inputs differ). `pn=1` (the default)
-is ping-pong looping, `pn=0` restarts the template; `chaofen`, `watermark_switch` and
-`digital_auth` are accepted and recorded in the job's history but change nothing: there is
-no super-resolution or watermark step here.
+job, however many submissions race (after it finished, a new job starts only if the inputs
+differ). The result file is written when the job succeeds, never by a query (see
+talkingface.heygem_results); a query names it only while it holds that job's video.
+`pn=1` (the default) is ping-pong looping, `pn=0` restarts the template; `chaofen`,
+`watermark_switch` and `digital_auth` are accepted and recorded in the job's history but
+change nothing: there is no super-resolution or watermark step here.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import json
 import logging
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from talkingface.errors import (
     TalkingFaceError,
     UnexpectedError,
 )
+from talkingface.heygem_results import code_key_prefix, exposed_result_of, job_key
 from talkingface.jobs.records import JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
@@ -81,6 +83,10 @@ def envelope(code: int, data: dict[str, Any], msg: object, success: bool = True)
     return JSONResponse({"code": code, "data": data, "msg": msg, "success": success})
 
 
+RESULT_GONE = (
+    "任务已完成，但结果文件{code}-r.mp4已不在临时目录中（可能已被删除）；请换一个code重新提交"
+)
+RESULT_DOWNLOADABLE = "，或从 /v1/jobs/{job_id}/result 下载"
 CODE_INVALID = "code参数异常: 只能包含字母、数字、_ . -，最长128个字符"
 
 
@@ -147,7 +153,7 @@ def _resolve_ref(value: str, temp_dir: Path) -> str:
 
 def _job_key(code: str, audio: str, video: str, pn: int) -> str:
     digest = hashlib.sha256(f"{audio}\n{video}\n{pn}".encode()).hexdigest()[:16]
-    return f"heygem:{code}:{digest}"
+    return job_key(code, digest)
 
 
 def _with_temp_root(settings: Settings) -> Settings:
@@ -226,7 +232,7 @@ def _submit(
     scheduler: Any,  # Any: SchedulerView
 ) -> JSONResponse:
     code = str(body["code"]).strip()
-    current = store.latest_with_key_prefix(f"heygem:{code}:")
+    current = store.latest_with_key_prefix(code_key_prefix(code))
     if current is not None and current.state in (JobState.QUEUED, JobState.RUNNING):
         return envelope(SUCCESS, {}, SUCCESS)  # the same task is already on its way
     temp_dir = settings.heygem_temp_dir
@@ -242,6 +248,7 @@ def _submit(
         _with_temp_root(settings),
         store,
         storage,
+        live_key_prefix=code_key_prefix(code),  # a race past the check above folds here
     )
     if created:
         flags = {name: _flag(body, name, 1 if name == "pn" else 0) for name in FLAG_FIELDS}
@@ -261,12 +268,16 @@ def heygem_query(settings: SettingsDep, store: StoreDep, code: str | None = None
     if not _valid_code(task):
         return envelope(PARAM_ERROR, {}, CODE_INVALID, success=False)
     try:
-        job = store.latest_with_key_prefix(f"heygem:{task}:")
+        job = store.latest_with_key_prefix(code_key_prefix(task))
         if job is None:
             return envelope(NOT_FOUND, {}, "任务不存在")
         return envelope(SUCCESS, _query_data(task, job, store, settings), "")
     except TalkingFaceError as exc:
         return envelope(SYSTEM_ERROR, {}, f"系统异常: {exc.message}", success=False)
+    except Exception as exc:  # the API boundary: never a 500 or an empty message here
+        logger.exception("heygem query failed", extra={"event": "heygem_query_failed"})
+        error = UnexpectedError.from_exception(exc, context="reading a HeyGem task")
+        return envelope(SYSTEM_ERROR, {}, f"系统异常: {error.message}", success=False)
 
 
 def _query_data(code: str, job: JobRecord, store: JobStore, settings: Settings) -> dict[str, Any]:
@@ -281,11 +292,16 @@ def _query_data(code: str, job: JobRecord, store: JobStore, settings: Settings) 
         frames = f" {job.frames_done}/{job.frames_total}帧" if job.frames_total else ""
         data["msg"] = f"{stage}{frames}"
     elif job.state == JobState.SUCCEEDED and job.result is not None:
-        name = _expose_result(code, Path(job.result.path), settings.heygem_temp_dir)
+        exposed = exposed_result_of(settings.heygem_temp_dir, code, job)
+        if exposed is None:
+            stored = Path(job.result.path).is_file()
+            hint = RESULT_DOWNLOADABLE.format(job_id=job.id) if stored else ""
+            data.update(status=STATUS_FAILED, msg=RESULT_GONE.format(code=code) + hint)
+            return data
         data.update(
             status=STATUS_DONE,
             progress=100,
-            result=f"/{name}",
+            result=f"/{exposed.name}",
             msg="任务完成",
             cost=round(job.result.processing_s, 3),
             video_duration=round(job.result.duration_s, 3),
@@ -297,21 +313,3 @@ def _query_data(code: str, job: JobRecord, store: JobStore, settings: Settings) 
         message = job.error.message if job.error is not None else ""
         data["msg"] = message or ("任务已取消" if job.state == JobState.CANCELED else "任务失败")
     return data
-
-
-def _expose_result(code: str, result: Path, temp_dir: Path) -> str:
-    """Put the result where face2face clients read it: <temp dir>/<code>-r.mp4 (a hard link
-    when the data dir is on the same file system, else a copy)."""
-    name = f"{code}-r.mp4"
-    target = temp_dir / name
-    if target.exists():
-        return name
-    temp_dir.mkdir(parents=True, exist_ok=True)
-    staging = temp_dir / f".{name}.partial-{os.getpid()}"
-    staging.unlink(missing_ok=True)
-    try:
-        os.link(result, staging)
-    except OSError:
-        shutil.copyfile(result, staging)
-    os.replace(staging, target)
-    return name

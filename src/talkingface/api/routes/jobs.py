@@ -22,6 +22,7 @@ from talkingface.api.bodies import (
 )
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
 from talkingface.api.events_stream import iter_job_stream
+from talkingface.api.idempotency import check_same_request, checked_key, request_fingerprint
 from talkingface.api.inputs import MediaRef, Upload, is_url, resolve_inputs
 from talkingface.api.problems import invalid_request, quoted
 from talkingface.api.schemas import EventPublic, JobCreate, JobList, JobOptionsIn, JobPublic
@@ -116,8 +117,15 @@ def create_job(
     settings: Settings,
     store: JobStore,
     storage: LocalStorage,
+    *,
+    live_key_prefix: str | None = None,
+    request_fingerprint: str | None = None,
 ) -> tuple[JobRecord, bool]:
-    """Make the inputs local, probe them and create the job; no files are left on failure."""
+    """Make the inputs local, probe them and create the job; no files are left on failure.
+
+    An existing job is returned (created False) for a known idempotency key, or for a live
+    job under `live_key_prefix` (JobStore.create); a known key whose job was made from another
+    `request_fingerprint` is a 422 naming the key."""
     options = job_options(options_in, settings)
     if store.queued_count() >= settings.api.max_queued:
         raise queue_full(settings)
@@ -131,6 +139,8 @@ def create_job(
             idempotency_key=idempotency_key,
             max_queued=settings.api.max_queued,
             job_id=job_id,
+            live_key_prefix=live_key_prefix,
+            request_fingerprint=request_fingerprint,
         )
     except QueueFullError as exc:
         storage.delete_job_files(job_id)
@@ -140,7 +150,28 @@ def create_job(
         raise
     if not created:  # the idempotency key named an existing job: our copies are not needed
         storage.delete_job_files(job_id)
+        if idempotency_key is not None and request_fingerprint is not None:
+            stored = store.request_fingerprint_of(job.id)
+            check_same_request(idempotency_key, job.id, stored, request_fingerprint)
     return job, created
+
+
+def create_keyed_job(
+    audio: MediaRef,
+    video: MediaRef,
+    options_in: JobOptionsIn,
+    idempotency_key: str | None,
+    settings: Settings,
+    store: JobStore,
+    storage: LocalStorage,
+) -> tuple[JobRecord, bool]:
+    """create_job for a v1 submission: its Idempotency-Key checked and, when given, the
+    request's fingerprint kept with the job and compared on reuse."""
+    key = checked_key(idempotency_key)
+    fingerprint = request_fingerprint(audio, video, options_in) if key is not None else None
+    return create_job(
+        audio, video, options_in, key, settings, store, storage, request_fingerprint=fingerprint
+    )
 
 
 def queue_full(settings: Settings) -> QueueFullError:
@@ -263,7 +294,7 @@ async def submit_job(
         try:
             audio, video, options = form_submission(form)
             job, created = await run_in_threadpool(
-                create_job, audio, video, options, idempotency_key, settings, store, storage
+                create_keyed_job, audio, video, options, idempotency_key, settings, store, storage
             )
         finally:
             await form.close()
@@ -271,7 +302,7 @@ async def submit_job(
         body = await read_json_submission(request)
         template: MediaRef = body.video or template_video(request, body.template_id or "")
         job, created = await run_in_threadpool(
-            create_job, body.audio, template, body, idempotency_key, settings, store, storage
+            create_keyed_job, body.audio, template, body, idempotency_key, settings, store, storage
         )
     else:
         raise invalid_request(
