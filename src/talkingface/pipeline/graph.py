@@ -182,9 +182,9 @@ def run_chain(
         )
     consumers.extend(threads[1:])
     consumers.append(threading.current_thread())
-    for t in threads:
-        t.start()
-    try:
+    try:  # started inside the try: an interrupt between two starts still stops the first
+        for t in threads:
+            t.start()
         with bind_stage(sink_stage.value):
             while True:
                 item = _get(run, sink_stage, queues[-1], threads[-1])
