@@ -209,6 +209,7 @@ def _stream(
         audio_path=request.audio_path,
         crf=settings.engines.crf,
         preset=settings.engines.preset,
+        sample_aspect_ratio=video_info.sample_aspect_ratio,
     ) as writer:
 
         def convert(item: RenderedFrame) -> _EncodableFrame:
