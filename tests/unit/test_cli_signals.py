@@ -1,4 +1,4 @@
-"""The CLI's signal latch: a SIGINT/SIGTERM is remembered even when its KeyboardInterrupt is lost."""
+"""The CLI signal latch: a SIGINT/SIGTERM is remembered even when its KeyboardInterrupt is lost."""
 
 from __future__ import annotations
 
