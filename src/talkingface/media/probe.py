@@ -33,7 +33,8 @@ PIXEL_SLACK_PX = 256  # decoders allocate aligned sizes (4112 -> 4160): margin o
 
 @dataclass(frozen=True, slots=True)
 class MediaInfo:
-    """What a media file holds; sizes are display sizes (rotation applied)."""
+    """What a media file holds; sizes are of the upright picture (rotation applied), in stored
+    pixels: a player stretches them by `sample_aspect_ratio`."""
 
     path: Path
     container: str
@@ -42,7 +43,7 @@ class MediaInfo:
     has_video: bool
     has_audio: bool
     is_still_image: bool  # png/jpg/webp/bmp or a single-frame video
-    width: int  # display size, AFTER applying rotation
+    width: int  # upright size, AFTER applying rotation
     height: int
     rotation_deg: int  # 0/90/180/270 clockwise, applied when decoding so frames are upright
     sample_aspect_ratio: Fraction  # of a decoded (upright) pixel: 3/2 for anamorphic, else 1

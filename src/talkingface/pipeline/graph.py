@@ -200,6 +200,7 @@ def run_chain(
         run.fail(exc, sink_stage)
     finally:
         run.stop.set()
-        _join_stages(threads, grace_s=min(timeout_s, JOIN_GRACE_S))
+        started = [t for t in threads if t.ident is not None]
+        _join_stages(started, grace_s=min(timeout_s, JOIN_GRACE_S))
     if run.error is not None:
         raise run.error
