@@ -22,7 +22,7 @@ def _succeeded_job(api: ApiHarness) -> str:
     return job_id
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/v1/jobs", "/v1/jobs?limit=1", "RESULT"])
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/jobs", "/v1/jobs?limit=1", "RESULT"])
 def test_head_answers_like_get_without_a_body(api: ApiHarness, path: str) -> None:
     job_id = _succeeded_job(api)
     url = f"/v1/jobs/{job_id}/result" if path == "RESULT" else path
