@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import signal
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -25,6 +23,7 @@ from rich.progress import (
 )
 
 from talkingface.cli_service import jobs_app, queue_app
+from talkingface.cli_signals import interrupts
 from talkingface.config import Settings, load_settings
 from talkingface.errors import ErrorCode, TalkingFaceError, UnexpectedError
 from talkingface.logs import configure_logging
@@ -59,19 +58,30 @@ _INPUT_CODES = {
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Show our errors as one clear line (exit 2 for bad input, 1 otherwise), no traceback."""
+    """Show our errors as one clear line (exit 2 for bad input, 1 otherwise), no traceback;
+    after Ctrl-C or SIGTERM, exit 128 + the signal's number whatever the work did with it."""
     try:
         yield
+        if interrupts.received:  # its KeyboardInterrupt was swallowed on the way
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        _exit_interrupted()
     except TalkingFaceError as exc:
+        if interrupts.received:  # e.g. the render stopped on the cancel the signal set
+            _exit_interrupted()
         _print_error(exc)
         raise typer.Exit(2 if exc.code in _INPUT_CODES else 1) from None
-    except KeyboardInterrupt:
-        err.print("[bold red]interrupted[/]")
-        raise typer.Exit(130) from None
     except Exception as exc:
+        if interrupts.received:
+            _exit_interrupted()
         err.print_exception(show_locals=False)
         _print_error(UnexpectedError.from_exception(exc))
         raise typer.Exit(1) from None
+
+
+def _exit_interrupted() -> NoReturn:
+    err.print(f"[bold red]{interrupts.describe()}[/]", highlight=False)
+    raise typer.Exit(interrupts.exit_code) from None
 
 
 def _print_error(exc: TalkingFaceError) -> None:
@@ -142,9 +152,15 @@ def run_generate(
     )
     try:
         with _progress_bar(show_progress) as update:
-            return run_attempt(request, engine, settings, progress=update)
+            result = run_attempt(
+                request, engine, settings, progress=update, cancel=interrupts.event
+            )
     finally:
         engine.close()
+    if interrupts.received:  # the signal came as the file was published: an interrupted
+        output.unlink(missing_ok=True)  # command leaves no output behind
+        raise KeyboardInterrupt
+    return result
 
 
 @app.command()
@@ -465,18 +481,16 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(queue_app, name="queue")
 
 
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so partial outputs are removed on the way out."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def main() -> None:
-    _interrupt_on_sigterm()
-    app(prog_name="talkingface")
+    """Entry point: Ctrl-C and SIGTERM unwind (partial outputs are removed on the way out) and
+    the process exits 130 or 143, even where the interrupt itself got lost on the way."""
+    interrupts.install()
+    try:
+        app(prog_name="talkingface")
+    except (SystemExit, KeyboardInterrupt):
+        if interrupts.received:
+            raise SystemExit(interrupts.exit_code) from None
+        raise
 
 
 if __name__ == "__main__":

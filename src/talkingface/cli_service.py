@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from talkingface.client import DEFAULT_SERVER, ApiClient, Job, iter_job_updates
+
+if TYPE_CHECKING:
+    from talkingface.config import Settings
 
 ServerOpt = Annotated[
     str, typer.Option("--server", envvar="TALKINGFACE_SERVER", help="The talkingface server URL.")
@@ -58,6 +61,7 @@ def serve_command(
         settings.logging.json_lines,
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _open_store(settings)
     err.print(
         f"talkingface serving on http://{settings.api.host}:{settings.api.port} "
         f"(data {settings.data_dir}, {settings.workers.count} worker(s); docs at /docs)",
@@ -70,6 +74,18 @@ def serve_command(
         log_config=None,
         access_log=False,
     )
+
+
+def _open_store(settings: Settings) -> None:
+    """Open and migrate the job store before serving: a damaged or unreachable store is then
+    one error line (user_errors) instead of uvicorn's start-up traceback."""
+    from talkingface.jobs.store import JobStore
+
+    store = JobStore(settings.database_url)
+    try:
+        store.migrate()
+    finally:
+        store.close()
 
 
 def submit_command(

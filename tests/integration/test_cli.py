@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -271,36 +269,3 @@ def test_inputs_over_the_size_limit_are_refused(
 
     assert result.exit_code == 2, result.stderr
     assert "INPUT_TOO_LARGE" in result.stderr and "limits.max_input_bytes" in result.stderr
-
-
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_mid_render_exits_130_and_leaves_no_partial_output(
-    tmp_path: Path, template_clip: Path, signal_number: int
-) -> None:
-    from talkingface.samples import synth_speech, write_wav
-
-    # Given a render long enough to interrupt (40 s of speech)
-    audio = write_wav(tmp_path / "long.wav", synth_speech(40.0, seed=5).samples_f32, 16000)
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    env = {**os.environ, "TALKINGFACE_CACHE__DIR": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "talkingface", "generate", "--audio", str(audio)]
-    command += ["--video", str(template_clip), "-o", str(out_dir / "out.mp4")]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        # When the partial output exists (encoding has started) and the signal arrives
-        deadline = time.monotonic() + 60
-        while not list(out_dir.glob(".out.mp4.partial-*")):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the render never started writing"
-            time.sleep(0.05)  # polling for a file, not waiting for an outcome
-        process.send_signal(signal_number)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    # Then it stops with 130, says so, and nothing is left in the output folder
-    assert process.returncode == 130, stderr
-    assert "interrupted" in stderr
-    assert list(out_dir.iterdir()) == []

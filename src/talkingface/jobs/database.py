@@ -8,8 +8,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from talkingface.errors import StoreUnavailableError
 
 SQLITE_POOL_SIZE = 40
+SQLITE_DAMAGE_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)
 
 
 def sqlite_engine(url: str) -> Engine:
@@ -48,3 +52,21 @@ def server_engine(url: str) -> Engine:
         {"connect_timeout": 5} if make_url(url).get_backend_name() == "postgresql" else {}
     )
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def is_damaged_sqlite(exc: DBAPIError) -> bool:
+    """The SQLite file is corrupt or not a database at all (not a lock or a missing dir)."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in SQLITE_DAMAGE_CODES
+
+
+def damaged_sqlite_error(database: str, exc: DBAPIError) -> StoreUnavailableError:
+    """One line for the operator: which file, and the way out (nothing is deleted for them)."""
+    reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else "corrupt"
+    return StoreUnavailableError(
+        f"The job store {database} is damaged ({reason}); stop every server using it, move it "
+        "aside (with its -wal and -shm files) and restore a backup, or start again without it "
+        "for a new empty store.",
+        details={"path": database, "damaged": True},
+        cause=exc,
+    )

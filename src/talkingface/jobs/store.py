@@ -21,7 +21,12 @@ from talkingface.errors import (
     StoreUnavailableError,
 )
 from talkingface.jobs import tables
-from talkingface.jobs.database import server_engine, sqlite_engine
+from talkingface.jobs.database import (
+    damaged_sqlite_error,
+    is_damaged_sqlite,
+    server_engine,
+    sqlite_engine,
+)
 from talkingface.jobs.reads import JobReads, count_jobs, newest_with_key_prefix
 from talkingface.jobs.records import (
     AttemptRecord,
@@ -458,10 +463,10 @@ class JobStore(JobReads):
     def _translated(self) -> Iterator[None]:
         try:
             yield
-        except (OperationalError, InterfaceError) as exc:
-            raise self._unavailable(exc) from exc
         except DBAPIError as exc:
-            if exc.connection_invalidated:
+            if self._is_sqlite and is_damaged_sqlite(exc):
+                raise damaged_sqlite_error(str(self._url.database), exc) from exc
+            if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
                 raise self._unavailable(exc) from exc
             raise
 

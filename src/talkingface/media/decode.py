@@ -21,7 +21,14 @@ import av.error
 import numpy as np
 
 from talkingface.errors import InvalidMediaError, Stage
-from talkingface.media.probe import PIXEL_SLACK_PX, MediaInfo, invalid_media, open_input, probe
+from talkingface.media.probe import (
+    PIXEL_SLACK_PX,
+    MediaInfo,
+    invalid_media,
+    open_input,
+    picture_stream,
+    probe,
+)
 from talkingface.pipeline.items import LoopMode
 
 logger = logging.getLogger(__name__)
@@ -171,7 +178,7 @@ def _scan_timeline(media: MediaInfo, fps: float) -> _Timeline:
     if media.is_still_image:
         return _Timeline(fps=fps, t0_s=0.0, frame_count=1)
     with open_input(media.path, stage=Stage.DECODE) as container:
-        stream = container.streams.video[0]
+        stream = _picture(container, media)
         times: list[tuple[float, float]] = []
         untimed = 0
         try:
@@ -210,7 +217,7 @@ def _iter_range(
     if start >= stop:
         return
     with open_input(media.path, stage=Stage.DECODE, max_pixels=_max_pixels(media)) as container:
-        stream = container.streams.video[0]
+        stream = _picture(container, media)
         stream.thread_type = "AUTO"
         seeked = start > 0 and _seek(container, stream, timeline.t0_s + start / timeline.fps)
         frames = _iter_resampled(container, media, timeline, start, stop, from_top=not seeked)
@@ -222,7 +229,7 @@ def _iter_range(
         frames.close()
     # The seek landed after `start` (or the input cannot seek): decode from the top instead.
     with open_input(media.path, stage=Stage.DECODE, max_pixels=_max_pixels(media)) as container:
-        container.streams.video[0].thread_type = "AUTO"
+        _picture(container, media).thread_type = "AUTO"
         yield from _iter_resampled(container, media, timeline, start, stop, from_top=True)
 
 
@@ -313,7 +320,7 @@ def _decode(container: av.container.InputContainer, media: MediaInfo) -> Iterato
     )
     count = 0
     try:
-        for frame in container.decode(video=0):
+        for frame in container.decode(_picture(container, media)):
             count += 1
             if (frame.width, frame.height) != stored:
                 raise InvalidMediaError(
@@ -331,6 +338,15 @@ def _decode(container: av.container.InputContainer, media: MediaInfo) -> Iterato
             stage=Stage.DECODE,
             details={"path": str(media.path), "frame": count, "ffmpeg": str(exc)},
         ) from exc
+
+
+def _picture(
+    container: av.container.InputContainer, media: MediaInfo
+) -> av.video.stream.VideoStream:
+    stream = picture_stream(container)
+    if stream is None:  # the probe found one: the file changed since
+        raise invalid_media(media.path, "it has no video stream any more", stage=Stage.DECODE)
+    return stream
 
 
 def _to_rgb(frame: av.VideoFrame, rotation_deg: int) -> np.ndarray:

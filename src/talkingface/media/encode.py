@@ -16,6 +16,9 @@ Time-base and A/V-sync decisions (the one place they are written down):
   list by the muxer, so players start both tracks together.
 * **Streaming.** After each video frame the audio is encoded up to that frame's end time in whole
   AAC frames (1024 samples), so memory stays bounded and the muxer interleaves packets.
+* **Pixel shape.** An anamorphic template (sample aspect ratio 3:2, say) is rendered on its
+  stored pixels and the output carries the same sample aspect ratio, so players show it at the
+  template's display aspect.
 * **Colour.** RGB is converted with the BT.709 matrix to limited-range yuv420p and the stream is
   tagged BT.709, which is what players assume for HD.
 * **Publishing.** Output goes to `.NAME.partial-PID` beside the target (`movflags=+faststart`
@@ -66,6 +69,7 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "veryfast",
         threads: int = 0,
+        sample_aspect_ratio: Fraction = Fraction(1),
     ) -> None:
         if width < 1 or height < 1 or fps <= 0:
             raise ValueError(f"bad output geometry {width}x{height} at {fps} fps")
@@ -74,6 +78,7 @@ class VideoWriter:
         self._width, self._height = width, height
         self._output_width, self._output_height = width + width % 2, height + height % 2
         self._rate = rate_fraction(fps)
+        self._sample_aspect_ratio = sample_aspect_ratio
         self._frames_written = 0
         self._closed = False
         self._audio: _AudioTrack | None = None
@@ -200,6 +205,8 @@ class VideoWriter:
             stream.codec_context.color_primaries = AVCOL_BT709
             stream.codec_context.color_trc = AVCOL_BT709
             stream.codec_context.color_range = AVCOL_RANGE_MPEG
+            if self._sample_aspect_ratio != 1:  # anamorphic template: same pixel shape out
+                stream.codec_context.sample_aspect_ratio = self._sample_aspect_ratio
         return stream
 
     def _discard(self) -> None:

@@ -27,12 +27,14 @@ VFR_TOLERANCE = 0.01  # relative gap between average and nominal rate that marks
 STILL_IMAGE_DEMUXERS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe")
 REEXPORT_HINT = "re-export it as MP4 H.264/AAC or WAV"
 WAV_SLACK_BYTES = 1024  # writers that miscount their data chunk by a few bytes are fine
+MIN_SAMPLE_ASPECT = Fraction(1, 8)  # pixel shapes beyond 1:8 / 8:1 are broken tags, not art
 PIXEL_SLACK_PX = 256  # decoders allocate aligned sizes (4112 -> 4160): margin over the limits
 
 
 @dataclass(frozen=True, slots=True)
 class MediaInfo:
-    """What a media file holds; sizes are display sizes (rotation applied)."""
+    """What a media file holds; sizes are of the upright picture (rotation applied), in stored
+    pixels: a player stretches them by `sample_aspect_ratio`."""
 
     path: Path
     container: str
@@ -41,9 +43,10 @@ class MediaInfo:
     has_video: bool
     has_audio: bool
     is_still_image: bool  # png/jpg/webp/bmp or a single-frame video
-    width: int  # display size, AFTER applying rotation
+    width: int  # upright size, AFTER applying rotation
     height: int
     rotation_deg: int  # 0/90/180/270 clockwise, applied when decoding so frames are upright
+    sample_aspect_ratio: Fraction  # of a decoded (upright) pixel: 3/2 for anamorphic, else 1
     fps: float  # average frame rate (0.0 for stills)
     frame_count: int  # frames at `fps` (1 for stills)
     is_variable_frame_rate: bool
@@ -115,9 +118,20 @@ def open_input(
         raise invalid_media(
             file_path, "FFmpeg cannot open it", stage=stage, ffmpeg_text=str(exc)
         ) from exc
-    if options and container.streams.video and container.streams.video[0].codec_context:
-        container.streams.video[0].codec_context.options = dict(options)
+    video = picture_stream(container)
+    if options and video is not None and video.codec_context:
+        video.codec_context.options = dict(options)
     return container
+
+
+def picture_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The first video stream that is moving picture, not attached art: an MP3's or M4A's
+    cover (an `attached_pic` stream, often a multi-MB high-resolution JPEG) is no picture to
+    render and is never decoded."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
 
 
 def probe(
@@ -135,8 +149,9 @@ def probe(
     if declared is not None:
         _check_declared_size(file_path, declared, max_width_px, max_height_px)
     with open_input(file_path, stage=Stage.PROBE, max_pixels=max_pixels) as container:
-        if container.streams.video:
-            context = container.streams.video[0].codec_context
+        video = picture_stream(container)
+        if video is not None:
+            context = video.codec_context
             declared = (context.width, context.height) if context is not None else (0, 0)
             _check_declared_size(file_path, declared, max_width_px, max_height_px)
         info = _describe(container, file_path, size_bytes)
@@ -159,7 +174,7 @@ def rate_fraction(fps: float) -> Fraction:
 
 
 def _describe(container: av.container.InputContainer, path: Path, size_bytes: int) -> MediaInfo:
-    video = container.streams.video[0] if container.streams.video else None
+    video = picture_stream(container)
     audio = container.streams.audio[0] if container.streams.audio else None
     if video is None and audio is None:
         raise invalid_media(path, "it has no video or audio stream", stage=Stage.PROBE)
@@ -168,14 +183,17 @@ def _describe(container: av.container.InputContainer, path: Path, size_bytes: in
         duration_s = _audio_duration_s(audio) or duration_s
     width = height = rotation_deg = frame_count = 0
     fps = 0.0
+    sample_aspect_ratio = Fraction(1)
     is_still = is_vfr = False
     if video is not None:
-        first = _first_video_frame(container, path)
+        first = _first_video_frame(container, video, path)
         rotation_deg = (-round(first.rotation / 90.0) * 90) % 360
         rotation_deg = rotation_deg or _rotate_tag_deg(video.metadata.get("rotate"))
         width, height = first.width, first.height
+        sample_aspect_ratio = _sample_aspect_ratio(video)
         if rotation_deg in (90, 270):
             width, height = height, width
+            sample_aspect_ratio = 1 / sample_aspect_ratio  # a pixel turned on its side
         is_still = container.format.name in STILL_IMAGE_DEMUXERS or video.frames == 1
         if is_still:
             duration_s, frame_count = (duration_s if audio is not None else 0.0), 1
@@ -195,6 +213,7 @@ def _describe(container: av.container.InputContainer, path: Path, size_bytes: in
         width=width,
         height=height,
         rotation_deg=rotation_deg,
+        sample_aspect_ratio=sample_aspect_ratio,
         fps=fps,
         frame_count=frame_count,
         is_variable_frame_rate=is_vfr,
@@ -205,16 +224,29 @@ def _describe(container: av.container.InputContainer, path: Path, size_bytes: in
     )
 
 
-def _first_video_frame(container: av.container.InputContainer, path: Path) -> av.VideoFrame:
+def _first_video_frame(
+    container: av.container.InputContainer, video: av.video.stream.VideoStream, path: Path
+) -> av.VideoFrame:
     """Decode one frame: proves the video is readable and carries the display rotation."""
     try:
-        for frame in container.decode(video=0):
+        for frame in container.decode(video):
             return frame
     except av.error.FFmpegError as exc:
         raise invalid_media(
             path, "its first video frame cannot be decoded", stage=Stage.PROBE, ffmpeg_text=str(exc)
         ) from exc
     raise invalid_media(path, "its video stream holds no decodable frames", stage=Stage.PROBE)
+
+
+def _sample_aspect_ratio(video: av.video.stream.VideoStream) -> Fraction:
+    """Width:height of one stored pixel (container's, else codec's); 1 when unset or absurd."""
+    context = video.codec_context
+    for ratio in (video.sample_aspect_ratio, context.sample_aspect_ratio if context else None):
+        if ratio is not None and ratio.numerator > 0 and ratio.denominator > 0:
+            value = Fraction(ratio.numerator, ratio.denominator)
+            if MIN_SAMPLE_ASPECT <= value <= 1 / MIN_SAMPLE_ASPECT:
+                return value
+    return Fraction(1)
 
 
 def _rotate_tag_deg(tag: str | None) -> int:

@@ -20,7 +20,7 @@ from talkingface.audio.features import articulation_track
 from talkingface.blend import blend_region
 from talkingface.config import Settings
 from talkingface.engines.base import LipSyncEngine
-from talkingface.errors import Stage, translate_errors
+from talkingface.errors import JobCanceledError, Stage, translate_errors
 from talkingface.logs import bind_job
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_template_frames
@@ -147,7 +147,7 @@ def run_attempt(
             engine=engine,
             policy=request.face_policy,
             cache=TemplateCache(settings.cache.dir if settings.cache.enabled else None),
-            on_frame=lambda done, total: report(Stage.TRACK, done, total),
+            on_frame=partial(_track_progress, report, cancel),
         )
         timings["track"] = time.monotonic() - t0
         t0 = time.monotonic()
@@ -208,6 +208,7 @@ def _stream(
         audio_path=request.audio_path,
         crf=settings.engines.crf,
         preset=settings.engines.preset,
+        sample_aspect_ratio=video_info.sample_aspect_ratio,
     ) as writer:
 
         def convert(item: RenderedFrame) -> _EncodableFrame:
@@ -237,7 +238,20 @@ def _stream(
             timeout_s=settings.limits.stage_timeout_s,
             cancel=cancel,
         )
+        _check_canceled(tag, Stage.ENCODE, cancel)  # a cancel after the last frame: no publish
     return passthrough
+
+
+def _track_progress(
+    report: _Reporter, cancel: threading.Event | None, done: int, total: int
+) -> None:
+    _check_canceled(report.tag, Stage.TRACK, cancel)
+    report(Stage.TRACK, done, total)
+
+
+def _check_canceled(tag: JobTag, stage: Stage, cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise JobCanceledError(f"Job {tag.job_id} was canceled.", stage=stage)
 
 
 def _log_result(result: GenerateResult) -> None:

@@ -182,9 +182,9 @@ def run_chain(
         )
     consumers.extend(threads[1:])
     consumers.append(threading.current_thread())
-    for t in threads:
-        t.start()
-    try:
+    try:  # started inside the try: an interrupt between two starts still stops the first
+        for t in threads:
+            t.start()
         with bind_stage(sink_stage.value):
             while True:
                 item = _get(run, sink_stage, queues[-1], threads[-1])
@@ -200,6 +200,7 @@ def run_chain(
         run.fail(exc, sink_stage)
     finally:
         run.stop.set()
-        _join_stages(threads, grace_s=min(timeout_s, JOIN_GRACE_S))
+        started = [t for t in threads if t.ident is not None]
+        _join_stages(started, grace_s=min(timeout_s, JOIN_GRACE_S))
     if run.error is not None:
         raise run.error

@@ -22,6 +22,7 @@ from talkingface.api.bodies import (
 )
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
 from talkingface.api.events_stream import iter_job_stream
+from talkingface.api.file_ranges import RangedFileResponse, plan_ranges, range_not_satisfiable
 from talkingface.api.idempotency import check_same_request, checked_key, request_fingerprint
 from talkingface.api.inputs import MediaRef, Upload, is_url, resolve_inputs
 from talkingface.api.problems import invalid_request, quoted
@@ -315,6 +316,7 @@ async def submit_job(
     return await run_in_threadpool(job_public, request, store, job)
 
 
+@router.head("", include_in_schema=False)
 @router.get("", operation_id="list_jobs")
 def list_jobs(
     request: Request,
@@ -406,14 +408,23 @@ def resume_after(last_event_id: str | None, after_id: int) -> int:
     return int(resume) if fits and int(resume) <= MAX_ROW_NUMBER else after_id
 
 
+@router.head("/{job_id}/result", include_in_schema=False)
 @router.get(
     "/{job_id}/result",
     operation_id="download_result",
     response_class=FileResponse,
-    responses={200: {"content": {"video/mp4": {}}}, 206: {"description": "A byte range."}},
+    responses={
+        200: {"content": {"video/mp4": {}}},
+        206: {"description": "A byte range."},
+        416: {"description": "No requested range overlaps the file."},
+    },
 )
-def download_result(store: StoreDep, job_id: str) -> FileResponse:
-    """The result MP4 (supports Range requests)."""
+def download_result(
+    store: StoreDep,
+    job_id: str,
+    range_header: Annotated[str | None, Header(alias="Range", include_in_schema=False)] = None,
+) -> Response:
+    """The result MP4 (supports Range requests; a Range header it cannot use is ignored)."""
     job = store.get(job_id)
     if job.state is not JobState.SUCCEEDED or job.result is None:
         raise JobStateError(
@@ -428,4 +439,7 @@ def download_result(store: StoreDep, job_id: str) -> FileResponse:
             "api.result_retention_s); run the job again.",
             details={"state": job.state.value},
         )
-    return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
+    plan = plan_ranges(range_header, path.stat().st_size)
+    if not plan.satisfiable:
+        return range_not_satisfiable(path.stat().st_size)
+    return RangedFileResponse(path, plan, media_type="video/mp4", filename=f"{job_id}.mp4")

@@ -74,6 +74,7 @@ def list_alerts(request: Request) -> dict[str, Any]:
     return {"active": alerts.active(), "history": alerts.history()}
 
 
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz", operation_id="check_health")
 async def check_health() -> dict[str, str]:
     """The process answers (no store access). Async on purpose: it must not wait behind
@@ -81,6 +82,7 @@ async def check_health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get(
     "/readyz",
     operation_id="check_ready",
