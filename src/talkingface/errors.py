@@ -19,7 +19,8 @@
     │   ├── StageTimeoutError    STAGE_TIMEOUT
     │   ├── StalledError         STALLED
     │   ├── IpcError             IPC_ERROR
-    │   └── StoreUnavailableError STORE_UNAVAILABLE
+    │   ├── StoreUnavailableError STORE_UNAVAILABLE
+    │   └── StorageUnavailableError STORAGE_UNAVAILABLE
     ├── ResourceError
     │   ├── GpuOutOfMemoryError  GPU_OUT_OF_MEMORY (retried once, on a fresh worker)
     │   └── DiskFullError        DISK_FULL
@@ -64,6 +65,7 @@ class ErrorCode(StrEnum):
     STALLED = "STALLED"
     IPC_ERROR = "IPC_ERROR"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
     GPU_OUT_OF_MEMORY = "GPU_OUT_OF_MEMORY"
     DISK_FULL = "DISK_FULL"
     PERMISSION_DENIED = "PERMISSION_DENIED"
@@ -294,6 +296,12 @@ class StoreUnavailableError(TransientError):
     code = ErrorCode.STORE_UNAVAILABLE
 
 
+class StorageUnavailableError(TransientError):
+    """The server's storage cannot be written (a read-only or failing file system)."""
+
+    code = ErrorCode.STORAGE_UNAVAILABLE
+
+
 class ResourceError(TalkingFaceError):
     """A machine resource ran out."""
 
@@ -385,6 +393,14 @@ def error_from_exception(
         return PermissionDeniedError(f"Permission denied: {text}{suffix}.", stage=stage, cause=exc)
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return DiskFullError(f"No space left on device{suffix}.", stage=stage, cause=exc)
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return StorageUnavailableError(
+            f"Read-only file system{where}{suffix}: the server's storage cannot be written; "
+            "the job is retried once it is writable again.",
+            stage=stage,
+            cause=exc,
+        )
     if isinstance(exc, queue.Empty | queue.Full | TimeoutError):
         return StageTimeoutError(
             f"{type(exc).__name__}: a wait timed out during stage "

@@ -40,11 +40,12 @@ from talkingface.executors.messages import (
 )
 from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.retry import RetryPolicy
-from talkingface.jobs.states import AttemptOutcome, WorkerState
+from talkingface.jobs.states import AttemptOutcome, JobState, WorkerState
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind_job
 from talkingface.ops.metrics import ServiceMetrics
 from talkingface.storage.local import LocalStorage
+from talkingface.template_cache_files import evict_least_recently_used, known_content_hash
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class Scheduler:
         self.metrics = metrics
         self.paused = False
         self._disk_low = False
+        self._results_unwritable: str | None = None
+        self._unapplied: list[WorkerMessage] = []  # terminal messages whose handling failed
         self._running: dict[str, _Running] = {}  # by attempt id
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -184,8 +187,10 @@ class Scheduler:
         now = self.clock()
         self._loop_alive_s = now
         timeout_s = TICK_S if self.executor.idle_worker() is not None else BUSY_TICK_S
-        for message in self.executor.poll(0.0 if self._wake.is_set() else timeout_s):
-            self._apply(message)
+        polled = self.executor.poll(0.0 if self._wake.is_set() else timeout_s)
+        messages, self._unapplied = [*self._unapplied, *polled], []
+        for message in messages:
+            self._apply_safely(message)
         self._wake.clear()
         if now >= self._next_cancel_check_s:
             self._next_cancel_check_s = now + CANCEL_CHECK_S
@@ -204,7 +209,7 @@ class Scheduler:
     def _dispatch(self) -> None:
         while not self.paused:
             worker_id = self.executor.idle_worker()
-            if worker_id is None or self._disk_is_low():
+            if worker_id is None or self._disk_is_low() or self._results_are_unwritable():
                 return
             lease_s = self.settings.workers.heartbeat_s * self.settings.workers.lost_after_beats
             claimed = self.store.claim_next(worker_id, lease_s=lease_s)
@@ -255,11 +260,42 @@ class Scheduler:
             )
         return low
 
+    def _results_are_unwritable(self) -> bool:
+        """While results cannot be written (a read-only file system) nothing starts: every
+        attempt would fail at its output. Logged once each way; /readyz says why."""
+        reason = self.storage.results_unwritable_reason()
+        if reason != self._results_unwritable:
+            self._results_unwritable = reason
+            logger.log(
+                logging.WARNING if reason else logging.INFO,
+                "dispatch %s: %s",
+                "held" if reason else "resumed",
+                reason or "the results directory is writable again",
+                extra={"event": "dispatch_held_storage" if reason else "dispatch_resumed_storage"},
+            )
+        return reason is not None
+
     def _limit_s(self, job: JobRecord) -> float:
         w = self.settings.workers
         return w.timeout_base_s + w.timeout_per_input_s * (job.inputs.input_duration_s or 0.0)
 
     # --- messages from workers -------------------------------------------------------------
+
+    def _apply_safely(self, message: WorkerMessage) -> None:
+        """Apply one message; if that fails (a store or storage fault) the rest of the tick
+        still runs, and a terminal message is kept and applied again next tick: its attempt's
+        bookkeeping is only dropped once its end is recorded."""
+        try:
+            self._apply(message)
+        except Exception:  # a boundary like the loop's: log it, keep the scheduler serving
+            logger.exception(
+                "applying %s for attempt %s failed; retrying next tick",
+                type(message).__name__,
+                getattr(message, "attempt_id", None),
+                extra={"event": "scheduler_message_failed"},
+            )
+            if not isinstance(message, Heartbeat):  # the next beat supersedes a lost one
+                self._unapplied.append(message)
 
     def _apply(self, message: WorkerMessage) -> None:
         if isinstance(message, Heartbeat):
@@ -295,14 +331,24 @@ class Scheduler:
             self.storage.discard_attempt_files(beat.job_id, beat.attempt_id)
 
     def _on_succeeded(self, done: Succeeded) -> None:
-        run = self._running.pop(done.attempt_id, None)
+        run = self._running.get(done.attempt_id)
         if run is None:
             return
         # Publish first, then record: a job the store calls succeeded always has its file.
-        final = self.storage.publish_result(done.job_id, done.attempt_id)
+        try:
+            final = self.storage.publish_result(done.job_id, done.attempt_id)
+        except TalkingFaceError as exc:  # e.g. a read-only results directory
+            error = exc.to_record()
+            self._end_attempt(
+                done.job_id, done.attempt_id, run.attempt_number, error, AttemptOutcome.FAILED
+            )
+            self._running.pop(done.attempt_id, None)
+            return
         result = replace(done.result, path=str(final))
-        if not self.store.succeed(done.job_id, done.attempt_id, result):
-            final.unlink(missing_ok=True)  # canceled meanwhile: the result is not wanted
+        succeeded = self.store.succeed(done.job_id, done.attempt_id, result)
+        self._running.pop(done.attempt_id, None)
+        if not succeeded:
+            self.storage.discard_file(final)  # canceled meanwhile: the result is not wanted
             return
         if self.metrics is not None:
             job = self.store.get(done.job_id)
@@ -317,7 +363,7 @@ class Scheduler:
             )
 
     def _on_failed(self, failed: Failed) -> None:
-        run = self._running.pop(failed.attempt_id, None)
+        run = self._running.get(failed.attempt_id)
         if run is None:
             return
         self._end_attempt(
@@ -327,11 +373,12 @@ class Scheduler:
             failed.error,
             AttemptOutcome.FAILED,
         )
+        self._running.pop(failed.attempt_id, None)
 
     def _on_exited(self, exited: WorkerExited) -> None:
         if exited.attempt_id is None:
             return
-        run = self._running.pop(exited.attempt_id, None)
+        run = self._running.get(exited.attempt_id)
         if run is None:
             return
         how = _describe_exit(exited.exit_code)
@@ -344,6 +391,7 @@ class Scheduler:
         self._end_attempt(
             run.job_id, run.attempt_id, run.attempt_number, error, AttemptOutcome.LOST
         )
+        self._running.pop(exited.attempt_id, None)
 
     # --- supervision -----------------------------------------------------------------------
 
@@ -403,13 +451,15 @@ class Scheduler:
         error: ErrorRecord,
         outcome: AttemptOutcome,
     ) -> None:
-        """Record the attempt's end; requeue with backoff or fail, as the policy decides."""
-        self.storage.discard_attempt_files(job_id, attempt_id)
+        """Record the attempt's end; requeue with backoff or fail, as the policy decides.
+        The record comes first: a file that cannot be removed (read-only storage) is left
+        for the janitor and never keeps the job `running`."""
         attempts = self._attempts_this_run(job_id)
         previous = [a.error.code for a in attempts if a.error is not None and a.id != attempt_id]
         decision = self.policy.decide(error, len(attempts), previous)
         retry_at = utcnow() + timedelta(seconds=decision.delay_s) if decision.retry else None
         job = self.store.fail_attempt(job_id, attempt_id, error, outcome=outcome, retry_at=retry_at)
+        self.storage.discard_attempt_files(job_id, attempt_id)
         if self.metrics is not None:
             self.metrics.attempt_ended(outcome.value, error.code.value)
         this = next((a for a in attempts if a.id == attempt_id), None)
@@ -448,21 +498,73 @@ class Scheduler:
     # --- janitor ---------------------------------------------------------------------------
 
     def run_janitor(self) -> None:
-        """Remove expired results and files no job owns (partials of dead attempts included)."""
+        """Remove expired results and files no job owns (partials of dead attempts included),
+        and keep the template cache under its size bound."""
         cutoff = utcnow() - timedelta(seconds=self.settings.api.result_retention_s)
         for job in self.store.purge_finished_before(cutoff):
-            self.storage.delete_job_files(job.id)
+            try:
+                self.storage.delete_job_files(job.id)
+            except TalkingFaceError as exc:  # left as orphans; a later round removes them
+                logger.warning(
+                    "files of expired job %s not removed: %s",
+                    job.id,
+                    exc.message,
+                    extra={"event": "expired_files_not_removed", "job_id": job.id},
+                )
         known = self._known_job_ids()
-        live = {
-            self.storage.partial_result_path(r.job_id, r.attempt_id).name
-            for r in self._running.values()
-        }
-        for path in self.storage.orphan_paths(known):
+        candidates = self.storage.orphan_paths(known)
+        live = self._live_partial_names()  # read after listing: a partial seen is owned by then
+        for path in candidates:
             # a running attempt's partial, and the encoder's temp file beside it, are not orphans
             if path.name in live or any(path.name.startswith(f".{name}.") for name in live):
                 continue
-            _remove(path)
-            logger.info("removed orphan %s", path, extra={"event": "orphan_removed"})
+            if _remove(path):
+                logger.info("removed orphan %s", path, extra={"event": "orphan_removed"})
+        if self.settings.cache.enabled:
+            self._bound_template_cache()
+
+    def _live_partial_names(self) -> set[str]:
+        """Partial results of every attempt the store calls running, whichever server or
+        scheduler runs it (a second server on the same data dir must not delete them),
+        plus this scheduler's own."""
+        attempts: set[tuple[str, str]] = {(job.id, att.id) for job, att in self.store.running()}
+        attempts |= {(r.job_id, r.attempt_id) for r in self._running.values()}
+        return {self.storage.partial_result_path(j, a).name for j, a in attempts}
+
+    def _bound_template_cache(self) -> None:
+        """Evict least recently used prepared templates beyond cache.max_bytes, sparing the
+        templates of queued and running jobs (known by their content hash memos)."""
+        cache_dir = self.settings.cache.dir
+        in_use = set()
+        for job in self._unfinished_jobs():
+            digest = known_content_hash(cache_dir, Path(job.inputs.video_path))
+            if digest is not None:
+                in_use.add(digest)
+        report = evict_least_recently_used(cache_dir, self.settings.cache.max_bytes, in_use)
+        if report.evicted or report.spared_in_use:
+            logger.info(
+                "template cache: %d bytes, evicted %d entries, %d bytes kept (%d spared in use)",
+                report.total_bytes,
+                len(report.evicted),
+                report.kept_bytes,
+                report.spared_in_use,
+                extra={
+                    "event": "template_cache_evicted",
+                    "evicted": len(report.evicted),
+                    "kept_bytes": report.kept_bytes,
+                    "max_bytes": self.settings.cache.max_bytes,
+                },
+            )
+
+    def _unfinished_jobs(self) -> list[JobRecord]:
+        jobs = [job for job, _ in self.store.running()]
+        offset = 0
+        while True:
+            page, total = self.store.list_jobs(state=JobState.QUEUED, limit=500, offset=offset)
+            jobs += page
+            offset += len(page)
+            if not page or offset >= total:
+                return jobs
 
     def _known_job_ids(self) -> set[str]:
         ids: set[str] = set()
@@ -475,11 +577,24 @@ class Scheduler:
                 return ids
 
 
-def _remove(target: Path) -> None:
-    if target.is_dir():
-        shutil.rmtree(target, ignore_errors=True)
-    else:
-        target.unlink(missing_ok=True)
+def _remove(target: Path) -> bool:
+    """Remove a file or directory; a failure (read-only storage) is logged, retried next round."""
+    try:
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        logger.warning(
+            "orphan %s not removed: %s",
+            target,
+            exc.strerror or exc,
+            extra={"event": "orphan_not_removed"},
+        )
+        return False
+    return True
 
 
 def _describe_exit(exit_code: int | None) -> str:

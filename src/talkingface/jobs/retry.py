@@ -22,6 +22,7 @@ RETRYABLE_CODES = frozenset(
         ErrorCode.STALLED,
         ErrorCode.IPC_ERROR,
         ErrorCode.STORE_UNAVAILABLE,
+        ErrorCode.STORAGE_UNAVAILABLE,  # a read-only results mount: dispatch waits, then retry
         ErrorCode.GPU_OUT_OF_MEMORY,
         ErrorCode.DISK_FULL,
     }
