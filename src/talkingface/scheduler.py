@@ -535,11 +535,11 @@ class Scheduler:
         """Evict least recently used prepared templates beyond cache.max_bytes, sparing the
         templates of queued and running jobs (known by their content hash memos)."""
         cache_dir = self.settings.cache.dir
-        in_use = set()
-        for job in self._unfinished_jobs():
-            digest = known_content_hash(cache_dir, Path(job.inputs.video_path))
-            if digest is not None:
-                in_use.add(digest)
+
+        def in_use() -> set[str]:
+            videos = {Path(job.inputs.video_path) for job in self._unfinished_jobs()}
+            return {d for v in videos if (d := known_content_hash(cache_dir, v)) is not None}
+
         report = evict_least_recently_used(cache_dir, self.settings.cache.max_bytes, in_use)
         if report.evicted or report.spared_in_use:
             logger.info(

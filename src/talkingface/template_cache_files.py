@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ def known_content_hash(cache_dir: Path, source: Path) -> str | None:
     """The remembered SHA-256 of `source`, or None when it was never hashed (or is gone)."""
     try:
         known = hash_memo_path(cache_dir, source).read_text(encoding="ascii").strip()
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
         return None
     return known if len(known) == 64 else None
 
@@ -107,16 +107,17 @@ def _entry_item(entry: Path) -> CacheItem | None:
 
 
 def evict_least_recently_used(
-    cache_dir: Path, max_bytes: int, in_use_sha256: Iterable[str]
+    cache_dir: Path, max_bytes: int, in_use_sha256: Callable[[], set[str]]
 ) -> EvictionReport:
     """Remove the least recently used items until the cache holds at most `max_bytes`;
-    an item whose template bytes a job uses (`in_use_sha256`) is never removed."""
-    protected = set(in_use_sha256)
+    an item whose template bytes a job uses (`in_use_sha256()`, asked only when the cache
+    is over its bound) is never removed."""
     items = sorted(list_cache_items(cache_dir), key=lambda item: item.last_used)
     total = sum(item.size_bytes for item in items)
     kept = total
     evicted: list[Path] = []
     spared = 0
+    protected = in_use_sha256() if total > max_bytes else set()
     for item in items:
         if kept <= max_bytes:
             break

@@ -112,11 +112,7 @@ def test_a_heygem_temp_file_swapped_for_a_symlink_fails_the_task_unread(
 def test_an_opened_input_stays_pinned_when_its_path_is_swapped_during_the_attempt(
     tmp_path: Path,
 ) -> None:
-    from talkingface.executors.confined_inputs import (  # new in this change
-        ConfinedInputs,
-        make_pin_dir,
-        remove_pin_dir,
-    )
+    from talkingface.executors.confined_inputs import ConfinedInputs  # new in this change
 
     roots = tmp_path / "roots"
     roots.mkdir()
@@ -124,16 +120,13 @@ def test_an_opened_input_stays_pinned_when_its_path_is_swapped_during_the_attemp
     voice.write_bytes(b"the submitted bytes")
     secret = tmp_path / "secret.wav"
     secret.write_bytes(b"private bytes outside the roots")
-    pin_dir = make_pin_dir()
-    if pin_dir is None:
-        pytest.skip("no /proc: inputs are checked when opened but not pinned on this system")
-    try:
-        with ConfinedInputs([roots], pin_dir) as inputs:
-            pinned = inputs.open("audio", str(voice))
-            _swap_for_link(voice, secret)  # after the worker opened it
+    output = tmp_path / "results" / ".job.attempt.partial.mp4"
+    output.parent.mkdir()
 
-            assert pinned.name == "voice.wav"
-            assert pinned.read_bytes() == b"the submitted bytes"
-        assert not pinned.exists()  # the pin goes with the attempt
-    finally:
-        remove_pin_dir(pin_dir)
+    with ConfinedInputs([roots], output) as inputs:
+        opened = inputs.open("audio", str(voice))
+        _swap_for_link(voice, secret)  # after the worker opened it
+
+        assert opened.name == "voice.wav"
+        assert opened.read_bytes() == b"the submitted bytes"
+    assert list(output.parent.iterdir()) == []  # the pins go with the attempt

@@ -88,16 +88,18 @@ def test_the_janitor_spares_partials_of_attempts_that_another_scheduler_runs(
     encoder_temp = partial.with_name(f".{partial.name}.partial-4242")
     partial.write_bytes(b"moov")
     encoder_temp.write_bytes(b"frames being written")
+    input_pins = partial.with_name(f".{partial.name}.pins-4242")
+    (input_pins / "audio").mkdir(parents=True)
     janitor = Scheduler(settings, store, executor=LocalExecutor(settings), storage=storage)
 
     # When this scheduler's janitor runs
     janitor.run_janitor()
 
     # Then the running attempt's files are kept
-    assert partial.exists() and encoder_temp.exists()
+    assert partial.exists() and encoder_temp.exists() and input_pins.exists()
 
     # and once that attempt has ended they are orphans, and removed
     error = ErrorRecord(ErrorCode.WORKER_LOST, None, True, "the other server stopped")
     store.fail_attempt(job.id, attempt.id, error, outcome=AttemptOutcome.LOST, retry_at=None)
     janitor.run_janitor()
-    assert not partial.exists() and not encoder_temp.exists()
+    assert not partial.exists() and not encoder_temp.exists() and not input_pins.exists()

@@ -10,8 +10,10 @@ file must be the path that was checked (catching a directory swapped in between)
 
 The attempt then reads only that opened file: its stages get `<pins>/<field>/<name>`, a
 symlink to `/proc/<pid>/fd/<n>`, so the name in messages stays the user's while every open
-reaches the same inode, whatever happens to the path during the attempt. Without /proc
-(not Linux) the checked path itself is used.
+reaches the same inode, whatever happens to the path during the attempt. The pins directory
+sits beside the attempt's partial output (`.<partial name>.pins-<pid>`), so whoever removes
+an ended attempt's files (the scheduler, the janitor) removes it too, even after a kill.
+Without /proc (not Linux) the checked path itself is used.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import tempfile
 from pathlib import Path
 from types import TracebackType
 
@@ -29,9 +30,9 @@ from talkingface.errors import (
     InvalidMediaError,
     PermissionDeniedError,
     Stage,
+    translate_errors,
 )
 
-PIN_DIR_PREFIX = "tf-pins-"
 _PROC_FD = Path("/proc/self/fd")
 
 
@@ -43,11 +44,12 @@ def input_roots(settings: Settings) -> list[Path]:
 class ConfinedInputs:
     """The inputs of one attempt, opened and pinned; `with` closes them."""
 
-    def __init__(self, roots: list[Path], pin_dir: Path | None) -> None:
+    def __init__(self, roots: list[Path], output_path: Path) -> None:
         self.roots = [Path(os.path.realpath(root)) for root in roots]
-        self.pin_dir = pin_dir  # None: no /proc, read the checked path
+        self.pin_dir: Path | None = None  # None: no /proc, read the checked path
+        if _PROC_FD.is_dir():
+            self.pin_dir = output_path.with_name(f".{output_path.name}.pins-{os.getpid()}")
         self._fds: list[int] = []
-        self._links: list[Path] = []
 
     def __enter__(self) -> ConfinedInputs:
         return self
@@ -70,26 +72,25 @@ class ConfinedInputs:
         if self.pin_dir is None:
             return real
         link = self.pin_dir / field / path.name
-        link.parent.mkdir(exist_ok=True)
-        link.unlink(missing_ok=True)
-        link.symlink_to(f"/proc/{os.getpid()}/fd/{fd}")
-        self._links.append(link)
+        with translate_errors(Stage.SETUP, context="pinning the opened inputs"):
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(f"/proc/{os.getpid()}/fd/{fd}")
         return link
 
     def close(self) -> None:
-        for link in self._links:
-            link.unlink(missing_ok=True)
+        if self.pin_dir is not None:
+            shutil.rmtree(self.pin_dir, ignore_errors=True)  # a read-only one: the janitor's
         for fd in self._fds:
             os.close(fd)
-        self._links.clear()
         self._fds.clear()
 
     def _resolve(self, field: str, path: Path) -> Path:
         real = Path(os.path.realpath(path))
         if not any(real.is_relative_to(root) for root in self.roots):
             raise PermissionDeniedError(
-                f"{field}: {path.name} now leads outside the input roots (to {real}); it was "
-                "replaced by a link after the job was submitted. Put the file itself under "
+                f"{field}: {path.name} now leads outside the input roots: it was replaced by "
+                "a link after the job was submitted. Put the file itself under "
                 "api.input_roots (or upload it) and submit again.",
                 stage=Stage.PROBE,
                 details={"field": field, "path": str(path)},
@@ -113,7 +114,7 @@ class ConfinedInputs:
         try:
             opened = self._opened_name(fd, real)
             if opened != real:
-                raise self._moved(field, path, f"the opened file is {opened}")
+                raise self._moved(field, path, "the file opened is not the one checked")
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise InvalidMediaError(
                     f"{field}: {path.name} is no longer a regular file; submit a media file.",
@@ -141,34 +142,3 @@ class ConfinedInputs:
             stage=Stage.PROBE,
             details={"field": field, "path": str(path)},
         )
-
-
-def make_pin_dir() -> Path | None:
-    """This worker's directory of pins (removed by remove_pin_dir), or None without /proc."""
-    if not _PROC_FD.is_dir():
-        return None
-    remove_stale_pin_dirs()
-    return Path(tempfile.mkdtemp(prefix=f"{PIN_DIR_PREFIX}{os.getpid()}-"))
-
-
-def remove_pin_dir(pin_dir: Path | None) -> None:
-    if pin_dir is not None:
-        shutil.rmtree(pin_dir, ignore_errors=True)
-
-
-def remove_stale_pin_dirs() -> None:
-    """Pin directories of workers that died without cleaning up (SIGKILL)."""
-    for candidate in Path(tempfile.gettempdir()).glob(f"{PIN_DIR_PREFIX}*-*"):
-        pid = candidate.name[len(PIN_DIR_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _is_alive(int(pid)):
-            shutil.rmtree(candidate, ignore_errors=True)
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True

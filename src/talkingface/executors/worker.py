@@ -30,12 +30,7 @@ from talkingface.errors import (
     UnexpectedError,
     translate_errors,
 )
-from talkingface.executors.confined_inputs import (
-    ConfinedInputs,
-    input_roots,
-    make_pin_dir,
-    remove_pin_dir,
-)
+from talkingface.executors.confined_inputs import ConfinedInputs, input_roots
 from talkingface.executors.faults import Fault, FaultControls, get_fault
 from talkingface.executors.messages import Assignment, Failed, Heartbeat, Ready, Succeeded
 from talkingface.jobs.records import JobResult
@@ -70,15 +65,13 @@ def worker_main(conn: Connection, settings_json: dict[str, Any], worker_id: str)
                 extra={"event": "worker_start_failed", "code": exc.code.value},
             )
             sys.exit(EXIT_ENGINE_LOAD_FAILED)
-        pin_dir = make_pin_dir()
         try:
             if channel.send(Ready(worker_id=worker_id, pid=os.getpid())):
                 logger.info("worker ready", extra={"event": "worker_ready"})
-                _serve(channel, conn, settings, worker_id, engines, pin_dir)
+                _serve(channel, conn, settings, worker_id, engines)
         finally:
             engines.close()
             conn.close()
-            remove_pin_dir(pin_dir)
 
 
 def _serve(
@@ -87,7 +80,6 @@ def _serve(
     settings: Settings,
     worker_id: str,
     engines: _Engines,
-    pin_dir: Path | None,
 ) -> None:
     """Receive and run assignments until EOF or until it is time to recycle."""
     for _ in range(settings.workers.recycle_after_jobs):
@@ -103,7 +95,7 @@ def _serve(
                 extra={"event": "worker_protocol_error"},
             )
             return
-        outcome = _run_assignment(channel, settings, worker_id, engines, assignment, pin_dir)
+        outcome = _run_assignment(channel, settings, worker_id, engines, assignment)
         if not channel.send(outcome):
             logger.info("parent pipe closed; exiting", extra={"event": "worker_parent_gone"})
             return
@@ -120,7 +112,6 @@ def _run_assignment(
     worker_id: str,
     engines: _Engines,
     assignment: Assignment,
-    pin_dir: Path | None,
 ) -> Succeeded | Failed:
     """Run one attempt with heartbeats; every outcome becomes a Succeeded or Failed message."""
     cancel = threading.Event()  # set when the parent is gone: stop the attempt early
@@ -131,7 +122,7 @@ def _run_assignment(
     with (
         bind_job(assignment.job_id, assignment.attempt_number),
         bind(attempt_id=assignment.attempt_id),
-        ConfinedInputs(input_roots(settings), pin_dir) as inputs,
+        ConfinedInputs(input_roots(settings), Path(assignment.output_path)) as inputs,
     ):
         try:
             beats.start()  # first beat at once: the executor sees the attempt has begun

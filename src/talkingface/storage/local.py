@@ -54,16 +54,20 @@ class LocalStorage:
         return self.results_root / f".{job_id}.{attempt_id}{PARTIAL_SUFFIX}"
 
     def discard_attempt_files(self, job_id: str, attempt_id: str) -> None:
-        """Remove an ended attempt's partial result and the encoder's own temporary file
-        (`.NAME.partial-PID`, left behind when the worker was killed mid-write)."""
+        """Remove an ended attempt's partial result, the encoder's own temporary file
+        (`.NAME.partial-PID`) and the worker's input pins (`.NAME.pins-PID/`), which a
+        worker killed mid-attempt leaves behind."""
         partial = self.partial_result_path(job_id, attempt_id)
         self.discard_file(partial)
         try:
             leftovers = list(self.results_root.glob(f".{partial.name}.partial-*"))
+            pins = list(self.results_root.glob(f".{partial.name}.pins-*"))
         except OSError:
-            leftovers = []
+            leftovers, pins = [], []
         for leftover in leftovers:
             self.discard_file(leftover)
+        for directory in pins:
+            shutil.rmtree(directory, ignore_errors=True)  # symlinks only; the janitor retries
 
     def discard_file(self, path: Path) -> None:
         """Remove a file nobody needs. Where that fails (a read-only file system) the file is
