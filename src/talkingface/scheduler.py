@@ -12,13 +12,11 @@ each end the attempt.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from talkingface.config import Settings
 from talkingface.errors import (
@@ -38,14 +36,14 @@ from talkingface.executors.messages import (
     WorkerExited,
     WorkerMessage,
 )
+from talkingface.janitor import Janitor
 from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.retry import RetryPolicy
-from talkingface.jobs.states import AttemptOutcome, JobState, WorkerState
+from talkingface.jobs.states import AttemptOutcome, WorkerState
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind_job
 from talkingface.ops.metrics import ServiceMetrics
 from talkingface.storage.local import LocalStorage
-from talkingface.template_cache_files import evict_least_recently_used, known_content_hash
 
 logger = logging.getLogger(__name__)
 
@@ -498,103 +496,9 @@ class Scheduler:
     # --- janitor ---------------------------------------------------------------------------
 
     def run_janitor(self) -> None:
-        """Remove expired results and files no job owns (partials of dead attempts included),
-        and keep the template cache under its size bound."""
-        cutoff = utcnow() - timedelta(seconds=self.settings.api.result_retention_s)
-        for job in self.store.purge_finished_before(cutoff):
-            try:
-                self.storage.delete_job_files(job.id)
-            except TalkingFaceError as exc:  # left as orphans; a later round removes them
-                logger.warning(
-                    "files of expired job %s not removed: %s",
-                    job.id,
-                    exc.message,
-                    extra={"event": "expired_files_not_removed", "job_id": job.id},
-                )
-        known = self._known_job_ids()
-        candidates = self.storage.orphan_paths(known)
-        live = self._live_partial_names()  # read after listing: a partial seen is owned by then
-        for path in candidates:
-            # a running attempt's partial, and the encoder's temp file beside it, are not orphans
-            if path.name in live or any(path.name.startswith(f".{name}.") for name in live):
-                continue
-            if _remove(path):
-                logger.info("removed orphan %s", path, extra={"event": "orphan_removed"})
-        if self.settings.cache.enabled:
-            self._bound_template_cache()
-
-    def _live_partial_names(self) -> set[str]:
-        """Partial results of every attempt the store calls running, whichever server or
-        scheduler runs it (a second server on the same data dir must not delete them),
-        plus this scheduler's own."""
-        attempts: set[tuple[str, str]] = {(job.id, att.id) for job, att in self.store.running()}
-        attempts |= {(r.job_id, r.attempt_id) for r in self._running.values()}
-        return {self.storage.partial_result_path(j, a).name for j, a in attempts}
-
-    def _bound_template_cache(self) -> None:
-        """Evict least recently used prepared templates beyond cache.max_bytes, sparing the
-        templates of queued and running jobs (known by their content hash memos)."""
-        cache_dir = self.settings.cache.dir
-
-        def in_use() -> set[str]:
-            videos = {Path(job.inputs.video_path) for job in self._unfinished_jobs()}
-            return {d for v in videos if (d := known_content_hash(cache_dir, v)) is not None}
-
-        report = evict_least_recently_used(cache_dir, self.settings.cache.max_bytes, in_use)
-        if report.evicted or report.spared_in_use:
-            logger.info(
-                "template cache: %d bytes, evicted %d entries, %d bytes kept (%d spared in use)",
-                report.total_bytes,
-                len(report.evicted),
-                report.kept_bytes,
-                report.spared_in_use,
-                extra={
-                    "event": "template_cache_evicted",
-                    "evicted": len(report.evicted),
-                    "kept_bytes": report.kept_bytes,
-                    "max_bytes": self.settings.cache.max_bytes,
-                },
-            )
-
-    def _unfinished_jobs(self) -> list[JobRecord]:
-        jobs = [job for job, _ in self.store.running()]
-        offset = 0
-        while True:
-            page, total = self.store.list_jobs(state=JobState.QUEUED, limit=500, offset=offset)
-            jobs += page
-            offset += len(page)
-            if not page or offset >= total:
-                return jobs
-
-    def _known_job_ids(self) -> set[str]:
-        ids: set[str] = set()
-        offset = 0
-        while True:
-            page, total = self.store.list_jobs(limit=500, offset=offset)
-            ids.update(job.id for job in page)
-            offset += len(page)
-            if not page or offset >= total:
-                return ids
-
-
-def _remove(target: Path) -> bool:
-    """Remove a file or directory; a failure (read-only storage) is logged, retried next round."""
-    try:
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        logger.warning(
-            "orphan %s not removed: %s",
-            target,
-            exc.strerror or exc,
-            extra={"event": "orphan_not_removed"},
-        )
-        return False
-    return True
+        """Remove expired results and files no job owns, bound the template cache."""
+        own = [(r.job_id, r.attempt_id) for r in self._running.values()]
+        Janitor(self.settings, self.store, self.storage).run(own)
 
 
 def _describe_exit(exit_code: int | None) -> str:
