@@ -114,6 +114,12 @@ class Tmpfs:
     def drain(self) -> None:
         self.filler.unlink(missing_ok=True)
 
+    def set_read_only(self, read_only: bool) -> None:
+        """Remount read-only (every write fails EROFS) or writable again. A remount to
+        read-only fails (EBUSY) while a file on it is open for writing."""
+        mode = "ro" if read_only else "rw"
+        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.mount_point)], check=True)
+
     def unmount(self) -> None:
         if self.mounted:
             subprocess.run(["umount", "-l", str(self.mount_point)], check=False)

@@ -61,19 +61,28 @@ def serve_command(
         settings.logging.json_lines,
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = None
+    if settings.workers.executor == "local":  # local workers and the janitor own the data dir
+        from talkingface.storage.data_dir_lock import DataDirLock
+
+        lock = DataDirLock(settings.data_dir).acquire()
     _open_store(settings)
     err.print(
         f"talkingface serving on http://{settings.api.host}:{settings.api.port} "
         f"(data {settings.data_dir}, {settings.workers.count} worker(s); docs at /docs)",
         highlight=False,
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api.host,
-        port=settings.api.port,
-        log_config=None,
-        access_log=False,
-    )
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.api.host,
+            port=settings.api.port,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _open_store(settings: Settings) -> None:

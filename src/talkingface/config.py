@@ -47,6 +47,7 @@ class LimitSettings(_Section):
 class CacheSettings(_Section):
     dir: Path = Field(default_factory=default_cache_dir)
     enabled: bool = True
+    max_bytes: int = Field(5 * 2**30, gt=0)  # the janitor evicts least recently used beyond
 
     @field_validator("dir")
     @classmethod

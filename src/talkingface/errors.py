@@ -20,7 +20,8 @@
     │   ├── StageTimeoutError    STAGE_TIMEOUT
     │   ├── StalledError         STALLED
     │   ├── IpcError             IPC_ERROR
-    │   └── StoreUnavailableError STORE_UNAVAILABLE
+    │   ├── StoreUnavailableError STORE_UNAVAILABLE
+    │   └── StorageUnavailableError STORAGE_UNAVAILABLE
     ├── ResourceError
     │   ├── GpuOutOfMemoryError  GPU_OUT_OF_MEMORY (retried once, on a fresh worker)
     │   └── DiskFullError        DISK_FULL
@@ -69,6 +70,7 @@ class ErrorCode(StrEnum):
     STALLED = "STALLED"
     IPC_ERROR = "IPC_ERROR"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
     GPU_OUT_OF_MEMORY = "GPU_OUT_OF_MEMORY"
     DISK_FULL = "DISK_FULL"
     PERMISSION_DENIED = "PERMISSION_DENIED"
@@ -105,6 +107,7 @@ RETRYABLE: MappingProxyType[ErrorCode, bool] = MappingProxyType(
         ErrorCode.STALLED: True,
         ErrorCode.IPC_ERROR: True,
         ErrorCode.STORE_UNAVAILABLE: True,
+        ErrorCode.STORAGE_UNAVAILABLE: True,  # a read-only results mount: dispatch waits
         ErrorCode.GPU_OUT_OF_MEMORY: True,
         ErrorCode.DISK_FULL: True,
         ErrorCode.PERMISSION_DENIED: False,
@@ -346,6 +349,12 @@ class StoreUnavailableError(TransientError):
     code = ErrorCode.STORE_UNAVAILABLE
 
 
+class StorageUnavailableError(TransientError):
+    """The server's storage cannot be written (a read-only or failing file system)."""
+
+    code = ErrorCode.STORAGE_UNAVAILABLE
+
+
 class ResourceError(TalkingFaceError):
     """A machine resource ran out."""
 
@@ -435,6 +444,14 @@ def error_from_exception(
         return PermissionDeniedError(f"Permission denied: {text}{suffix}.", stage=stage, cause=exc)
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return DiskFullError(f"No space left on device{suffix}.", stage=stage, cause=exc)
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return StorageUnavailableError(
+            f"Read-only file system{where}{suffix}: the server's storage cannot be written; "
+            "the job is retried once it is writable again.",
+            stage=stage,
+            cause=exc,
+        )
     if isinstance(exc, queue.Empty | queue.Full | TimeoutError):
         return StageTimeoutError(
             f"{type(exc).__name__}: a wait timed out during stage "

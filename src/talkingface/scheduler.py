@@ -12,13 +12,11 @@ each end the attempt.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from talkingface.config import Settings
 from talkingface.errors import (
@@ -39,6 +37,7 @@ from talkingface.executors.messages import (
     WorkerMessage,
 )
 from talkingface.heygem_results import expose_result
+from talkingface.janitor import Janitor
 from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.retry import RetryPolicy
 from talkingface.jobs.states import AttemptOutcome, WorkerState
@@ -98,6 +97,8 @@ class Scheduler:
         self.metrics = metrics
         self.paused = False
         self._disk_low = False
+        self._results_unwritable: str | None = None
+        self._unapplied: list[WorkerMessage] = []  # terminal messages whose handling failed
         self._running: dict[str, _Running] = {}  # by attempt id
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -185,8 +186,10 @@ class Scheduler:
         now = self.clock()
         self._loop_alive_s = now
         timeout_s = TICK_S if self.executor.idle_worker() is not None else BUSY_TICK_S
-        for message in self.executor.poll(0.0 if self._wake.is_set() else timeout_s):
-            self._apply(message)
+        polled = self.executor.poll(0.0 if self._wake.is_set() else timeout_s)
+        messages, self._unapplied = [*self._unapplied, *polled], []
+        for message in messages:
+            self._apply_safely(message)
         self._wake.clear()
         if now >= self._next_cancel_check_s:
             self._next_cancel_check_s = now + CANCEL_CHECK_S
@@ -205,7 +208,7 @@ class Scheduler:
     def _dispatch(self) -> None:
         while not self.paused:
             worker_id = self.executor.idle_worker()
-            if worker_id is None or self._disk_is_low():
+            if worker_id is None or self._disk_is_low() or self._results_are_unwritable():
                 return
             lease_s = self.settings.workers.heartbeat_s * self.settings.workers.lost_after_beats
             claimed = self.store.claim_next(worker_id, lease_s=lease_s)
@@ -256,11 +259,42 @@ class Scheduler:
             )
         return low
 
+    def _results_are_unwritable(self) -> bool:
+        """While results cannot be written (a read-only file system) nothing starts: every
+        attempt would fail at its output. Logged once each way; /readyz says why."""
+        reason = self.storage.results_unwritable_reason()
+        if reason != self._results_unwritable:
+            self._results_unwritable = reason
+            logger.log(
+                logging.WARNING if reason else logging.INFO,
+                "dispatch %s: %s",
+                "held" if reason else "resumed",
+                reason or "the results directory is writable again",
+                extra={"event": "dispatch_held_storage" if reason else "dispatch_resumed_storage"},
+            )
+        return reason is not None
+
     def _limit_s(self, job: JobRecord) -> float:
         w = self.settings.workers
         return w.timeout_base_s + w.timeout_per_input_s * (job.inputs.input_duration_s or 0.0)
 
     # --- messages from workers -------------------------------------------------------------
+
+    def _apply_safely(self, message: WorkerMessage) -> None:
+        """Apply one message; if that fails (a store or storage fault) the rest of the tick
+        still runs, and a terminal message is kept and applied again next tick: its attempt's
+        bookkeeping is only dropped once its end is recorded."""
+        try:
+            self._apply(message)
+        except Exception:  # a boundary like the loop's: log it, keep the scheduler serving
+            logger.exception(
+                "applying %s for attempt %s failed; retrying next tick",
+                type(message).__name__,
+                getattr(message, "attempt_id", None),
+                extra={"event": "scheduler_message_failed"},
+            )
+            if not isinstance(message, Heartbeat):  # the next beat supersedes a lost one
+                self._unapplied.append(message)
 
     def _apply(self, message: WorkerMessage) -> None:
         if isinstance(message, Heartbeat):
@@ -296,23 +330,34 @@ class Scheduler:
             self.storage.discard_attempt_files(beat.job_id, beat.attempt_id)
 
     def _on_succeeded(self, done: Succeeded) -> None:
-        run = self._running.pop(done.attempt_id, None)
+        run = self._running.get(done.attempt_id)
         if run is None:
             return
         # Publish first, then record: a job the store calls succeeded always has its file.
-        final = self.storage.publish_result(done.job_id, done.attempt_id)
-        result = replace(done.result, path=str(final))
         try:
-            exposed = expose_result(self.store, self.settings.heygem_temp_dir, done.job_id, final)
-        except TalkingFaceError as exc:  # the HeyGem temp folder refused the file: say why
-            final.unlink(missing_ok=True)
+            final = self.storage.publish_result(done.job_id, done.attempt_id)
+        except TalkingFaceError as exc:  # e.g. a read-only results directory
             error = exc.to_record()
             self._end_attempt(
                 done.job_id, done.attempt_id, run.attempt_number, error, AttemptOutcome.FAILED
             )
+            self._running.pop(done.attempt_id, None)
             return
-        if not self.store.succeed(done.job_id, done.attempt_id, result):
-            final.unlink(missing_ok=True)  # canceled meanwhile: the result is not wanted
+        result = replace(done.result, path=str(final))
+        try:
+            exposed = expose_result(self.store, self.settings.heygem_temp_dir, done.job_id, final)
+        except TalkingFaceError as exc:  # the HeyGem temp folder refused the file: say why
+            self.storage.discard_file(final)
+            error = exc.to_record()
+            self._end_attempt(
+                done.job_id, done.attempt_id, run.attempt_number, error, AttemptOutcome.FAILED
+            )
+            self._running.pop(done.attempt_id, None)
+            return
+        succeeded = self.store.succeed(done.job_id, done.attempt_id, result)
+        self._running.pop(done.attempt_id, None)
+        if not succeeded:
+            self.storage.discard_file(final)  # canceled meanwhile: the result is not wanted
             if exposed is not None:
                 exposed.unlink(missing_ok=True)
             with bind_job(done.job_id, run.attempt_number):
@@ -335,7 +380,7 @@ class Scheduler:
             )
 
     def _on_failed(self, failed: Failed) -> None:
-        run = self._running.pop(failed.attempt_id, None)
+        run = self._running.get(failed.attempt_id)
         if run is None:
             return
         self._end_attempt(
@@ -345,11 +390,12 @@ class Scheduler:
             failed.error,
             AttemptOutcome.FAILED,
         )
+        self._running.pop(failed.attempt_id, None)
 
     def _on_exited(self, exited: WorkerExited) -> None:
         if exited.attempt_id is None:
             return
-        run = self._running.pop(exited.attempt_id, None)
+        run = self._running.get(exited.attempt_id)
         if run is None:
             return
         how = _describe_exit(exited.exit_code)
@@ -362,6 +408,7 @@ class Scheduler:
         self._end_attempt(
             run.job_id, run.attempt_id, run.attempt_number, error, AttemptOutcome.LOST
         )
+        self._running.pop(exited.attempt_id, None)
 
     # --- supervision -----------------------------------------------------------------------
 
@@ -421,13 +468,15 @@ class Scheduler:
         error: ErrorRecord,
         outcome: AttemptOutcome,
     ) -> None:
-        """Record the attempt's end; requeue with backoff or fail, as the policy decides."""
-        self.storage.discard_attempt_files(job_id, attempt_id)
+        """Record the attempt's end; requeue with backoff or fail, as the policy decides.
+        The record comes first: a file that cannot be removed (read-only storage) is left
+        for the janitor and never keeps the job `running`."""
         attempts = self._attempts_this_run(job_id)
         previous = [a.error.code for a in attempts if a.error is not None and a.id != attempt_id]
         decision = self.policy.decide(error, len(attempts), previous)
         retry_at = utcnow() + timedelta(seconds=decision.delay_s) if decision.retry else None
         job = self.store.fail_attempt(job_id, attempt_id, error, outcome=outcome, retry_at=retry_at)
+        self.storage.discard_attempt_files(job_id, attempt_id)
         if self.metrics is not None:
             self.metrics.attempt_ended(outcome.value, error.code.value)
         this = next((a for a in attempts if a.id == attempt_id), None)
@@ -466,38 +515,9 @@ class Scheduler:
     # --- janitor ---------------------------------------------------------------------------
 
     def run_janitor(self) -> None:
-        """Remove expired results and files no job owns (partials of dead attempts included)."""
-        cutoff = utcnow() - timedelta(seconds=self.settings.api.result_retention_s)
-        for job in self.store.purge_finished_before(cutoff):
-            self.storage.delete_job_files(job.id)
-        known = self._known_job_ids()
-        live = {
-            self.storage.partial_result_path(r.job_id, r.attempt_id).name
-            for r in self._running.values()
-        }
-        for path in self.storage.orphan_paths(known):
-            # a running attempt's partial, and the encoder's temp file beside it, are not orphans
-            if path.name in live or any(path.name.startswith(f".{name}.") for name in live):
-                continue
-            _remove(path)
-            logger.info("removed orphan %s", path, extra={"event": "orphan_removed"})
-
-    def _known_job_ids(self) -> set[str]:
-        ids: set[str] = set()
-        offset = 0
-        while True:
-            page, total = self.store.list_jobs(limit=500, offset=offset)
-            ids.update(job.id for job in page)
-            offset += len(page)
-            if not page or offset >= total:
-                return ids
-
-
-def _remove(target: Path) -> None:
-    if target.is_dir():
-        shutil.rmtree(target, ignore_errors=True)
-    else:
-        target.unlink(missing_ok=True)
+        """Remove expired results and files no job owns, bound the template cache."""
+        own = [(r.job_id, r.attempt_id) for r in self._running.values()]
+        Janitor(self.settings, self.store, self.storage).run(own)
 
 
 def _describe_exit(exit_code: int | None) -> str:

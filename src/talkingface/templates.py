@@ -1,8 +1,10 @@
 """Prepared templates: face track + engine data per template video, cached on disk by content hash.
 
-A second job on the same template (same bytes, frame rate, face policy and engine version)
-loads the prepared data instead of decoding and tracking the video again. Entries are written
-to a temporary directory and renamed into place, so a crash never leaves a half-written entry.
+A second job on the same template (same bytes, frame rate, face policy, engine name and
+version) loads the prepared data instead of decoding and tracking the video again. Entries are
+written to a temporary directory and renamed into place, so a crash never leaves a
+half-written entry; reading one marks it used, for the janitor's least-recently-used bound
+(template_cache_files.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from talkingface.pipeline.items import (
     TemplateFrame,
     TrackedFrame,
 )
+from talkingface.template_cache_files import META_FILE, hash_memo_path, mark_used
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +98,11 @@ def hash_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def template_key(content_sha256: str, *, fps: float, policy: FacePolicy, engine: str) -> str:
+def template_key(
+    content_sha256: str, *, fps: float, policy: FacePolicy, engine_name: str, engine_version: str
+) -> str:
+    """The cache key: two engines never share data, even at the same version number."""
+    engine = f"{engine_name}@{engine_version}"
     params = f"{content_sha256}|fps={fps:.4f}|policy={policy.value}|engine={engine}|v{CACHE_FORMAT}"
     return hashlib.sha256(params.encode()).hexdigest()[:32]
 
@@ -112,14 +119,13 @@ class TemplateCache:
         if self.directory is None:
             return hash_file(path)
         with translate_errors(Stage.CACHE, context=f"reading {path.name}"):
-            st = path.stat()
-        identity = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
-        memo = self.directory / "hashes" / hashlib.sha256(identity.encode()).hexdigest()[:32]
+            memo = hash_memo_path(self.directory, path)
         try:
             known = memo.read_text(encoding="ascii").strip()
         except OSError:
             known = ""
         if len(known) == 64:
+            mark_used(memo)
             return known
         digest = hash_file(path)
         with translate_errors(Stage.CACHE, context="writing the template cache"):
@@ -135,6 +141,7 @@ class TemplateCache:
         entry = self.directory / key
         if not (entry / "meta.json").is_file():
             return None
+        mark_used(entry)  # first: the janitor now sees it as the most recently used
         try:
             return _read_entry(entry)
         except (OSError, ValueError, KeyError) as exc:
@@ -147,7 +154,9 @@ class TemplateCache:
             shutil.rmtree(entry, ignore_errors=True)
             return None
 
-    def save(self, template: PreparedTemplate) -> None:
+    def save(self, template: PreparedTemplate, *, content_sha256: str) -> None:
+        """Write the entry; `content_sha256` (the template file's) lets the janitor tell
+        which entries queued and running jobs use."""
         if self.directory is None:
             return
         with translate_errors(Stage.CACHE, context="writing the template cache"):
@@ -156,13 +165,13 @@ class TemplateCache:
             staging = self.directory / f".{template.key}.tmp-{os.getpid()}"
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir()
-            _write_entry(staging, template)
+            _write_entry(staging, template, content_sha256)
             if final.exists():
                 shutil.rmtree(final, ignore_errors=True)
             os.replace(staging, final)
 
 
-def _write_entry(directory: Path, t: PreparedTemplate) -> None:
+def _write_entry(directory: Path, t: PreparedTemplate, content_sha256: str) -> None:
     arrays: dict[str, np.ndarray] = {
         "landmarks": t.track.landmarks_f32,
         "present": t.track.present,
@@ -179,6 +188,7 @@ def _write_entry(directory: Path, t: PreparedTemplate) -> None:
     meta = {
         "format": CACHE_FORMAT,
         "key": t.key,
+        "content_sha256": content_sha256,
         "source_name": t.source_name,
         "fps": t.fps,
         "frame_count": t.frame_count,
@@ -192,7 +202,7 @@ def _write_entry(directory: Path, t: PreparedTemplate) -> None:
         "has_own_drive": t.own_drive is not None,
         "articulation": t.articulation_summary(),
     }
-    (directory / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    (directory / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
 def _read_entry(directory: Path) -> PreparedTemplate:
@@ -247,7 +257,13 @@ def prepare_template(
 ) -> PreparedTemplate:
     """The prepared template from the cache, or tracked now (and then cached)."""
     digest = cache.content_hash(path)
-    key = template_key(digest, fps=fps, policy=policy, engine=engine.info.version)
+    key = template_key(
+        digest,
+        fps=fps,
+        policy=policy,
+        engine_name=engine.info.name,
+        engine_version=engine.info.version,
+    )
     cached = cache.load(key)
     if cached is not None and cached.covers(frames_needed):
         logger.info("template from cache", extra={"event": "template_cache_hit", "key": key})
@@ -273,7 +289,7 @@ def prepare_template(
         prepare_s=time.monotonic() - started,
         person_model=person_model,
     )
-    cache.save(template)
+    cache.save(template, content_sha256=digest)
     logger.info(
         "template prepared",
         extra={

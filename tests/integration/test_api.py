@@ -419,7 +419,7 @@ def test_healthz_and_workers(api: ApiHarness) -> None:
 def test_readyz_reports_each_check(api: ApiHarness) -> None:
     ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
-    assert set(ready.json()["checks"]) == {"store", "workers", "disk"}
+    assert set(ready.json()["checks"]) == {"store", "workers", "results", "disk"}
     api.scheduler.ready = False
     not_ready = api.client.get("/readyz")
     assert not_ready.status_code == 503

@@ -51,7 +51,14 @@ def make_settings(cache_dir: Path, **workers: object) -> Settings:
         "allow_faults": True,
     }
     options.update(workers)
-    return Settings(workers=options, cache={"dir": cache_dir}, logging={"level": "error"})
+    # workers open inputs only inside the input roots; the media, like the cache, live
+    # under pytest's base temporary directory
+    return Settings(
+        workers=options,
+        cache={"dir": cache_dir},
+        logging={"level": "error"},
+        api={"input_roots": [cache_dir.parent]},
+    )
 
 
 @contextmanager

@@ -106,10 +106,14 @@ def _translated(exc: BaseException) -> TalkingFaceError:
             ErrorCode.PERMISSION_DENIED,
         ),
         (OSError(errno.ENOSPC, "No space left on device"), ErrorCode.DISK_FULL),
+        (
+            OSError(errno.EROFS, "Read-only file system", "/data/results"),
+            ErrorCode.STORAGE_UNAVAILABLE,
+        ),
         (queue.Empty(), ErrorCode.STAGE_TIMEOUT),
         (KeyError("boom"), ErrorCode.INTERNAL),
     ],
-    ids=["not-found", "permission", "disk-full", "queue-empty", "unknown"],
+    ids=["not-found", "permission", "disk-full", "read-only", "queue-empty", "unknown"],
 )
 def test_translate_errors_maps_foreign_exceptions(exc: BaseException, code: ErrorCode) -> None:
     error = _translated(exc)

@@ -32,6 +32,7 @@ from talkingface.errors import (
     UnexpectedError,
     translate_errors,
 )
+from talkingface.executors.confined_inputs import ConfinedInputs, input_roots
 from talkingface.executors.messages import Assignment, Failed, Heartbeat, Ready, Succeeded
 from talkingface.logs import bind, bind_job, configure_logging
 from talkingface.pipeline.attempt import (
@@ -157,9 +158,16 @@ def _run_assignment(
     with (
         bind_job(assignment.job_id, assignment.attempt_number),
         bind(attempt_id=assignment.attempt_id),
+        ConfinedInputs(input_roots(settings), Path(assignment.output_path)) as inputs,
     ):
         try:
             beats.start()  # first beat at once: the executor sees the attempt has begun
+            confined = dataclasses.replace(  # opened now, inside the input roots, and pinned
+                assignment,
+                audio_path=str(inputs.open("audio", assignment.audio_path)),
+                video_path=str(inputs.open("video", assignment.video_path)),
+            )
+            attempt = dataclasses.replace(attempt, assignment=confined)
             result = run(attempt, engines.get(assignment.options.engine), settings)
             return Succeeded(
                 worker_id, assignment.job_id, assignment.attempt_id, result.job_result()

@@ -45,9 +45,9 @@ def check_output_path(output: Path, inputs: tuple[Path, ...]) -> None:
             cause=exc,
         ) from exc
     if not os.access(output.parent, os.W_OK | os.X_OK):
-        raise OutputPathError(
-            f"Cannot write {output}: {output.parent} is not writable.", stage=Stage.PROBE
-        )
+        read_only = bool(os.statvfs(output.parent).f_flag & os.ST_RDONLY)
+        why = "is on a read-only file system" if read_only else "is not writable"
+        raise OutputPathError(f"Cannot write {output}: {output.parent} {why}.", stage=Stage.PROBE)
 
 
 def _human_bytes(count: int) -> str:

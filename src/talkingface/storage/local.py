@@ -54,12 +54,49 @@ class LocalStorage:
         return self.results_root / f".{job_id}.{attempt_id}{PARTIAL_SUFFIX}"
 
     def discard_attempt_files(self, job_id: str, attempt_id: str) -> None:
-        """Remove an ended attempt's partial result and the encoder's own temporary file
-        (`.NAME.partial-PID`, left behind when the worker was killed mid-write)."""
+        """Remove an ended attempt's partial result, the encoder's own temporary file
+        (`.NAME.partial-PID`) and the worker's input pins (`.NAME.pins-PID/`), which a
+        worker killed mid-attempt leaves behind."""
         partial = self.partial_result_path(job_id, attempt_id)
-        partial.unlink(missing_ok=True)
-        for leftover in self.results_root.glob(f".{partial.name}.partial-*"):
-            leftover.unlink(missing_ok=True)
+        self.discard_file(partial)
+        try:
+            leftovers = list(self.results_root.glob(f".{partial.name}.partial-*"))
+            pins = list(self.results_root.glob(f".{partial.name}.pins-*"))
+        except OSError:
+            leftovers, pins = [], []
+        for leftover in leftovers:
+            self.discard_file(leftover)
+        for directory in pins:
+            shutil.rmtree(directory, ignore_errors=True)  # symlinks only; the janitor retries
+
+    def discard_file(self, path: Path) -> None:
+        """Remove a file nobody needs. Where that fails (a read-only file system) the file is
+        left for the janitor with a warning: cleanup never blocks recording a job's end."""
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            logger.warning(
+                "could not remove %s (%s); the janitor removes it later",
+                path,
+                exc.strerror or exc,
+                extra={"event": "file_not_removed", "path": str(path)},
+            )
+
+    def results_unwritable_reason(self) -> str | None:
+        """Why results cannot be written now (read-only file system, no permission), or None
+        when they can. Checks the results directory, or its nearest existing ancestor."""
+        probe = self.results_root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+        except OSError as exc:
+            return f"the results directory {probe} cannot be examined ({exc.strerror or exc})"
+        if read_only:
+            return f"the results directory {probe} is on a read-only file system"
+        if not os.access(probe, os.W_OK | os.X_OK):
+            return f"the results directory {probe} is not writable by this server's user"
+        return None
 
     def _upload_target(self, job_id: str, field_name: str, filename: str | None) -> Path:
         directory = self.inputs_dir(job_id)
@@ -97,8 +134,11 @@ class LocalStorage:
     def publish_result(self, job_id: str, attempt_id: str) -> Path:
         """Move an attempt's finished partial to the job's result path in one atomic rename."""
         final = self.result_path(job_id)
+        partial = self.partial_result_path(job_id, attempt_id)
+        if final.exists() and not partial.exists():
+            return final  # published already: this is the scheduler applying it again
         with translate_errors(Stage.ENCODE, context="publishing the result"):
-            os.replace(self.partial_result_path(job_id, attempt_id), final)
+            os.replace(partial, final)
         return final
 
     def delete_job_files(self, job_id: str) -> None:

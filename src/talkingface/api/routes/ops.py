@@ -91,7 +91,8 @@ async def check_health() -> dict[str, str]:
 def check_ready(
     settings: SettingsDep, store: StoreDep, storage: StorageDep, scheduler: SchedulerDep
 ) -> JSONResponse:
-    """Ready when the store answers, a worker is ready or busy, and the disk has room."""
+    """Ready when the store answers, a worker is ready or busy, results can be written and
+    the disk has room."""
     checks: dict[str, dict[str, Any]] = {}  # Any: ok flag and a sentence
     try:
         store.ping()
@@ -104,6 +105,11 @@ def check_ready(
         "message": "a worker is ready or busy"
         if workers_ok
         else "no worker is ready yet (starting, lost, or the scheduler is not running)",
+    }
+    unwritable = storage.results_unwritable_reason()
+    checks["results"] = {
+        "ok": unwritable is None,
+        "message": unwritable or "the results directory is writable",
     }
     free = storage.free_disk_bytes()
     minimum = settings.api.min_free_disk_bytes
