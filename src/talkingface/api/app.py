@@ -105,6 +105,14 @@ def _lifespan(
     return lifespan
 
 
+def begin_shutdown(app: FastAPI) -> None:
+    """The server has begun to stop (called from its signal handler): end open event streams
+    now, each with a `shutdown` event, instead of waiting for their clients to leave."""
+    poll: StreamPoll | None = getattr(app.state, "stream_poll", None)
+    if poll is not None:
+        poll.close_threadsafe()
+
+
 def create_app(
     settings: Settings,
     *,
