@@ -126,6 +126,7 @@ class ApiSettings(_Section):
     input_roots: list[Path] = Field(default_factory=list)  # server paths jobs may reference
     max_upload_bytes: int = Field(2 * 2**30, gt=0)
     url_timeout_s: float = Field(120.0, gt=0)
+    max_url_downloads: int = Field(16, ge=1, le=1000)  # submissions fetching URLs at once
     shutdown_timeout_s: int = Field(10, ge=1)  # a stop waits this long for open requests
     max_queued: int = Field(10_000, ge=1)
     retry_after_s: int = Field(30, ge=1)
