@@ -42,6 +42,8 @@ class LimitSettings(_Section):
     stage_timeout_s: float = Field(120.0, gt=0)
     queue_frames: int = Field(4, ge=1, le=1024)  # per stage queue; 1080p frames are 6 MB
     template_memory_mb: int = Field(512, ge=16)
+    probe_timeout_s: float = Field(30.0, gt=0)  # the API's probe of an input, in a child
+    probe_memory_mb: int = Field(2048, ge=256)  # that child's data memory (RLIMIT_DATA)
 
 
 class CacheSettings(_Section):
