@@ -376,7 +376,10 @@ def serve(
     from talkingface.cli_service import serve_command
 
     with user_errors():
-        serve_command(host, port, workers, data_dir, config, heygem_temp_dir=heygem_temp_dir)
+        status = serve_command(
+            host, port, workers, data_dir, config, heygem_temp_dir=heygem_temp_dir
+        )
+    raise typer.Exit(status)
 
 
 @app.command()

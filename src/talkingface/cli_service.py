@@ -36,12 +36,12 @@ def serve_command(
     config: Path | None,
     *,
     heygem_temp_dir: Path | None = None,
-) -> None:
-    """Run the API, the scheduler and the local workers in this process (until Ctrl-C)."""
-    import uvicorn
-
+) -> int:
+    """Run the API, the scheduler and the local workers in this process until Ctrl-C or
+    SIGTERM; returns the exit status (128 + the signal's number after one)."""
     from talkingface.api.app import create_app
     from talkingface.api.auth import check_bind_is_protected
+    from talkingface.api.server import serve_app
     from talkingface.config import load_settings
     from talkingface.logs import configure_logging
 
@@ -73,13 +73,7 @@ def serve_command(
         highlight=False,
     )
     try:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.api.host,
-            port=settings.api.port,
-            log_config=None,
-            access_log=False,
-        )
+        return serve_app(create_app(settings), settings)
     finally:
         if lock is not None:
             lock.release()

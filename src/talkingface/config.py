@@ -42,6 +42,8 @@ class LimitSettings(_Section):
     stage_timeout_s: float = Field(120.0, gt=0)
     queue_frames: int = Field(4, ge=1, le=1024)  # per stage queue; 1080p frames are 6 MB
     template_memory_mb: int = Field(512, ge=16)
+    probe_timeout_s: float = Field(30.0, gt=0)  # the API's probe of an input, in a child
+    probe_memory_mb: int = Field(2048, ge=256)  # that child's data memory (RLIMIT_DATA)
 
 
 class CacheSettings(_Section):
@@ -127,6 +129,8 @@ class ApiSettings(_Section):
     input_roots: list[Path] = Field(default_factory=list)  # server paths jobs may reference
     max_upload_bytes: int = Field(2 * 2**30, gt=0)
     url_timeout_s: float = Field(120.0, gt=0)
+    max_url_downloads: int = Field(16, ge=1, le=1000)  # submissions fetching URLs at once
+    shutdown_timeout_s: int = Field(10, ge=1)  # a stop waits this long for open requests
     max_queued: int = Field(10_000, ge=1)
     retry_after_s: int = Field(30, ge=1)
     result_retention_s: float = Field(7 * 24 * 3600.0, gt=0)

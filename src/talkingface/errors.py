@@ -26,6 +26,7 @@
     │   ├── GpuOutOfMemoryError  GPU_OUT_OF_MEMORY (retried once, on a fresh worker)
     │   └── DiskFullError        DISK_FULL
     ├── QueueFullError           QUEUE_FULL · 429 + Retry-After
+    ├── DownloadsBusyError       DOWNLOADS_BUSY · 503 + Retry-After
     ├── JobNotFoundError         JOB_NOT_FOUND · 404
     ├── JobStateError            JOB_STATE · 409
     ├── JobCanceledError         CANCELED
@@ -76,6 +77,7 @@ class ErrorCode(StrEnum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     CANCELED = "CANCELED"
     QUEUE_FULL = "QUEUE_FULL"
+    DOWNLOADS_BUSY = "DOWNLOADS_BUSY"
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
     JOB_STATE = "JOB_STATE"
     INTERNAL = "INTERNAL"
@@ -381,6 +383,19 @@ class QueueFullError(TalkingFaceError):
 
     code = ErrorCode.QUEUE_FULL
     http_status = 429
+
+    def __init__(
+        self, message: str | None = None, *, retry_after_s: int = 30, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after_s = retry_after_s
+
+
+class DownloadsBusyError(TalkingFaceError):
+    """The server cannot download URL inputs now; retry after the time in Retry-After."""
+
+    code = ErrorCode.DOWNLOADS_BUSY
+    http_status = 503
 
     def __init__(
         self, message: str | None = None, *, retry_after_s: int = 30, **kwargs: Any

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from talkingface.config import LimitSettings
+from talkingface.config import LimitSettings, Settings
 from talkingface.errors import InputTooLargeError, Stage, TalkingFaceError
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import count_frames, iter_template_frames
 from talkingface.media.probe import choose_output_fps, probe
+from talkingface.media.probe_process import IsolatedProbe
 from talkingface.pipeline.inputs import check_inputs
 from talkingface.pipeline.items import LoopMode
 from tests.hostile.corpus import HostileCase, write_flat_h264, write_png_declaring
@@ -39,11 +40,12 @@ def test_every_file_refused_at_submit_gets_its_code_status_and_a_message_saying_
     # Given each broken file beside a good other input
     refused_at_submit = [c for c in hostile_cases.values() if c.http_status is not None]
     assert len(refused_at_submit) >= 15
+    prober = IsolatedProbe.from_settings(Settings())  # the API probes in a child process
     wrong = []
     for case in refused_at_submit:
         audio, video = _inputs(case, good_speech, short_template_clip)
         # When the inputs are checked as POST /v1/jobs checks them
-        error = _outcome(lambda a=audio, v=video: check_inputs(a, v, LimitSettings()))
+        error = _outcome(lambda a=audio, v=video: check_inputs(a, v, LimitSettings(), prober))
         # Then the error is the case's own, with its status and a message naming the file,
         # the problem and, after the semicolon, what to do
         if (

@@ -116,3 +116,26 @@ def test_open_streams_share_one_store_read_per_poll(
     assert all(kinds[-1] == "job_canceled" for kinds in endings)
     assert sorted(own_reads) == sorted(job.id for job in jobs)  # the history read, once each
     assert max(shared_reads) == len(jobs)  # then one read for all of them per poll
+
+
+def test_closing_the_poll_ends_open_and_new_streams_with_a_shutdown_event(
+    store: JobStore,
+) -> None:
+    jobs = [_submit(store, f"job{i}") for i in range(3)]
+
+    async def scenario() -> tuple[list[list[str]], list[str]]:
+        poll = StreamPoll(store, interval_s=0.01)
+        streams = [iter_job_stream(poll, job.id, 0) for job in jobs]
+        for stream in streams:
+            assert (await _next_message(stream))[0] == "job_created"
+        readers = [asyncio.ensure_future(_read_to_end(stream)) for stream in streams]
+        # a signal handler runs outside the loop's own callbacks: close from another thread
+        await asyncio.to_thread(poll.close_threadsafe)
+        ended = list(await asyncio.gather(*readers))
+        return ended, await _read_to_end(iter_job_stream(poll, jobs[0].id, 0))
+
+    ended, opened_after = asyncio.run(scenario())
+
+    assert all(kinds[-1] == "shutdown" for kinds in ended)
+    assert opened_after == ["shutdown"]
+    assert all(job.state.value == "queued" for job in (store.get(j.id) for j in jobs))

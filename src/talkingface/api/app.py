@@ -19,6 +19,7 @@ from talkingface.api.openapi_doc import openapi_builder
 from talkingface.api.problems import install_problem_handlers
 from talkingface.api.routes import easy, jobs, ops, queue, templates
 from talkingface.api.templates_registry import TemplateRegistry
+from talkingface.api.url_downloads import UrlDownloads
 from talkingface.config import Settings
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind
@@ -92,6 +93,7 @@ def _lifespan(
         try:
             yield
         finally:
+            app.state.url_downloads.stop()  # a download must not hold the exit
             alerts.stop()
             app.state.templates.close()
             if webhooks is not None:
@@ -103,6 +105,16 @@ def _lifespan(
             logger.info("api stopped", extra={"event": "api_stopped"})
 
     return lifespan
+
+
+def begin_shutdown(app: FastAPI) -> None:
+    """The server has begun to stop (called from its signal handler): end open event streams
+    now, each with a `shutdown` event, and cut URL downloads short (their submissions answer
+    "retry later"), instead of waiting for clients and slow hosts."""
+    app.state.url_downloads.stop()
+    poll: StreamPoll | None = getattr(app.state, "stream_poll", None)
+    if poll is not None:
+        poll.close_threadsafe()
 
 
 def create_app(
@@ -121,6 +133,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.storage = LocalStorage(settings.data_dir)
+    app.state.url_downloads = UrlDownloads(settings.api)
     if store is not None:
         app.state.store = store
         app.state.stream_poll = StreamPoll(store)

@@ -8,6 +8,11 @@ one replaces it. The stream ends after the job's terminal event.
 A stream reads its history itself, then follows the job through one StreamPoll shared by
 every open stream: one store read per tick for all of them, not one each (a hundred held
 streams polled separately cost the server more than two hundred polling clients).
+
+When the server stops, `StreamPoll.close_threadsafe()` (called from its signal handler) ends
+every open stream with a `shutdown` event and a `retry:` delay: an EventSource reconnects on
+its own after that delay, with `Last-Event-ID`, and the server need not wait for clients to
+leave before it can exit.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from talkingface.jobs.store import JobStore
 
 POLL_S = 0.25
 KEEPALIVE_S = 15.0
+SHUTDOWN_RETRY_MS = 5000  # how long a client waits before reconnecting to a stopping server
 TERMINAL_EVENTS = frozenset({"job_succeeded", "job_failed", "job_canceled"})
 
 Snapshot = tuple[JobRecord, list[EventRecord]]  # the job and its events since the last one
@@ -40,6 +46,7 @@ class _Follower:
         self.job: JobRecord | None = None  # None after a delivery: the job no longer exists
         self.events: list[EventRecord] = []
         self.error: Exception | None = None
+        self.stopped = False  # the server is stopping: no more snapshots
         self.ready = asyncio.Event()
 
     def deliver(self, found: Snapshot | None) -> None:
@@ -57,10 +64,17 @@ class _Follower:
         self.error = error
         self.ready.set()
 
+    def stop(self) -> None:
+        self.stopped = True
+        self.ready.set()
+
     async def next(self) -> Snapshot | None:
-        """What arrived since the last call (waiting for the next poll); None: job gone."""
+        """What arrived since the last call (waiting for the next poll); None: the job is
+        gone, or the server is stopping."""
         await self.ready.wait()
         self.ready.clear()
+        if self.stopped:
+            return None
         if self.error is not None:
             raise self.error
         events, self.events = self.events, []
@@ -75,15 +89,34 @@ class StreamPoll:
         self._interval_s = interval_s
         self._followers: set[_Follower] = set()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.is_closing = False
+
+    def close_threadsafe(self) -> None:
+        """End every open stream, and any opened from now on; safe from a signal handler
+        or another thread."""
+        self.is_closing = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._stop_followers)
+
+    def _stop_followers(self) -> None:
+        for follower in list(self._followers):
+            follower.stop()
 
     async def iter_snapshots(self, job_id: str, after_id: int) -> AsyncGenerator[Snapshot]:
         """The job and its events after `after_id` now, then what changed at each tick, until
-        the job no longer exists or the caller stops."""
+        the job no longer exists, the server stops or the caller stops."""
+        self._loop = asyncio.get_running_loop()
+        if self.is_closing:
+            return
         job, events = await run_in_threadpool(
             self._store.job_with_events, job_id, after_id=after_id
         )
         follower = _Follower(job_id, events[-1].id if events else after_id)
         self._followers.add(follower)
+        if self.is_closing:  # closed while the history was read, after the followers stopped
+            follower.stop()
         self._ensure_running()
         try:
             yield job, events
@@ -98,7 +131,7 @@ class StreamPoll:
             self._task = loop.create_task(self._run())
 
     async def _run(self) -> None:
-        while self._followers:
+        while self._followers and not self.is_closing:
             await asyncio.sleep(self._interval_s)
             followers = list(self._followers)
             cursors: dict[str, int] = {}
@@ -136,8 +169,18 @@ def _progress(job: JobRecord) -> dict[str, Any]:  # Any: JSON-safe values
     }
 
 
+def _shutdown_message(job_id: str) -> str:
+    data = {
+        "job_id": job_id,
+        "reconnect": True,
+        "message": "the server is stopping; reconnect (with Last-Event-ID) to resume",
+    }
+    return f"retry: {SHUTDOWN_RETRY_MS}\n" + _message("shutdown", data)
+
+
 async def iter_job_stream(poll: StreamPoll, job_id: str, after_id: int) -> AsyncIterator[str]:
-    """History after `after_id`, then live events and progress until the job has ended."""
+    """History after `after_id`, then live events and progress until the job has ended
+    (or until the server stops: then a `shutdown` event asks the client to reconnect)."""
     last_progress, idle_s = None, 0.0
     yield "retry: 2000\n\n"
     # Each snapshot reads the job before its events: a state change commits with its event,
@@ -159,3 +202,5 @@ async def iter_job_stream(poll: StreamPoll, job_id: str, after_id: int) -> Async
             if idle_s >= KEEPALIVE_S:
                 idle_s = 0.0
                 yield ": keep-alive\n\n"
+    if poll.is_closing:
+        yield _shutdown_message(job_id)

@@ -19,6 +19,7 @@ from talkingface.errors import (
     Stage,
 )
 from talkingface.jobs.records import JobInputs
+from talkingface.media.probe_process import IsolatedProbe
 from talkingface.pipeline.inputs import check_inputs
 from talkingface.storage.local import LocalStorage
 
@@ -151,10 +152,12 @@ def fetch_media(
 def resolve_inputs(
     audio: MediaRef, video: MediaRef, job_id: str, storage: LocalStorage, settings: Settings
 ) -> JobInputs:
-    """Both inputs made local and probed (invalid media fails here, at submit)."""
+    """Both inputs made local and probed, each in a child process (invalid media fails here,
+    at submit; a file that crashes or hangs the media reader costs that child only)."""
     audio_path = fetch_media("audio", audio, job_id, storage, settings)
     video_path = fetch_media("video", video, job_id, storage, settings)
-    audio_info, _ = check_inputs(audio_path, video_path, settings.limits)
+    prober = IsolatedProbe.from_settings(settings)
+    audio_info, _ = check_inputs(audio_path, video_path, settings.limits, prober)
     return JobInputs(
         audio_path=str(audio_path),
         video_path=str(video_path),

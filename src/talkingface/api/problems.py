@@ -12,7 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from talkingface.errors import ErrorCode, QueueFullError, TalkingFaceError, UnexpectedError
+from talkingface.errors import (
+    DownloadsBusyError,
+    ErrorCode,
+    QueueFullError,
+    TalkingFaceError,
+    UnexpectedError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +53,9 @@ def error_response(exc: TalkingFaceError) -> JSONResponse:
         retryable=exc.retryable,
         details=exc.details,
     )
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFullError) else None
+    headers = None
+    if isinstance(exc, QueueFullError | DownloadsBusyError):  # come back later: say when
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
 

@@ -24,6 +24,7 @@ from talkingface.engines.base import get_engine
 from talkingface.errors import InputNotFoundError, TalkingFaceError, UnexpectedError
 from talkingface.media.decode import iter_frames
 from talkingface.media.probe import choose_output_fps, probe
+from talkingface.media.probe_process import IsolatedProbe
 from talkingface.pipeline.inputs import checked_probe
 from talkingface.pipeline.items import FacePolicy
 from talkingface.templates import TemplateCache, prepare_template
@@ -46,7 +47,9 @@ class TemplateRegistry:
 
     def register(self, source: Path) -> tuple[dict[str, Any], bool]:
         """(meta, created): the template of these bytes, stored and queued for preparation."""
-        info = checked_probe(source, self.settings.limits)
+        info = checked_probe(
+            source, self.settings.limits, IsolatedProbe.from_settings(self.settings)
+        )
         digest = hashlib.sha256(source.read_bytes()).hexdigest()[:32]
         directory = self.root / digest
         if (directory / "meta.json").is_file():

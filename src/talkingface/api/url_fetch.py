@@ -10,6 +10,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,6 +20,7 @@ import httpx
 
 from talkingface.config import ApiSettings
 from talkingface.errors import (
+    DownloadsBusyError,
     InputNotFoundError,
     InputTooLargeError,
     InvalidRequestError,
@@ -207,6 +209,7 @@ class DownloadDeadline:
     def __init__(self, timeout_s: float) -> None:
         self.at_s = time.monotonic() + timeout_s
         self.expired = False
+        self.was_cut = False  # ended early because the server is stopping
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._timer = threading.Timer(timeout_s, self._expire)
@@ -233,8 +236,51 @@ class DownloadDeadline:
         for sock in sockets:
             _shut(sock)
 
+    def cut(self) -> None:
+        """End the download now: the server is stopping."""
+        self.was_cut = True
+        self._expire()
+
     def close(self) -> None:
         self._timer.cancel()
+
+
+class ActiveDownloads:
+    """The downloads in progress on one server, so that a stopping server cuts them all
+    short instead of waiting up to api.url_timeout_s for each (safe from a signal handler:
+    only download threads take the lock otherwise)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._deadlines: set[DownloadDeadline] = set()
+        self.stopped = False
+
+    @contextlib.contextmanager
+    def tracking(self, deadline: DownloadDeadline) -> Iterator[None]:
+        with self._lock:
+            self._deadlines.add(deadline)
+            stopped = self.stopped
+        if stopped:
+            deadline.cut()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._deadlines.discard(deadline)
+
+    def cut_all(self) -> None:
+        with self._lock:
+            self.stopped = True
+            deadlines = list(self._deadlines)
+        for deadline in deadlines:
+            deadline.cut()
+
+
+# The server's downloads, set by the API around a submission's thread (UrlDownloads): the
+# call chain from the route to download_url is not the place for a server-wide registry.
+active_downloads: ContextVar[ActiveDownloads | None] = ContextVar(
+    "talkingface_active_downloads", default=None
+)
 
 
 def _shut(sock: socket.socket) -> None:
@@ -257,20 +303,22 @@ def download_url(
     deadline = DownloadDeadline(api.url_timeout_s)
     trust = tls_context or httpx.create_ssl_context()  # one per download, not per hop
     current = url
+    active = active_downloads.get()
     try:
-        for _ in range(MAX_REDIRECTS + 1):
-            target = check_url(field, current, api, resolver)
-            with (
-                httpx.Client(  # trust_env=False: a proxy from the environment would undo the pin
-                    follow_redirects=False, trust_env=False, verify=trust
-                ) as client,
-                _open(client, target, deadline) as response,
-            ):
-                location = response.headers.get("location")
-                if response.status_code in REDIRECT_STATUSES and location:
-                    current = urljoin(str(target.url), location)  # check_url parses it
-                    continue
-                return _save_response(field, target, job_id, response, deadline, storage, api)
+        with active.tracking(deadline) if active else contextlib.nullcontext():
+            for _ in range(MAX_REDIRECTS + 1):
+                target = check_url(field, current, api, resolver)
+                with (
+                    httpx.Client(  # trust_env=False: a proxy from the environment undoes the pin
+                        follow_redirects=False, trust_env=False, verify=trust
+                    ) as client,
+                    _open(client, target, deadline) as response,
+                ):
+                    location = response.headers.get("location")
+                    if response.status_code in REDIRECT_STATUSES and location:
+                        current = urljoin(str(target.url), location)  # check_url parses it
+                        continue
+                    return _save_response(field, target, job_id, response, deadline, storage, api)
     except httpx.HTTPError as exc:
         raise _download_failed(field, current, exc, deadline, api) from exc
     finally:
@@ -343,14 +391,14 @@ def _iter_within(
         for chunk in response.iter_raw():
             received_bytes += len(chunk)
             if deadline.has_passed():
-                raise _too_slow(field, url, api)
+                raise _too_slow(field, url, deadline, api)
             if received_bytes > api.max_upload_bytes:
                 raise _too_large(field, url, api, "sent more than")
             yield chunk
     except httpx.HTTPError as exc:  # here, not in download_url: save_upload would wrap it
         raise _download_failed(field, url, exc, deadline, api) from exc
     if deadline.expired:
-        raise _too_slow(field, url, api)
+        raise _too_slow(field, url, deadline, api)
 
 
 def _download_failed(
@@ -359,9 +407,9 @@ def _download_failed(
     exc: httpx.HTTPError,
     deadline: DownloadDeadline,
     api: ApiSettings,
-) -> InputNotFoundError:
+) -> InputNotFoundError | DownloadsBusyError:
     if deadline.has_passed():
-        return _too_slow(field, url, api)
+        return _too_slow(field, url, deadline, api)
     return InputNotFoundError(
         f"{field}: could not download {_shown(url)} ({type(exc).__name__}: {exc}); check the URL "
         "and that its server is up.",
@@ -387,7 +435,17 @@ def _shown(url: str | httpx.URL, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[: limit - 5]}…{text[-4:]}"
 
 
-def _too_slow(field: str, url: str | httpx.URL, api: ApiSettings) -> InputNotFoundError:
+def _too_slow(
+    field: str, url: str | httpx.URL, deadline: DownloadDeadline, api: ApiSettings
+) -> InputNotFoundError | DownloadsBusyError:
+    if deadline.was_cut:
+        return DownloadsBusyError(
+            f"{field}: the server is stopping, so the download of {_shown(url)} was stopped; "
+            f"submit again in {api.retry_after_s} s.",
+            retry_after_s=api.retry_after_s,
+            stage=Stage.PROBE,
+            details={"field": field},
+        )
     return InputNotFoundError(
         f"{field}: downloading {_shown(url)} took longer than {api.url_timeout_s:g} s "
         "(api.url_timeout_s); use a faster host or upload the file.",

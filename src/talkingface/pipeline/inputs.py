@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 from talkingface.config import LimitSettings
 from talkingface.errors import (
@@ -16,6 +17,14 @@ from talkingface.media.audio import MIN_AUDIO_S, too_short
 from talkingface.media.probe import MediaInfo, probe
 
 OUTPUT_SUFFIXES = (".mp4", ".m4v")
+
+
+class Prober(Protocol):
+    """`media.probe.probe`, or a stand-in with its signature (e.g. one in a child process)."""
+
+    def __call__(
+        self, path: str | Path, *, max_width_px: int, max_height_px: int, max_duration_s: float
+    ) -> MediaInfo: ...
 
 
 def check_output_path(output: Path, inputs: tuple[Path, ...]) -> None:
@@ -54,9 +63,9 @@ def _human_bytes(count: int) -> str:
     return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count} bytes"
 
 
-def checked_probe(path: Path, limits: LimitSettings) -> MediaInfo:
+def checked_probe(path: Path, limits: LimitSettings, prober: Prober = probe) -> MediaInfo:
     """Probe within every configured input limit (size, dimensions, duration)."""
-    info = probe(
+    info = prober(
         path,
         max_width_px=limits.max_width_px,
         max_height_px=limits.max_height_px,
@@ -73,9 +82,11 @@ def checked_probe(path: Path, limits: LimitSettings) -> MediaInfo:
     return info
 
 
-def check_inputs(audio: Path, video: Path, limits: LimitSettings) -> tuple[MediaInfo, MediaInfo]:
+def check_inputs(
+    audio: Path, video: Path, limits: LimitSettings, prober: Prober = probe
+) -> tuple[MediaInfo, MediaInfo]:
     """Probe both inputs within the limits; the audio must have sound, the template a picture."""
-    audio_info = checked_probe(audio, limits)
+    audio_info = checked_probe(audio, limits, prober)
     if not audio_info.has_audio:
         raise InvalidMediaError(
             f"{audio.name} has no audio track; give a speech file (wav, mp3, m4a…) "
@@ -84,7 +95,7 @@ def check_inputs(audio: Path, video: Path, limits: LimitSettings) -> tuple[Media
         )
     if 0 < audio_info.duration_s < MIN_AUDIO_S:  # 0: unknown until decoded (s3 checks again)
         raise too_short(audio, audio_info.duration_s, stage=Stage.PROBE)
-    video_info = checked_probe(video, limits)
+    video_info = checked_probe(video, limits, prober)
     if not video_info.has_video:
         raise InvalidMediaError(
             f"{video.name} has no picture; give a video or a photo as the template.",

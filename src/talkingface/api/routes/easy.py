@@ -33,15 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from talkingface.api.bodies import JSON_BODY_MAX_BYTES, read_body
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
 from talkingface.api.routes.jobs import create_job
 from talkingface.api.schemas import JobOptionsIn
+from talkingface.api.url_downloads import UrlDownloads
 from talkingface.config import Settings
 from talkingface.errors import (
+    DownloadsBusyError,
     InputTooLargeError,
     QueueFullError,
     TalkingFaceError,
@@ -65,6 +66,7 @@ CODE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # it names a file: no separ
 FLAG_FIELDS = ("pn", "chaofen", "watermark_switch", "digital_auth")
 KNOWN_FIELDS = frozenset((*REQUIRED_FIELDS, *FLAG_FIELDS))
 BODY_TOO_LARGE = f"参数异常: 请求体超过{JSON_BODY_MAX_BYTES // 1024} KB"
+DOWNLOADS_BUSY = "忙碌中: 正在下载的URL输入已达上限（或服务正在停止），请稍后重试或直接上传文件"
 STAGE_NAMES = {
     "setup": "准备中",
     "starting": "准备中",
@@ -209,8 +211,14 @@ async def heygem_submit(
         return envelope(PARAM_ERROR, {}, problem, success=False)
     if not _valid_code(str(body["code"]).strip()):
         return envelope(PARAM_ERROR, {}, CODE_INVALID, success=False)
+    downloads: UrlDownloads = request.app.state.url_downloads
+    refs = (str(body["audio_url"]).strip(), str(body["video_url"]).strip())
     try:
-        return await run_in_threadpool(_submit, body, settings, store, storage, scheduler)
+        return await downloads.run_submission(
+            refs, _submit, body, settings, store, storage, scheduler
+        )
+    except DownloadsBusyError:
+        return envelope(BUSY, {}, DOWNLOADS_BUSY, success=False)
     except QueueFullError:
         return envelope(BUSY, {}, "忙碌中")
     except TalkingFaceError as exc:

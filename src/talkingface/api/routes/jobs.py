@@ -29,6 +29,7 @@ from talkingface.api.problems import invalid_request, quoted
 from talkingface.api.schemas import EventPublic, JobCreate, JobList, JobOptionsIn, JobPublic
 from talkingface.api.schemas import job_public as build_job_public
 from talkingface.api.templates_registry import TemplateRegistry
+from talkingface.api.url_downloads import UrlDownloads
 from talkingface.api.url_fetch import check_url
 from talkingface.config import Settings
 from talkingface.engines.base import ENGINE_NAMES
@@ -289,21 +290,38 @@ async def submit_job(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
     """Queue a job over server paths or URLs (JSON) or uploaded files (multipart)."""
+    downloads: UrlDownloads = request.app.state.url_downloads
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         form = await read_form(request, settings)
         try:
             audio, video, options = form_submission(form)
-            job, created = await run_in_threadpool(
-                create_keyed_job, audio, video, options, idempotency_key, settings, store, storage
+            job, created = await downloads.run_submission(
+                (audio, video),
+                create_keyed_job,
+                audio,
+                video,
+                options,
+                idempotency_key,
+                settings,
+                store,
+                storage,
             )
         finally:
             await form.close()
     elif content_type.startswith("application/json") or not content_type:
         body = await read_json_submission(request)
         template: MediaRef = body.video or template_video(request, body.template_id or "")
-        job, created = await run_in_threadpool(
-            create_keyed_job, body.audio, template, body, idempotency_key, settings, store, storage
+        job, created = await downloads.run_submission(
+            (body.audio, template),
+            create_keyed_job,
+            body.audio,
+            template,
+            body,
+            idempotency_key,
+            settings,
+            store,
+            storage,
         )
     else:
         raise invalid_request(

@@ -16,6 +16,7 @@ from talkingface.api.inputs import Upload, fetch_media
 from talkingface.api.problems import invalid_request
 from talkingface.api.routes.jobs import read_form, read_json_body
 from talkingface.api.templates_registry import TemplateRegistry
+from talkingface.api.url_downloads import UrlDownloads
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 FORM_HINT = "send the template as one file in the field `video`"
@@ -83,7 +84,10 @@ async def register_template(
             await form.close()
     else:
         video = await _json_video(request)
-        path = await run_in_threadpool(fetch_media, "video", video, staging_id, storage, settings)
+        downloads: UrlDownloads = request.app.state.url_downloads
+        path = await downloads.run_submission(
+            (video,), fetch_media, "video", video, staging_id, storage, settings
+        )
         if path.parent != storage.inputs_dir(staging_id):  # a server path: keep the original
             copy = storage.inputs_dir(staging_id) / path.name
             copy.parent.mkdir(parents=True, exist_ok=True)
