@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from talkingface.errors import ErrorRecord
-from talkingface.jobs.records import JobOptions, JobResult
+from talkingface.jobs.records import JobOptions, JobResult, TemplateOutcome
+from talkingface.jobs.states import JobKind
 from talkingface.pipeline.items import JobId
 
 
@@ -20,6 +21,7 @@ class Assignment:
     video_path: str
     output_path: str
     options: JobOptions
+    kind: JobKind = JobKind.RENDER  # prepare_template: output_path is the thumbnail to write
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,7 @@ class Succeeded:
     job_id: JobId
     attempt_id: str
     result: JobResult
+    template: TemplateOutcome | None = None  # what a prepare_template attempt found
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,11 @@ from talkingface.errors import (
 from talkingface.executors.faults import Fault, FaultControls, get_fault
 from talkingface.executors.messages import Assignment, Failed, Heartbeat, Ready, Succeeded
 from talkingface.jobs.records import JobResult
+from talkingface.jobs.states import JobKind
 from talkingface.logs import bind, bind_job, configure_logging
 from talkingface.pipeline.attempt import GenerateRequest, GenerateResult, run_attempt
 from talkingface.pipeline.items import FacePolicy, JobTag, LoopMode, Progress
+from talkingface.pipeline.preparation import run_preparation
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +137,8 @@ def _run_assignment(
             progress = (
                 beats.on_progress if fault is None else fault.wrap_progress(beats.on_progress)
             )
+            if assignment.kind == JobKind.PREPARE_TEMPLATE:
+                return _prepare(worker_id, assignment, engine, settings, progress, cancel)
             result = run_attempt(
                 _request_for(assignment), engine, settings, progress=progress, cancel=cancel
             )
@@ -153,6 +158,30 @@ def _run_assignment(
             beats.stop()
             if fault is not None:
                 fault.disarm()
+
+
+def _prepare(
+    worker_id: str,
+    assignment: Assignment,
+    engine: LipSyncEngine,
+    settings: Settings,
+    progress: Callable[[Progress], None],
+    cancel: threading.Event,
+) -> Succeeded:
+    """A prepare_template attempt: the template's face track into the cache, its thumbnail."""
+    prepared = run_preparation(
+        JobTag(assignment.job_id, assignment.attempt_number),
+        Path(assignment.video_path),
+        Path(assignment.output_path),
+        engine,
+        settings,
+        face_policy=_request_for(assignment).face_policy,
+        progress=progress,
+        cancel=cancel,
+    )
+    return Succeeded(
+        worker_id, assignment.job_id, assignment.attempt_id, prepared.result, prepared.outcome
+    )
 
 
 def _request_for(assignment: Assignment) -> GenerateRequest:

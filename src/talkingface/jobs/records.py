@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from talkingface.errors import ErrorRecord
-from talkingface.jobs.states import AttemptOutcome, JobState
+from talkingface.jobs.states import AttemptOutcome, JobKind, JobState
 from talkingface.pipeline.items import JobId
 
 
@@ -39,6 +39,15 @@ class JobResult:
     frame_count: int
     frames_without_face: int
     processing_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateOutcome:
+    """What preparing a template found (kept on its row in the store once the job succeeds)."""
+
+    face_count: int
+    frames_without_face: int
+    articulation: dict[str, Any]  # Any: JSON-safe (PreparedTemplate.articulation_summary())
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +94,4 @@ class JobRecord:
     result: JobResult | None
     error: ErrorRecord | None
     progress_at: datetime | None = None  # last time frames_done/stage moved (stall detection)
+    kind: JobKind = JobKind.RENDER
