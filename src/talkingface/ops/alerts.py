@@ -1,5 +1,7 @@
 """Alerts: rules evaluated periodically; each fires once when its condition starts and
 resolves once when it ends (no storms), to the log, to webhook URLs and to GET /v1/alerts.
+Webhook deliveries go through the store's outbox (sent by ops.webhooks: retried with backoff,
+kept across restarts, the same Idempotency-Key header on every try).
 
 Rules (thresholds in `alerts.*`):
 - `failure_rate`: failed / finished jobs over `failure_window_s` above `failure_rate_max`
@@ -17,16 +19,17 @@ import json
 import logging
 import shutil
 import threading
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import func, select
 
 from talkingface.config import Settings
+from talkingface.jobs.outbox import Delivery
 from talkingface.jobs.states import AttemptOutcome, JobState
 from talkingface.jobs.store import JobStore
 from talkingface.jobs.tables import attempts, jobs
@@ -209,19 +212,10 @@ class AlertManager:
             change.message,
             extra={"event": f"alert_{change.state}", "rule": change.rule},
         )
-        body = json.dumps(change.to_dict()).encode()
-        for url in self.settings.alerts.webhook_urls:
-            try:
-                httpx.post(
-                    url,
-                    content=body,
-                    headers={"Content-Type": "application/json"},
-                    timeout=self.settings.webhooks.timeout_s,
-                )
-            except httpx.HTTPError as exc:
-                logger.warning(
-                    "alert webhook %s failed: %s",
-                    url,
-                    exc,
-                    extra={"event": "alert_webhook_failed", "rule": change.rule},
-                )
+        body = json.dumps(change.to_dict(), sort_keys=True)
+        self.store.add_deliveries(
+            [
+                Delivery(uuid.uuid4().hex, "alert", None, url, f"alert.{change.state}", body)
+                for url in self.settings.alerts.webhook_urls
+            ]
+        )
