@@ -89,7 +89,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> I
         with job_store.engine.begin() as conn:
             conn.execute(
                 text(
-                    "TRUNCATE events, attempts, templates, jobs, outbox, service_state RESTART IDENTITY"
+                    "TRUNCATE events, attempts, templates, jobs, outbox, service_state "
+                    "RESTART IDENTITY"
                 )
             )
     try:
