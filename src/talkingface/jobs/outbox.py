@@ -96,13 +96,13 @@ class DeliveryOutbox:
             return claimed
 
     def record_delivery_try(
-        self, delivery_id: str, *, delivered: bool, error: str | None, retry_at: datetime | None
+        self, delivery_id: str, *, delivered: bool, error: str | None, retry_in_s: float | None
     ) -> None:
-        """One more try made: delivered, to be tried again at retry_at, or given up."""
+        """One more try made: delivered, to be tried again in retry_in_s, or given up."""
         if delivered:
             state = DeliveryState.DELIVERED
         else:
-            state = DeliveryState.PENDING if retry_at is not None else DeliveryState.FAILED
+            state = DeliveryState.PENDING if retry_in_s is not None else DeliveryState.FAILED
         with self._write() as conn:
             now = self._clock()
             values: dict[str, Any] = {  # Any: column values of several types
@@ -111,8 +111,8 @@ class DeliveryOutbox:
                 "last_error": error,
                 "updated_at": now,
             }
-            if retry_at is not None:
-                values["due_at"] = retry_at
+            if retry_in_s is not None and not delivered:
+                values["due_at"] = now + timedelta(seconds=retry_in_s)
             conn.execute(outbox.update().where(outbox.c.id == delivery_id).values(**values))
 
     def deliveries(self, *, state: DeliveryState | None = None) -> list[Delivery]:
@@ -123,9 +123,10 @@ class DeliveryOutbox:
         with self._read() as conn:
             return [_delivery(row) for row in conn.execute(query)]
 
-    def prune_deliveries(self, before: datetime) -> None:
-        """Forget deliveries that ended (delivered or given up) before `before`."""
+    def prune_deliveries(self, *, ended_before_s: float) -> None:
+        """Forget deliveries that ended (delivered or given up) over `ended_before_s` ago."""
         with self._write() as conn:
+            before = self._clock() - timedelta(seconds=ended_before_s)
             conn.execute(
                 delete(outbox).where(
                     outbox.c.state != DeliveryState.PENDING.value, outbox.c.updated_at < before

@@ -26,7 +26,6 @@ import json
 import logging
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -156,12 +155,13 @@ class WebhookSender:
         )
         ok = bool(outcome.get("ok"))
         give_up = not ok and (bool(outcome.get("refused")) or attempt >= self.settings.max_attempts)
-        retry_at = None
+        retry_in_s = None
         if not ok and not give_up:
-            delay_s = self.settings.backoff_base_s * 2 ** (attempt - 1)
-            retry_at = datetime.now(UTC) + timedelta(seconds=delay_s)
+            retry_in_s = self.settings.backoff_base_s * 2 ** (attempt - 1)
         error = None if ok else str(outcome.get("error") or f"HTTP {outcome.get('status')}")
-        self.store.record_delivery_try(delivery.id, delivered=ok, error=error, retry_at=retry_at)
+        self.store.record_delivery_try(
+            delivery.id, delivered=ok, error=error, retry_in_s=retry_in_s
+        )
         if delivery.job_id is not None:
             data: dict[str, Any] = {"url": delivery.url, "attempt": attempt, **outcome}
             self._job_event(delivery.job_id, "webhook_attempted", data)
@@ -189,7 +189,7 @@ class WebhookSender:
         if now_s < self._next_prune_s:
             return
         self._next_prune_s = now_s + PRUNE_INTERVAL_S
-        self.store.prune_deliveries(datetime.now(UTC) - timedelta(seconds=DELIVERY_RETENTION_S))
+        self.store.prune_deliveries(ended_before_s=DELIVERY_RETENTION_S)
 
     def send(
         self,
