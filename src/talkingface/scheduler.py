@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from talkingface.config import Settings
+from talkingface.dispatch_pause import DispatchPause
 from talkingface.errors import (
     ErrorRecord,
     Stage,
@@ -97,7 +98,7 @@ class Scheduler:
         self.policy = policy or RetryPolicy(settings.retry)
         self.clock = clock
         self.metrics = metrics
-        self.paused = False
+        self._pause = DispatchPause(store)
         self._disk_low = False
         self._running: dict[str, _Running] = {}  # by attempt id
         self._wake = threading.Event()
@@ -111,7 +112,7 @@ class Scheduler:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Scheduler:
-        self.paused = self.store.is_dispatch_paused()
+        self._pause.load()
         self.recover()
         self.executor.start()
         self._thread = threading.Thread(target=self._loop, name="tf-scheduler", daemon=True)
@@ -132,8 +133,7 @@ class Scheduler:
         """Maintenance: no new job starts while paused; running jobs finish; submissions queue.
         The flag is kept in the store: a restart (or another server on the same store) keeps
         the queue paused until it is resumed."""
-        self.store.set_dispatch_paused(paused)
-        self.paused = paused
+        self._pause.set(paused)
         logger.warning(
             "dispatching %s",
             "paused" if paused else "resumed",
@@ -142,7 +142,7 @@ class Scheduler:
         self.wake()
 
     def is_paused(self) -> bool:
-        return self.paused
+        return self._pause.paused
 
     def workers(self) -> list[WorkerInfo]:
         return self.executor.workers()
@@ -198,7 +198,7 @@ class Scheduler:
         if now >= self._next_recover_s:
             self._next_recover_s = now + RECOVER_CHECK_S
             self.recover()
-            self.paused = self.store.is_dispatch_paused()  # set by another server, perhaps
+            self._pause.sync()
         self._supervise(self.clock())
         self._dispatch()
         if now >= self._next_janitor_s:
@@ -208,7 +208,7 @@ class Scheduler:
     # --- dispatch --------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        while not self.paused:
+        while not self._pause.paused:
             worker_id = self.executor.idle_worker()
             if worker_id is None or self._disk_is_low():
                 return

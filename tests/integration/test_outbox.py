@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from talkingface.config import ApiSettings, WebhookSettings
+from talkingface.config import ApiSettings, Settings, WebhookSettings
+from talkingface.errors import ErrorCode, ErrorRecord, Stage
 from talkingface.jobs.outbox import Delivery, DeliveryState
 from talkingface.jobs.records import JobInputs, JobOptions, JobResult
 from talkingface.jobs.service_state import WEBHOOK_CURSOR
+from talkingface.jobs.states import AttemptOutcome
 from talkingface.jobs.store import JobStore
+from talkingface.ops.alerts import AlertManager
 from talkingface.ops.webhooks import WebhookSender
 from tests.integration.store_fixtures import FakeClock
 
@@ -141,3 +146,34 @@ def test_a_webhook_is_collected_once_and_sent_with_the_same_id_and_signature_on_
     assert [d.state for d in store.deliveries()] == [DeliveryState.DELIVERED]
     kinds = [e.kind for e in store.events(job_id) if e.kind.startswith("webhook_")]
     assert kinds == ["webhook_attempted", "webhook_attempted", "webhook_delivered"]
+
+
+def test_an_alert_is_queued_in_the_outbox_and_sent_with_its_delivery_id(
+    store: JobStore, clock: FakeClock, flaky: FlakyReceiver, tmp_path: Path
+) -> None:
+    url = f"http://127.0.0.1:{flaky.server_address[1]}/alerts"
+    settings = Settings(
+        data_dir=tmp_path,
+        alerts={"webhook_urls": [url], "failure_min_jobs": 1},
+        webhooks={"backoff_base_s": 0},
+        api={"min_free_disk_bytes": 0},
+    )
+    job, _ = store.create(JobInputs("/in/a.wav", "/in/a.mp4"), JobOptions())
+    claimed = store.claim_next("w1", lease_s=30)
+    assert claimed is not None
+    error = ErrorRecord(ErrorCode.NO_FACE, Stage.TRACK, False, "No face found in a.mp4.")
+    store.fail_attempt(job.id, claimed[1].id, error, outcome=AttemptOutcome.FAILED, retry_at=None)
+
+    changes = AlertManager(settings, store).evaluate(clock())
+    assert [(c.rule, c.state) for c in changes] == [("failure_rate", "firing")]
+    (queued,) = store.deliveries()
+    assert (queued.kind, queued.url, queued.event) == ("alert", url, "alert.firing")
+    sender = WebhookSender(store, settings.webhooks, settings.api)
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        sender.deliver_due(http)  # 500, then due again at once (backoff 0)
+        sender.deliver_due(http)
+
+    keys = [headers["Idempotency-Key"] for headers, _ in flaky.calls]
+    assert keys == [queued.id, queued.id]
+    assert json.loads(flaky.calls[-1][1])["rule"] == "failure_rate"
+    assert [d.state for d in store.deliveries()] == [DeliveryState.DELIVERED]

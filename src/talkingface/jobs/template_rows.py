@@ -71,9 +71,8 @@ class TemplateRows:
                 conn.execute(
                     templates.insert().values(**asdict(spec), job_id=job_id, created_at=now)
                 )
-                created = _template(conn, spec.id)
-                assert created is not None  # inserted just above, in this transaction
-                return created, True
+                job = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
+                return TemplateRecord(spec, now, tables.job_from_row(job), None), True
         except IntegrityError:
             # a concurrent registration of the same content won the insert: return its template
             found = self.template(spec.id)

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from talkingface.config import Settings
+from talkingface.errors import StoreUnavailableError
 from talkingface.jobs.outbox import Delivery
 from talkingface.jobs.states import AttemptOutcome, JobState
 from talkingface.jobs.store import JobStore
@@ -67,6 +68,7 @@ class AlertManager:
         self.settings, self.store = settings, store
         self._active: dict[str, AlertChange] = {}
         self._history: deque[AlertChange] = deque(maxlen=200)
+        self._unqueued: deque[Delivery] = deque(maxlen=200)  # not in the outbox yet
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -97,6 +99,7 @@ class AlertManager:
 
     def evaluate(self, now: datetime) -> list[AlertChange]:
         """Check every rule; return (and deliver) what started or stopped firing."""
+        self._queue_deliveries()
         changes = []
         for condition in self._conditions(now):
             with self._lock:
@@ -213,9 +216,25 @@ class AlertManager:
             extra={"event": f"alert_{change.state}", "rule": change.rule},
         )
         body = json.dumps(change.to_dict(), sort_keys=True)
-        self.store.add_deliveries(
-            [
-                Delivery(uuid.uuid4().hex, "alert", None, url, f"alert.{change.state}", body)
-                for url in self.settings.alerts.webhook_urls
-            ]
+        self._unqueued.extend(
+            Delivery(uuid.uuid4().hex, "alert", None, url, f"alert.{change.state}", body)
+            for url in self.settings.alerts.webhook_urls
         )
+        self._queue_deliveries()
+
+    def _queue_deliveries(self) -> None:
+        """Hand alert deliveries to the outbox; while the store refuses them (a full disk:
+        the disk_free alert's own moment), keep them here and try again next round."""
+        if not self._unqueued:
+            return
+        try:
+            self.store.add_deliveries(list(self._unqueued))
+        except StoreUnavailableError as exc:
+            logger.warning(
+                "%d alert deliveries wait for the store (%s)",
+                len(self._unqueued),
+                exc.message,
+                extra={"event": "alert_delivery_deferred"},
+            )
+            return
+        self._unqueued.clear()
