@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tests.integration.api_fixtures import (  # noqa: F401  (fixtures are used b
 
 # engines.base (the plug-in protocol and the engine names the API validates) loads nothing;
 # every module that holds or loads a model, a face tracker or a template cache is listed
+BIG_TAIL_BYTES = 64 << 20
 ENGINE_PROTOCOL = "talkingface.engines.base"
 FACE_AND_ENGINE_MODULES = (
     "talkingface.engines",  # every engine module but the protocol
@@ -166,3 +168,23 @@ def test_the_api_process_registers_a_template_without_loading_face_or_engine_mod
         and name != ENGINE_PROTOCOL
     ]
     assert loaded == []
+
+
+def test_registration_hashes_the_video_in_chunks_not_in_one_read(
+    api: ApiHarness, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.mp4"
+    with big.open("wb") as out:
+        out.write((api.input_root / "template.mp4").read_bytes())
+        out.write(b"\0" * BIG_TAIL_BYTES)  # after the movie: the demuxer ignores it, the hash not
+    registry = api.client.app.state.templates
+
+    tracemalloc.start()
+    try:
+        meta, created = registry.register(big)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert created and meta["state"] == "preparing"
+    assert peak_bytes < BIG_TAIL_BYTES // 4  # chunks, not the whole file in memory
