@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tests.integration.api_fixtures import (  # noqa: F401  (fixtures are used b
     job_store_fixture,
     make_api_fixture,
 )
+from tests.integration.service_fixtures import Service, wait_until
 
 # engines.base (the plug-in protocol and the engine names the API validates) loads nothing;
 # every module that holds or loads a model, a face tracker or a template cache is listed
@@ -188,3 +190,23 @@ def test_registration_hashes_the_video_in_chunks_not_in_one_read(
 
     assert created and meta["state"] == "preparing"
     assert peak_bytes < BIG_TAIL_BYTES // 4  # chunks, not the whole file in memory
+
+
+def test_a_worker_fails_a_faceless_template_once_with_no_face(
+    service_factory: Callable[..., Service], faceless_clip: Path, tmp_path: Path
+) -> None:
+    service = service_factory(extra_env={"TALKINGFACE_CACHE__DIR": str(tmp_path / "cache")})
+    with faceless_clip.open("rb") as video:
+        registered = service.http.post("/v1/templates", files={"video": ("none.mp4", video)})
+    assert registered.status_code == 202, registered.text
+    template_id = registered.json()["id"]
+
+    def finished() -> dict[str, Any] | None:
+        meta: dict[str, Any] = service.http.get(f"/v1/templates/{template_id}").json()
+        return meta if meta["state"] != "preparing" else None
+
+    meta = wait_until(finished, timeout_s=60, what="the faceless template's preparation to end")
+    assert meta["state"] == "failed" and meta["error"]["code"] == "NO_FACE"
+    assert meta["error"]["message"]
+    preparation = service.job(meta["job_id"])
+    assert [a["outcome"] for a in preparation["attempts"]] == ["failed"]  # not retried

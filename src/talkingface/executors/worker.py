@@ -175,7 +175,7 @@ def _prepare(
         Path(assignment.output_path),
         engine,
         settings,
-        face_policy=_request_for(assignment).face_policy,
+        face_policy=FacePolicy(assignment.options.face_policy),
         progress=progress,
         cancel=cancel,
     )
