@@ -5,8 +5,10 @@ process never loads a face or engine model."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import threading
 import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -14,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from talkingface.errors import ErrorCode, ErrorRecord, Stage
-from talkingface.jobs.records import JobResult, TemplateOutcome
+from talkingface.jobs.records import JobInputs, JobOptions, JobResult, TemplateOutcome
 from talkingface.jobs.states import AttemptOutcome, JobKind, JobState
+from talkingface.jobs.store import JobStore
+from talkingface.jobs.template_rows import TemplateSpec
 from tests.integration.api_fixtures import (  # noqa: F401  (fixtures are used by name)
     ApiHarness,
     api_fixture,
@@ -210,3 +214,42 @@ def test_a_worker_fails_a_faceless_template_once_with_no_face(
     assert meta["error"]["message"]
     preparation = service.job(meta["job_id"])
     assert [a["outcome"] for a in preparation["attempts"]] == ["failed"]  # not retried
+
+
+def test_concurrent_registrations_of_the_same_content_make_one_template(
+    store: JobStore,
+) -> None:
+    spec = TemplateSpec("ab" * 16, "template.mp4", 2.0, 512, 512, 25.0, False)
+    inputs = JobInputs(audio_path="", video_path="/data/templates/x/template.mp4")
+    results: list[tuple[str, bool]] = []
+
+    def register() -> None:
+        record, created = store.register_template(spec, inputs, JobOptions())
+        results.append((record.job.id, created))
+
+    threads = [threading.Thread(target=register) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(results) == 8 and sum(created for _, created in results) == 1
+    assert len({job_id for job_id, _ in results}) == 1
+
+
+def test_a_template_registered_before_the_store_kept_templates_is_adopted(
+    make_api: Any, tmp_path: Path, template_clip: Path
+) -> None:
+    legacy = tmp_path / "data" / "templates" / ("cd" * 16)
+    legacy.mkdir(parents=True)
+    shutil.copy(template_clip, legacy / "template.mp4")
+    meta = {"id": legacy.name, "state": "ready", "duration_s": 2.0, "width": 512}
+    meta |= {"height": 512, "fps": 25.0, "is_still_image": False, "video": "template.mp4"}
+    (legacy / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+
+    api: ApiHarness = make_api()
+
+    adopted = _template(api, legacy.name)
+    assert adopted["state"] == "preparing" and adopted["width"] == 512
+    assert api.store.get(adopted["job_id"]).kind == JobKind.PREPARE_TEMPLATE
+    assert not (legacy / "meta.json").exists()
