@@ -17,8 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from talkingface.config import Settings
+from talkingface.dispatch_pause import DispatchPause
 from talkingface.errors import (
     ErrorRecord,
     Stage,
@@ -40,11 +42,12 @@ from talkingface.heygem_results import expose_result
 from talkingface.janitor import Janitor
 from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.retry import RetryPolicy
-from talkingface.jobs.states import AttemptOutcome, WorkerState
+from talkingface.jobs.states import AttemptOutcome, JobKind, WorkerState
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind_job
 from talkingface.ops.metrics import ServiceMetrics
 from talkingface.storage.local import LocalStorage
+from talkingface.template_files import TEMPLATE_THUMBNAIL_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ class _Running:
     last_progress_s: float
     stage: str = "starting"
     frames_done: int = 0
+    kind: JobKind = JobKind.RENDER
 
 
 class Scheduler:
@@ -95,7 +99,7 @@ class Scheduler:
         self.policy = policy or RetryPolicy(settings.retry)
         self.clock = clock
         self.metrics = metrics
-        self.paused = False
+        self._pause = DispatchPause(store)
         self._disk_low = False
         self._results_unwritable: str | None = None
         self._unapplied: list[WorkerMessage] = []  # terminal messages whose handling failed
@@ -111,6 +115,7 @@ class Scheduler:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Scheduler:
+        self._pause.load()
         self.recover()
         self.executor.start()
         self._thread = threading.Thread(target=self._loop, name="tf-scheduler", daemon=True)
@@ -129,8 +134,9 @@ class Scheduler:
 
     def set_paused(self, paused: bool) -> None:
         """Maintenance: no new job starts while paused; running jobs finish; submissions queue.
-        The flag lives in this process: a restart resumes dispatching."""
-        self.paused = paused
+        The flag is kept in the store: a restart (or another server on the same store) keeps
+        the queue paused until it is resumed."""
+        self._pause.set(paused)
         logger.warning(
             "dispatching %s",
             "paused" if paused else "resumed",
@@ -139,7 +145,7 @@ class Scheduler:
         self.wake()
 
     def is_paused(self) -> bool:
-        return self.paused
+        return self._pause.paused
 
     def workers(self) -> list[WorkerInfo]:
         return self.executor.workers()
@@ -197,6 +203,7 @@ class Scheduler:
         if now >= self._next_recover_s:
             self._next_recover_s = now + RECOVER_CHECK_S
             self.recover()
+            self._pause.sync()
         self._supervise(self.clock())
         self._dispatch()
         if now >= self._next_janitor_s:
@@ -206,7 +213,7 @@ class Scheduler:
     # --- dispatch --------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        while not self.paused:
+        while not self._pause.paused:
             worker_id = self.executor.idle_worker()
             if worker_id is None or self._disk_is_low() or self._results_are_unwritable():
                 return
@@ -215,8 +222,7 @@ class Scheduler:
             if claimed is None:
                 return
             job, attempt = claimed
-            output = self.storage.partial_result_path(job.id, attempt.id)
-            output.parent.mkdir(parents=True, exist_ok=True)
+            output = self._output_path(job, attempt.id)
             assignment = Assignment(
                 job_id=job.id,
                 attempt_id=attempt.id,
@@ -225,10 +231,19 @@ class Scheduler:
                 video_path=job.inputs.video_path,
                 output_path=str(output),
                 options=job.options,
+                kind=job.kind,
             )
             now = self.clock()
             self._running[attempt.id] = _Running(
-                job.id, attempt.id, attempt.number, worker_id, now, self._limit_s(job), now, now
+                job.id,
+                attempt.id,
+                attempt.number,
+                worker_id,
+                now,
+                self._limit_s(job),
+                now,
+                now,
+                kind=job.kind,
             )
             self.executor.start_attempt(worker_id, assignment)
             if self.metrics is not None and attempt.number == 1:
@@ -241,6 +256,15 @@ class Scheduler:
                     worker_id,
                     extra={"event": "attempt_dispatched", "worker": worker_id},
                 )
+
+    def _output_path(self, job: JobRecord, attempt_id: str) -> Path:
+        """Where the attempt writes: a render's partial result; a template's thumbnail, beside
+        the template video (its preparation job has no result file to publish)."""
+        if job.kind == JobKind.PREPARE_TEMPLATE:
+            return Path(job.inputs.video_path).parent / TEMPLATE_THUMBNAIL_NAME
+        output = self.storage.partial_result_path(job.id, attempt_id)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        return output
 
     def _disk_is_low(self) -> bool:
         """Under api.min_free_disk_bytes nothing starts (it would fail DISK_FULL); jobs wait.
@@ -333,6 +357,9 @@ class Scheduler:
         run = self._running.get(done.attempt_id)
         if run is None:
             return
+        if run.kind == JobKind.PREPARE_TEMPLATE:
+            self._on_template_prepared(done)
+            return
         # Publish first, then record: a job the store calls succeeded always has its file.
         try:
             final = self.storage.publish_result(done.job_id, done.attempt_id)
@@ -377,6 +404,19 @@ class Scheduler:
                 "job %s succeeded",
                 done.job_id,
                 extra={"event": "job_succeeded", "processing_s": result.processing_s},
+            )
+
+    def _on_template_prepared(self, done: Succeeded) -> None:
+        """Keep what preparation found on the template's row, then record the success."""
+        if done.template is not None:
+            self.store.record_template_outcome(done.job_id, done.template)
+        succeeded = self.store.succeed(done.job_id, done.attempt_id, done.result)
+        self._running.pop(done.attempt_id, None)  # after the store has recorded the end
+        if succeeded:
+            logger.info(
+                "template of job %s prepared",
+                done.job_id,
+                extra={"event": "template_prepared", "job_id": done.job_id},
             )
 
     def _on_failed(self, failed: Failed) -> None:

@@ -87,7 +87,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> I
     else:
         job_store = JobStore(request.getfixturevalue("postgres_url"), clock=clock)
         with job_store.engine.begin() as conn:
-            conn.execute(text("TRUNCATE events, attempts, jobs RESTART IDENTITY"))
+            conn.execute(
+                text(
+                    "TRUNCATE events, attempts, templates, jobs, outbox, service_state "
+                    "RESTART IDENTITY"
+                )
+            )
     try:
         yield job_store
     finally:

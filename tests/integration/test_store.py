@@ -700,7 +700,7 @@ def test_migrate_builds_a_fresh_database_and_is_idempotent(
     finally:
         fresh.close()
 
-    assert version == "0002"
+    assert version == "0003"
     assert diff == []  # the migration builds exactly what tables.py declares
 
 

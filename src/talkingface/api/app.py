@@ -81,7 +81,8 @@ def _lifespan(
             owned_scheduler.start()
             webhooks = WebhookSender(app.state.store, settings.webhooks, settings.api)
             webhooks.start()
-        app.state.templates = TemplateRegistry(settings)
+        app.state.templates = TemplateRegistry(settings, app.state.store)
+        app.state.templates.adopt_legacy()
         alerts = AlertManager(settings, app.state.store)
         app.state.alerts = alerts
         if scheduler is None:

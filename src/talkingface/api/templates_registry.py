@@ -1,9 +1,12 @@
-"""Registered templates: a video stored once under its content hash and prepared ahead
-(face track, engine data into the template cache), so jobs naming it skip that work.
+"""Registered templates: a video stored once under its content hash, and prepared ahead by a
+prepare_template job that workers run (face track and engine data into the template cache),
+so jobs naming it skip that work.
 
-Layout: `<data>/templates/<id>/{template<ext>, meta.json, thumbnail.jpg}`; the id is the
-first 32 hex digits of the content's SHA-256, so registering the same bytes again returns
-the same template.
+Layout: `<data>/templates/<id>/{template<ext>, thumbnail.jpg}`; the id is the first 32 hex
+digits of the content's SHA-256, so registering the same bytes again returns the same
+template. The store holds the template's row and its job: its state (preparing, ready,
+failed), progress and history are the job's, so a restart loses none of it, and this module
+(in the API process) never loads a face or engine model.
 """
 
 from __future__ import annotations
@@ -11,76 +14,81 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from talkingface.config import Settings
-from talkingface.engines.base import get_engine
-from talkingface.errors import InputNotFoundError, TalkingFaceError, UnexpectedError
-from talkingface.media.decode import iter_frames
-from talkingface.media.probe import choose_output_fps, probe
+from talkingface.errors import InputNotFoundError, Stage, translate_errors
+from talkingface.jobs.records import JobInputs, JobOptions
+from talkingface.jobs.states import JobState
+from talkingface.jobs.store import JobStore
+from talkingface.jobs.template_rows import TemplateRecord, TemplateSpec
+from talkingface.media.probe import choose_output_fps
 from talkingface.media.probe_process import IsolatedProbe
 from talkingface.pipeline.inputs import checked_probe
-from talkingface.pipeline.items import FacePolicy
-from talkingface.templates import TemplateCache, prepare_template
+from talkingface.template_files import (
+    TEMPLATE_THUMBNAIL_NAME,
+    TEMPLATE_VIDEO_STEM,
+    templates_root,
+)
 
 logger = logging.getLogger(__name__)
 
-THUMBNAIL_PX = 256
+HASH_CHUNK_BYTES = 1 << 20
+LEGACY_META = "meta.json"  # before migration 0003 a template's state lived in this file
+_PUBLIC_STATE = {
+    JobState.SUCCEEDED: "ready",
+    JobState.FAILED: "failed",
+    JobState.CANCELED: "failed",
+}  # queued (a retry waiting included) and running are "preparing"
 
 
 class TemplateRegistry:
-    """Stores, prepares (on one background thread) and describes templates."""
+    """Stores templates, queues their preparation in the store, and describes them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: JobStore) -> None:
         self.settings = settings
-        self.root = settings.data_dir / "templates"
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tf-templates")
+        self.store = store
+        self.root = templates_root(settings.data_dir)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing runs here any more (workers prepare templates); kept for the app's lifespan."""
 
     def register(self, source: Path) -> tuple[dict[str, Any], bool]:
         """(meta, created): the template of these bytes, stored and queued for preparation."""
         info = checked_probe(
             source, self.settings.limits, IsolatedProbe.from_settings(self.settings)
         )
-        digest = hashlib.sha256(source.read_bytes()).hexdigest()[:32]
-        directory = self.root / digest
-        if (directory / "meta.json").is_file():
+        digest = content_id(source)
+        existing = self.store.template(digest)
+        if existing is not None:
             source.unlink(missing_ok=True)
-            return self.describe(digest), False
-        directory.mkdir(parents=True, exist_ok=True)
-        video = directory / f"template{source.suffix.lower() or '.mp4'}"
-        shutil.move(str(source), video)
-        meta = {
-            "id": digest,
-            "state": "preparing",
-            "duration_s": info.duration_s,
-            "width": info.width,
-            "height": info.height,
-            "fps": choose_output_fps(info),
-            "is_still_image": info.is_still_image,
-            "face_count": None,
-            "frames_without_face": None,
-            "error": None,
-            "video": video.name,
-        }
-        self._write(digest, meta)
-        self._pool.submit(self._prepare, digest)
-        return meta, True
+            return self._meta(existing), False
+        directory = self.root / digest
+        video = directory / f"{TEMPLATE_VIDEO_STEM}{source.suffix.lower() or '.mp4'}"
+        with translate_errors(Stage.SETUP, context="storing the template"):
+            directory.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(source), video)
+        spec = TemplateSpec(
+            id=digest,
+            video_name=video.name,
+            duration_s=info.duration_s,
+            width=info.width,
+            height=info.height,
+            fps=choose_output_fps(info),
+            is_still_image=info.is_still_image,
+        )
+        record, created = self._queue(spec, video)
+        if not created and record.spec.video_name != video.name:
+            video.unlink(missing_ok=True)  # a concurrent registration stored it as another name
+        return self._meta(record), created
 
     def describe(self, template_id: str) -> dict[str, Any]:  # Any: JSON-safe values
-        path = self.root / template_id / "meta.json"
-        if not path.is_file():
+        record = self.store.template(template_id)
+        if record is None:
             raise InputNotFoundError(f"No template with id {template_id}; register it first.")
-        meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return meta
+        return self._meta(record)
 
     def video_path(self, template_id: str) -> Path:
         meta = self.describe(template_id)
@@ -88,55 +96,80 @@ class TemplateRegistry:
 
     def thumbnail_path(self, template_id: str) -> Path:
         self.describe(template_id)
-        return self.root / template_id / "thumbnail.jpg"
+        return self.root / template_id / TEMPLATE_THUMBNAIL_NAME
 
-    def _write(self, template_id: str, meta: dict[str, Any]) -> None:
-        path = self.root / template_id / "meta.json"
-        staging = path.with_suffix(f".tmp-{os.getpid()}")
-        staging.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        os.replace(staging, path)
+    def adopt_legacy(self) -> int:
+        """Templates registered before migration 0003 (state in meta.json files) enter the
+        store and are prepared again by a job (the template cache makes that quick)."""
+        adopted = 0
+        for meta_path in sorted(self.root.glob(f"*/{LEGACY_META}")):
+            directory = meta_path.parent
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+                spec = TemplateSpec(
+                    id=directory.name,
+                    video_name=str(meta["video"]),
+                    duration_s=float(meta["duration_s"]),
+                    width=int(meta["width"] or 0),
+                    height=int(meta["height"] or 0),
+                    fps=float(meta["fps"]),
+                    is_still_image=bool(meta["is_still_image"]),
+                )
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                logger.warning(
+                    "template %s has an unreadable %s (%s); register its video again",
+                    directory.name,
+                    LEGACY_META,
+                    exc,
+                    extra={"event": "template_legacy_unreadable"},
+                )
+                continue
+            if self.store.template(spec.id) is None and (directory / spec.video_name).is_file():
+                self._queue(spec, directory / spec.video_name)
+                adopted += 1
+            meta_path.rename(meta_path.with_name(f"{LEGACY_META}.adopted"))
+        return adopted
 
-    def _prepare(self, template_id: str) -> None:
-        meta = self.describe(template_id)
-        video = self.root / template_id / str(meta["video"])
-        try:
-            self._thumbnail(video, self.root / template_id / "thumbnail.jpg", meta["fps"])
-            engine = get_engine(self.settings.engines.default)
-            frames = (
-                1 if meta["is_still_image"] else max(1, round(meta["duration_s"] * meta["fps"]) + 1)
-            )
-            prepared = prepare_template(
-                video,
-                probe(video),
-                fps=meta["fps"],
-                frames_needed=frames,
-                engine=engine,
-                policy=FacePolicy(self.settings.engines.face_policy),
-                cache=TemplateCache(
-                    self.settings.cache.dir if self.settings.cache.enabled else None
-                ),
-            )
-            meta.update(
-                state="ready",
-                face_count=prepared.track.faces_seen_max,
-                frames_without_face=prepared.track.missing_count,
-                articulation=prepared.articulation_summary(),
-            )
-        except TalkingFaceError as exc:
-            meta.update(state="failed", error=exc.to_record().to_dict())
-        except Exception as exc:  # a boundary: the template is marked failed with the reason
-            logger.exception("template preparation failed", extra={"event": "template_failed"})
-            meta.update(
-                state="failed", error=UnexpectedError.from_exception(exc).to_record().to_dict()
-            )
-        self._write(template_id, meta)
+    def _queue(self, spec: TemplateSpec, video: Path) -> tuple[TemplateRecord, bool]:
+        inputs = JobInputs(audio_path="", video_path=str(video), input_duration_s=spec.duration_s)
+        options = JobOptions(
+            engine=self.settings.engines.default, face_policy=self.settings.engines.face_policy
+        )
+        return self.store.register_template(spec, inputs, options)
 
     @staticmethod
-    def _thumbnail(video: Path, target: Path, fps: float) -> None:
-        frame = next(iter(iter_frames(video, fps=fps, max_frames=1)))
-        height, width = frame.shape[:2]
-        scale = THUMBNAIL_PX / max(height, width)
-        small = cv2.resize(frame, (max(1, round(width * scale)), max(1, round(height * scale))))
-        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
-        if ok:
-            target.write_bytes(encoded.tobytes())
+    def _meta(record: TemplateRecord) -> dict[str, Any]:  # Any: JSON-safe values
+        spec, job, outcome = record.spec, record.job, record.outcome
+        state = _PUBLIC_STATE.get(job.state, "preparing")
+        meta: dict[str, Any] = {  # Any: JSON-safe values
+            "id": spec.id,
+            "state": state,
+            "duration_s": spec.duration_s,
+            "width": spec.width,
+            "height": spec.height,
+            "fps": spec.fps,
+            "is_still_image": spec.is_still_image,
+            "face_count": None if outcome is None else outcome.face_count,
+            "frames_without_face": None if outcome is None else outcome.frames_without_face,
+            "error": job.error.to_dict() if state == "failed" and job.error else None,
+            "video": spec.video_name,
+            "job_id": job.id,  # its history: GET /v1/jobs/{job_id}/events
+            "progress": {
+                "stage": job.stage,
+                "frames_done": job.frames_done,
+                "frames_total": job.frames_total,
+                "attempt": job.attempt,
+            },
+        }
+        if state == "ready" and outcome is not None:
+            meta["articulation"] = outcome.articulation
+        return meta
+
+
+def content_id(path: Path) -> str:
+    """The template id of a file: its SHA-256 (read in chunks), first 32 hex digits."""
+    digest = hashlib.sha256()
+    with translate_errors(Stage.SETUP, context=f"hashing {path.name}"), path.open("rb") as fh:
+        while chunk := fh.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()[:32]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from talkingface.errors import ErrorRecord
-from talkingface.jobs.records import JobOptions
+from talkingface.jobs.records import JobOptions, TemplateOutcome
+from talkingface.jobs.states import JobKind
 from talkingface.pipeline.items import JobId
 from talkingface.results import JobResult
 
@@ -21,6 +22,7 @@ class Assignment:
     video_path: str
     output_path: str
     options: JobOptions
+    kind: JobKind = JobKind.RENDER  # prepare_template: output_path is the thumbnail to write
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class Succeeded:
     job_id: JobId
     attempt_id: str
     result: JobResult
+    template: TemplateOutcome | None = None  # what a prepare_template attempt found
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from talkingface.errors import (
 )
 from talkingface.executors.confined_inputs import ConfinedInputs, input_roots
 from talkingface.executors.messages import Assignment, Failed, Heartbeat, Ready, Succeeded
+from talkingface.jobs.states import JobKind
 from talkingface.logs import bind, bind_job, configure_logging
 from talkingface.pipeline.attempt import (
     GenerateRequest,
@@ -42,6 +43,7 @@ from talkingface.pipeline.attempt import (
     run_attempt,
 )
 from talkingface.pipeline.items import FacePolicy, JobTag, LoopMode, Progress
+from talkingface.pipeline.preparation import run_preparation
 
 logger = logging.getLogger(__name__)
 
@@ -162,13 +164,18 @@ def _run_assignment(
     ):
         try:
             beats.start()  # first beat at once: the executor sees the attempt has begun
-            confined = dataclasses.replace(  # opened now, inside the input roots, and pinned
+            engine = engines.get(assignment.options.engine)
+            video = str(inputs.open("video", assignment.video_path))  # inside the roots, pinned
+            if assignment.kind == JobKind.PREPARE_TEMPLATE:
+                confined = dataclasses.replace(assignment, video_path=video)
+                return _prepare(worker_id, confined, engine, settings, beats.on_progress, cancel)
+            confined = dataclasses.replace(
                 assignment,
                 audio_path=str(inputs.open("audio", assignment.audio_path)),
-                video_path=str(inputs.open("video", assignment.video_path)),
+                video_path=video,
             )
             attempt = dataclasses.replace(attempt, assignment=confined)
-            result = run(attempt, engines.get(assignment.options.engine), settings)
+            result = run(attempt, engine, settings)
             return Succeeded(
                 worker_id, assignment.job_id, assignment.attempt_id, result.job_result()
             )
@@ -183,6 +190,30 @@ def _run_assignment(
             return Failed(worker_id, assignment.job_id, assignment.attempt_id, record)
         finally:
             beats.stop()
+
+
+def _prepare(
+    worker_id: str,
+    assignment: Assignment,
+    engine: LipSyncEngine,
+    settings: Settings,
+    progress: Callable[[Progress], None],
+    cancel: threading.Event,
+) -> Succeeded:
+    """A prepare_template attempt: the template's face track into the cache, its thumbnail."""
+    prepared = run_preparation(
+        JobTag(assignment.job_id, assignment.attempt_number),
+        Path(assignment.video_path),
+        Path(assignment.output_path),
+        engine,
+        settings,
+        face_policy=FacePolicy(assignment.options.face_policy),
+        progress=progress,
+        cancel=cancel,
+    )
+    return Succeeded(
+        worker_id, assignment.job_id, assignment.attempt_id, prepared.result, prepared.outcome
+    )
 
 
 def _request_for(assignment: Assignment) -> GenerateRequest:

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Connection, func, select
 from talkingface.errors import JobNotFoundError
 from talkingface.jobs import tables
 from talkingface.jobs.records import AttemptRecord, EventRecord, JobRecord
-from talkingface.jobs.states import JobState
+from talkingface.jobs.states import JobKind, JobState
 from talkingface.jobs.tables import attempts, events, jobs
 
 
@@ -30,8 +30,13 @@ class JobReads:
     def list_jobs(
         self, *, state: JobState | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[JobRecord], int]:
-        """A page of jobs, newest first, and the total matching the filter."""
-        query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+        """A page of render jobs, newest first, and the total matching the filter (a
+        template's preparation job is read through its template)."""
+        query = (
+            select(jobs)
+            .where(jobs.c.kind == JobKind.RENDER.value)
+            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+        )
         if state is not None:
             query = query.where(jobs.c.state == state.value)
         with self._read() as conn:
@@ -227,7 +232,8 @@ def events_of_job(conn: Connection, job_id: str, after_id: int, limit: int) -> l
 
 
 def count_jobs(conn: Connection, state: JobState | None) -> int:
-    query = select(func.count()).select_from(jobs)
+    """Render jobs (in `state`): what the queue limit and job lists count."""
+    query = select(func.count()).select_from(jobs).where(jobs.c.kind == JobKind.RENDER.value)
     if state is not None:
         query = query.where(jobs.c.state == state.value)
     return int(conn.execute(query).scalar_one())

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from talkingface.errors import ErrorRecord
-from talkingface.jobs.states import AttemptOutcome, JobState
+from talkingface.jobs.states import AttemptOutcome, JobKind, JobState
 from talkingface.pipeline.items import JobId
 from talkingface.results import JobResult
 
@@ -28,6 +28,15 @@ class JobOptions:
     face_policy: str = "largest"
     fault: str | None = None  # test-only fault injection (refused unless enabled in settings)
     callback_url: str | None = None  # receives the terminal state (webhooks)
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateOutcome:
+    """What preparing a template found (kept on its row in the store once the job succeeds)."""
+
+    face_count: int
+    frames_without_face: int
+    articulation: dict[str, Any]  # Any: JSON-safe (PreparedTemplate.articulation_summary())
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +83,4 @@ class JobRecord:
     result: JobResult | None
     error: ErrorRecord | None
     progress_at: datetime | None = None  # last time frames_done/stage moved (stall detection)
+    kind: JobKind = JobKind.RENDER

@@ -15,6 +15,13 @@ class JobState(StrEnum):
     CANCELED = "canceled"
 
 
+class JobKind(StrEnum):
+    """What a job does; workers run every kind through the same dispatch, retry and recovery."""
+
+    RENDER = "render"  # speech + template → MP4 (the public /v1/jobs)
+    PREPARE_TEMPLATE = "prepare_template"  # a registered template's face track into the cache
+
+
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED})
 
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {

@@ -27,6 +27,7 @@ from talkingface.jobs.database import (
     server_engine,
     sqlite_engine,
 )
+from talkingface.jobs.outbox import DeliveryOutbox
 from talkingface.jobs.reads import JobReads, count_jobs, newest_with_key_prefix
 from talkingface.jobs.records import (
     AttemptRecord,
@@ -34,8 +35,16 @@ from talkingface.jobs.records import (
     JobOptions,
     JobRecord,
 )
-from talkingface.jobs.states import TERMINAL_STATES, AttemptOutcome, JobState, check_transition
+from talkingface.jobs.service_state import ServiceState
+from talkingface.jobs.states import (
+    TERMINAL_STATES,
+    AttemptOutcome,
+    JobKind,
+    JobState,
+    check_transition,
+)
 from talkingface.jobs.tables import attempts, events, jobs
+from talkingface.jobs.template_rows import TemplateRows
 from talkingface.results import JobResult
 
 
@@ -52,7 +61,7 @@ _LIVE_STATES = [JobState.QUEUED, JobState.RUNNING]
 _PURGE_BATCH = 500
 
 
-class JobStore(JobReads):
+class JobStore(JobReads, TemplateRows, ServiceState, DeliveryOutbox):
     """The single source of truth and the queue. Thread-safe (one Engine, short transactions)."""
 
     def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow) -> None:
@@ -429,10 +438,12 @@ class JobStore(JobReads):
             tables.insert_event(conn, job_id, kind, data or {}, self._clock())
 
     def purge_finished_before(self, cutoff: datetime) -> list[JobRecord]:
-        """Delete terminal jobs finished before cutoff, with their history; return them."""
+        """Delete terminal jobs finished before cutoff, with their history; return them.
+        A template's preparation job lives as long as its template: it is never purged."""
         query = select(jobs).where(
             jobs.c.state.in_([state.value for state in TERMINAL_STATES]),
             jobs.c.finished_at < cutoff,
+            jobs.c.kind == JobKind.RENDER.value,
         )
         with self._write() as conn:
             purged = [tables.job_from_row(row) for row in conn.execute(query)]

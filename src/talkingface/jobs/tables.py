@@ -36,7 +36,7 @@ from talkingface.jobs.records import (
     JobOptions,
     JobRecord,
 )
-from talkingface.jobs.states import AttemptOutcome, JobState, check_transition
+from talkingface.jobs.states import AttemptOutcome, JobKind, JobState, check_transition
 from talkingface.pipeline.items import JobId
 from talkingface.results import JobResult
 
@@ -106,6 +106,8 @@ jobs = Table(
     Column("progress_at", UtcDateTime),
     Column("result", JSON(none_as_null=True)),
     *_error_columns(with_traceback=False),
+    # migration 0003: what the job does (JobKind); public job lists show render jobs only
+    Column("kind", String(32), nullable=False, server_default=JobKind.RENDER.value),
     CheckConstraint(ERROR_MESSAGE_CHECK, name="ck_jobs_error_message"),
 )
 Index("ix_jobs_claim", jobs.c.state, jobs.c.priority.desc(), jobs.c.created_at)
@@ -153,6 +155,55 @@ events = Table(
     Column("kind", String(64), nullable=False),
     Column("data", JSON, nullable=False),
 )
+
+# -- migration 0003: registered templates and the service's durable operator state ------------
+
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the content's SHA-256, first 32 hex digits
+    Column(  # the prepare_template job: the template's state and progress are the job's
+        "job_id",
+        String(32),
+        ForeignKey("jobs.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("video_name", Text, nullable=False),  # under <data>/templates/<id>/
+    Column("duration_s", Float, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("fps", Float, nullable=False),
+    Column("is_still_image", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("outcome", JSON(none_as_null=True)),  # TemplateOutcome, once prepared
+)
+
+service_state = Table(  # operator switches that outlive a restart (the dispatch pause)
+    "service_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+outbox = Table(  # webhook and alert deliveries: sent at least once, across restarts
+    "outbox",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the delivery id: its Idempotency-Key header
+    Column("kind", String(16), nullable=False),  # webhook | alert
+    Column("job_id", String(32)),  # a webhook's job (no foreign key: it outlives a purge)
+    Column("url", Text, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("body", Text, nullable=False),  # the exact JSON sent: the same signature every try
+    Column("state", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),  # tries made so far
+    Column("due_at", UtcDateTime, nullable=False),  # next try; a sender's claim pushes it on
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_error", Text),
+)
+Index("ix_outbox_due", outbox.c.state, outbox.c.due_at)
 
 
 # -- row ↔ record ---------------------------------------------------------------------------
@@ -260,6 +311,7 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         result=JobResult(**result) if result is not None else None,
         error=_error_from(values),
         progress_at=values["progress_at"],
+        kind=JobKind(values["kind"]),
     )
 
 

@@ -1,5 +1,7 @@
 """Alerts: rules evaluated periodically; each fires once when its condition starts and
 resolves once when it ends (no storms), to the log, to webhook URLs and to GET /v1/alerts.
+Webhook deliveries go through the store's outbox (sent by ops.webhooks: retried with backoff,
+kept across restarts, the same Idempotency-Key header on every try).
 
 Rules (thresholds in `alerts.*`):
 - `failure_rate`: failed / finished jobs over `failure_window_s` above `failure_rate_max`
@@ -17,15 +19,16 @@ import json
 import logging
 import shutil
 import threading
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from talkingface.config import Settings
+from talkingface.errors import StoreUnavailableError
+from talkingface.jobs.outbox import Delivery
 from talkingface.jobs.states import AttemptOutcome, JobState
 from talkingface.jobs.stats import recent_activity
 from talkingface.jobs.store import JobStore
@@ -63,6 +66,7 @@ class AlertManager:
         self.settings, self.store = settings, store
         self._active: dict[str, AlertChange] = {}
         self._history: deque[AlertChange] = deque(maxlen=200)
+        self._unqueued: deque[Delivery] = deque(maxlen=200)  # not in the outbox yet
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -93,6 +97,7 @@ class AlertManager:
 
     def evaluate(self, now: datetime) -> list[AlertChange]:
         """Check every rule; return (and deliver) what started or stopped firing."""
+        self._queue_deliveries()
         changes = []
         for condition in self._conditions(now):
             with self._lock:
@@ -189,19 +194,26 @@ class AlertManager:
             change.message,
             extra={"event": f"alert_{change.state}", "rule": change.rule},
         )
-        body = json.dumps(change.to_dict()).encode()
-        for url in self.settings.alerts.webhook_urls:
-            try:
-                httpx.post(
-                    url,
-                    content=body,
-                    headers={"Content-Type": "application/json"},
-                    timeout=self.settings.webhooks.timeout_s,
-                )
-            except httpx.HTTPError as exc:
-                logger.warning(
-                    "alert webhook %s failed: %s",
-                    url,
-                    exc,
-                    extra={"event": "alert_webhook_failed", "rule": change.rule},
-                )
+        body = json.dumps(change.to_dict(), sort_keys=True)
+        self._unqueued.extend(
+            Delivery(uuid.uuid4().hex, "alert", None, url, f"alert.{change.state}", body)
+            for url in self.settings.alerts.webhook_urls
+        )
+        self._queue_deliveries()
+
+    def _queue_deliveries(self) -> None:
+        """Hand alert deliveries to the outbox; while the store refuses them (a full disk:
+        the disk_free alert's own moment), keep them here and try again next round."""
+        if not self._unqueued:
+            return
+        try:
+            self.store.add_deliveries(list(self._unqueued))
+        except StoreUnavailableError as exc:
+            logger.warning(
+                "%d alert deliveries wait for the store (%s)",
+                len(self._unqueued),
+                exc.message,
+                extra={"event": "alert_delivery_deferred"},
+            )
+            return
+        self._unqueued.clear()

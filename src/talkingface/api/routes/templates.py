@@ -1,4 +1,5 @@
-"""① /v1/templates: register a template once (stored, face-tracked, cached) and describe it."""
+"""① /v1/templates: register a template once (stored, then face-tracked and cached by a
+prepare_template job that workers run) and describe it (its state is that job's)."""
 
 from __future__ import annotations
 
@@ -97,7 +98,9 @@ async def register_template(
         meta, created = await run_in_threadpool(registry.register, path)
     finally:
         storage.delete_job_files(staging_id)
-    if not created:
+    if created:
+        request.app.state.scheduler.wake()  # a worker prepares it: dispatch now
+    else:
         response.status_code = 200
     return _public(request, meta)
 
