@@ -115,6 +115,7 @@ RETRYABLE: MappingProxyType[ErrorCode, bool] = MappingProxyType(
         ErrorCode.PERMISSION_DENIED: False,
         ErrorCode.CANCELED: False,
         ErrorCode.QUEUE_FULL: False,
+        ErrorCode.DOWNLOADS_BUSY: False,  # the client retries later; the job never existed
         ErrorCode.JOB_NOT_FOUND: False,
         ErrorCode.JOB_STATE: False,
         ErrorCode.INTERNAL: False,  # unknown errors are reported in full, not retried

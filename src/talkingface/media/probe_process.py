@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import ModuleType
@@ -113,7 +114,9 @@ class IsolatedProbe:
         try:
             answer = json.loads(reply)
             if "info" in answer:
-                return MediaInfo(**{**answer["info"], "path": path})
+                info = answer["info"]
+                sar = Fraction(info["sample_aspect_ratio"])
+                return MediaInfo(**{**info, "path": path, "sample_aspect_ratio": sar})
             if answer.get("out_of_memory"):
                 raise _unsafe(
                     path,
@@ -188,7 +191,9 @@ def _child_main(
     reply: dict[str, Any]  # Any: JSON
     try:
         info = probe(path, max_width_px=width, max_height_px=height, max_duration_s=duration)
-        reply = {"info": {**asdict(info), "path": str(info.path)}}
+        # JSON has no fractions: the aspect ratio travels as "3/2"
+        fields = {"path": str(info.path), "sample_aspect_ratio": str(info.sample_aspect_ratio)}
+        reply = {"info": {**asdict(info), **fields}}
     except TalkingFaceError as exc:
         reply = {"error": exc.to_record().to_dict()}
     except MemoryError:
