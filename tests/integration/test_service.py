@@ -380,9 +380,13 @@ def test_an_attempt_past_its_time_limit_is_killed_and_recorded_as_timed_out(
     assert done["attempts"][0]["outcome"] == "timed_out"
     assert done["error"]["code"] == "STAGE_TIMEOUT"
     assert "over its limit of 1 s" in done["error"]["message"]
-    # the error line of the log carries the job, attempt, stage, inputs and elapsed time
-    failures = [r for r in json_lines(service.log()) if r.get("event") == "job_failed"]
-    assert failures, service.log()[-2000:]
+    # the error line of the log carries the job, attempt, stage, inputs and elapsed time;
+    # the scheduler writes it just after the store records the failure, so wait for it
+    failures = wait_until(
+        lambda: [r for r in json_lines(service.log()) if r.get("event") == "job_failed"],
+        timeout_s=20,
+        what="the job_failed log line",
+    )
     line = failures[-1]
     assert line["job_id"] == job["id"] and line["attempt"] == 1
     assert line["code"] == "STAGE_TIMEOUT" and line["message"]
