@@ -35,13 +35,13 @@ from talkingface.config import load_settings
 from talkingface.engines.base import get_engine
 from talkingface.media.encode import VideoWriter
 from talkingface.pipeline.attempt import GenerateRequest, run_attempt
-from talkingface.pipeline.items import JobId, JobTag
 from talkingface.samples import (
     astronaut_photo,
     iter_template_frames_from_photo,
     synth_speech,
     write_wav,
 )
+from talkingface.vocabulary import JobId, JobTag
 
 
 def percentile(values: list[float], fraction: float) -> float:

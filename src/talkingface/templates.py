@@ -29,14 +29,14 @@ from talkingface.face.track import track_frames
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_frames
 from talkingface.media.probe import MediaInfo
-from talkingface.pipeline.items import (
+from talkingface.template_cache_files import META_FILE, hash_memo_path, mark_used
+from talkingface.vocabulary import (
     Articulation,
     FacePolicy,
     FaceTrack,
     TemplateFrame,
     TrackedFrame,
 )
-from talkingface.template_cache_files import META_FILE, hash_memo_path, mark_used
 
 logger = logging.getLogger(__name__)
 

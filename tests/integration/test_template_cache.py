@@ -18,9 +18,9 @@ from talkingface.executors.local import LocalExecutor
 from talkingface.jobs.records import JobInputs, JobOptions
 from talkingface.jobs.store import JobStore
 from talkingface.media.probe import choose_output_fps, probe
-from talkingface.pipeline.items import FacePolicy
 from talkingface.scheduler import Scheduler
 from talkingface.templates import PreparedTemplate, TemplateCache, prepare_template
+from talkingface.vocabulary import FacePolicy
 
 
 class OtherEngine(ClassicEngine):

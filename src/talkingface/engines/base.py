@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from talkingface.errors import UnknownEngineError
-from talkingface.pipeline.items import Articulation, MouthRender, TrackedFrame
+from talkingface.vocabulary import Articulation, MouthRender, TrackedFrame
 
 if TYPE_CHECKING:
     from talkingface.templates import PreparedTemplate

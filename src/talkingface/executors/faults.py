@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from talkingface.engines.base import EngineInfo, FrameRenderer, LipSyncEngine, TemplateCollector
 from talkingface.errors import ConfigError, IpcError, Stage
-from talkingface.pipeline.items import Articulation, MouthRender, Progress, TrackedFrame
+from talkingface.vocabulary import Articulation, MouthRender, Progress, TrackedFrame
 
 if TYPE_CHECKING:
     from talkingface.config import Settings

@@ -36,7 +36,7 @@ from talkingface.executors.messages import (
 )
 from talkingface.executors.worker import worker_main
 from talkingface.jobs.states import WorkerState
-from talkingface.pipeline.items import JobId
+from talkingface.vocabulary import JobId
 
 logger = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from talkingface.pipeline.attempt import (
     ProgressCallback,
     run_attempt,
 )
-from talkingface.pipeline.items import FacePolicy, JobTag, LoopMode, Progress
 from talkingface.pipeline.preparation import run_preparation
+from talkingface.vocabulary import FacePolicy, JobTag, LoopMode, Progress
 
 logger = logging.getLogger(__name__)
 

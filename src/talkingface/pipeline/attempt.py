@@ -28,7 +28,14 @@ from talkingface.media.encode import VideoWriter
 from talkingface.media.probe import MediaInfo, choose_output_fps
 from talkingface.pipeline.graph import StageSpec, run_chain
 from talkingface.pipeline.inputs import check_inputs, check_output_path
-from talkingface.pipeline.items import (
+from talkingface.results import JobResult
+from talkingface.templates import (
+    PreparedTemplate,
+    TemplateCache,
+    attach_landmarks,
+    prepare_template,
+)
+from talkingface.vocabulary import (
     FacePolicy,
     JobTag,
     LoopMode,
@@ -37,13 +44,6 @@ from talkingface.pipeline.items import (
     RenderedFrame,
     TemplateFrame,
     TrackedFrame,
-)
-from talkingface.results import JobResult
-from talkingface.templates import (
-    PreparedTemplate,
-    TemplateCache,
-    attach_landmarks,
-    prepare_template,
 )
 
 logger = logging.getLogger(__name__)

@@ -52,8 +52,8 @@ from talkingface.heygem_results import code_key_prefix, exposed_result_of, job_k
 from talkingface.jobs.records import JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
-from talkingface.pipeline.items import LoopMode
 from talkingface.storage.local import LocalStorage
+from talkingface.vocabulary import LoopMode
 
 logger = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from talkingface.errors import JobStateError, QueueFullError
 from talkingface.jobs.records import AttemptRecord, JobOptions, JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
-from talkingface.pipeline.items import JobId
 from talkingface.storage.local import LocalStorage
+from talkingface.vocabulary import JobId
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
