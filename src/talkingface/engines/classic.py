@@ -37,7 +37,7 @@ from talkingface.engines.unit_selection import select_units
 from talkingface.vocabulary import Articulation, MouthRender, TrackedFrame
 
 if TYPE_CHECKING:
-    from talkingface.templates import PreparedTemplate
+    from talkingface.engines.prepared_template import PreparedTemplate
 
 logger = logging.getLogger(__name__)
 

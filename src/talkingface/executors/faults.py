@@ -31,9 +31,9 @@ from talkingface.vocabulary import Articulation, MouthRender, Progress, TrackedF
 
 if TYPE_CHECKING:
     from talkingface.config import Settings
+    from talkingface.engines.prepared_template import PreparedTemplate
     from talkingface.executors.worker import AttemptContext, AttemptRunner
     from talkingface.pipeline.attempt import GenerateResult
-    from talkingface.templates import PreparedTemplate
 
 logger = logging.getLogger(__name__)
 

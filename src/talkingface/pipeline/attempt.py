@@ -20,6 +20,7 @@ from talkingface.audio.features import articulation_track
 from talkingface.blend import blend_region
 from talkingface.config import Settings
 from talkingface.engines.base import LipSyncEngine
+from talkingface.engines.prepared_template import PreparedTemplate
 from talkingface.errors import JobCanceledError, Stage, translate_errors
 from talkingface.logs import bind_job
 from talkingface.media.audio import load_audio
@@ -29,12 +30,7 @@ from talkingface.media.probe import MediaInfo, choose_output_fps
 from talkingface.pipeline.graph import StageSpec, run_chain
 from talkingface.pipeline.inputs import check_inputs, check_output_path
 from talkingface.results import JobResult
-from talkingface.templates import (
-    PreparedTemplate,
-    TemplateCache,
-    attach_landmarks,
-    prepare_template,
-)
+from talkingface.templates import TemplateCache, attach_landmarks, prepare_template
 from talkingface.vocabulary import (
     FacePolicy,
     JobTag,
