@@ -30,7 +30,6 @@ from talkingface.api.schemas import EventPublic, JobCreate, JobList, JobOptionsI
 from talkingface.api.schemas import job_public as build_job_public
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_downloads import UrlDownloads
-from talkingface.api.url_fetch import check_url
 from talkingface.config import Settings
 from talkingface.engines.base import ENGINE_NAMES
 from talkingface.errors import JobStateError, QueueFullError
@@ -38,6 +37,7 @@ from talkingface.jobs.records import AttemptRecord, JobOptions, JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
 from talkingface.storage.local import LocalStorage
+from talkingface.url_guard import check_url
 from talkingface.vocabulary import JobId
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
