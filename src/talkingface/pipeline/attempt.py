@@ -26,9 +26,9 @@ from talkingface.logs import bind_job
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_template_frames
 from talkingface.media.encode import VideoWriter
+from talkingface.media.input_checks import check_inputs, check_output_path
 from talkingface.media.probe import MediaInfo, choose_output_fps
 from talkingface.pipeline.graph import StageSpec, run_chain
-from talkingface.pipeline.inputs import check_inputs, check_output_path
 from talkingface.results import JobResult
 from talkingface.templates import TemplateCache, attach_landmarks, prepare_template
 from talkingface.vocabulary import (
