@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from bench.clips import (
     FPS,
+    TEMPLATE_FRAMES,
     faceless_frame,
     template_frames,
     write_clip,
@@ -24,6 +25,8 @@ from talkingface.samples import (
     synth_speech,
     write_wav,
 )
+
+__all__ = ["FPS", "TEMPLATE_FRAMES", "faceless_frame", "template_frames", "write_clip"]  # re-used
 
 SPEECH_DURATION_S = 3.0
 ROTATED_UPRIGHT_HW = (320, 256)  # portrait once the display rotation is applied
