@@ -48,11 +48,10 @@ import httpx
 import psutil
 import uvloop
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for the bench and test helpers
-
-from tests.integration.service_fixtures import Service, fresh_postgres_database, start_service
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.service_process
 
 from bench.service import make_inputs, percentile
+from bench.service_process import Service, fresh_postgres_database, start_service
 
 EASY_EVERY = 5  # one submission in five goes through /easy/submit
 HEALTH_PROBE_S = 0.5

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tests.media import FPS, faceless_frame, template_frames, write_clip
 
+from bench.clips import FPS, faceless_frame, template_frames, write_clip
 from talkingface.errors import NoFaceError
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_frames

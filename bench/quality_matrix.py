@@ -36,7 +36,7 @@ from typing import Any
 
 from bench.quality_cases import Case, Kind, build_cases
 from talkingface.errors import TalkingFaceError, error_from_exception
-from talkingface.pipeline.items import LoopMode
+from talkingface.vocabulary import LoopMode
 
 RENDERS_FILE = "renders.json"
 CHECKS = ("sync", "margin", "speech_silence", "amplitude_p50", "amplitude_p90", "psnr")
@@ -130,7 +130,7 @@ def render_cases(cases: list[Case], out_dir: Path) -> None:
     from talkingface.config import load_settings
     from talkingface.engines.base import get_engine
     from talkingface.pipeline.attempt import GenerateRequest, run_attempt
-    from talkingface.pipeline.items import JobId, JobTag
+    from talkingface.vocabulary import JobId, JobTag
 
     settings = load_settings(cache={"dir": out_dir / "cache"})
     engine = get_engine("classic")

@@ -27,21 +27,20 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.integration helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.service_process
 
-from tests.integration.service_fixtures import start_service
-
+from bench.service_process import start_service
 from talkingface.config import load_settings
 from talkingface.engines.base import get_engine
 from talkingface.media.encode import VideoWriter
 from talkingface.pipeline.attempt import GenerateRequest, run_attempt
-from talkingface.pipeline.items import JobId, JobTag
 from talkingface.samples import (
     astronaut_photo,
     iter_template_frames_from_photo,
     synth_speech,
     write_wav,
 )
+from talkingface.vocabulary import JobId, JobTag
 
 
 def percentile(values: list[float], fraction: float) -> float:

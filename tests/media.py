@@ -1,8 +1,9 @@
-"""Small test media built in code once per session (templates, speech, broken files) and readers."""
+"""Small test media built in code once per session (templates, speech, broken files) and readers.
+
+The clip builders live in bench/clips.py (benches must not import tests); they are re-used here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -11,19 +12,22 @@ import av
 import cv2
 import numpy as np
 import pytest
+from bench.clips import (
+    FPS,
+    TEMPLATE_FRAMES,
+    faceless_frame,
+    template_frames,
+    write_clip,
+)
 
-from talkingface.media.encode import VideoWriter
 from talkingface.samples import (
     SpeechSample,
-    astronaut_photo,
-    iter_template_frames_from_photo,
     synth_speech,
     write_wav,
 )
 
-FPS = 25
-TEMPLATE_SIZE_PX = 512
-TEMPLATE_FRAMES = 50  # 2 s
+__all__ = ["FPS", "TEMPLATE_FRAMES", "faceless_frame", "template_frames", "write_clip"]  # re-used
+
 SPEECH_DURATION_S = 3.0
 ROTATED_UPRIGHT_HW = (320, 256)  # portrait once the display rotation is applied
 
@@ -42,33 +46,6 @@ class StreamFacts:
     video_duration_s: float
     audio_duration_s: float | None
     moov_before_mdat: bool
-
-
-def write_clip(path: Path, frames: Iterable[np.ndarray], *, fps: float = FPS) -> Path:
-    """Write RGB frames as an H.264 MP4 without audio (the pipeline's own writer, CRF 18)."""
-    frame_list = list(frames)
-    height, width = frame_list[0].shape[:2]
-    with VideoWriter(path, width=width, height=height, fps=fps, audio_path=None) as writer:
-        for frame in frame_list:
-            writer.write(frame)
-    return path
-
-
-def template_frames(frame_count: int = TEMPLATE_FRAMES, size_px: int = TEMPLATE_SIZE_PX) -> list:
-    """The astronaut template frames (gentle head motion), as written into template_clip."""
-    return list(
-        iter_template_frames_from_photo(astronaut_photo(), frame_count=frame_count, size_px=size_px)
-    )
-
-
-def faceless_frame(height: int, width: int, index: int = 0) -> np.ndarray:
-    """A smooth colour gradient with a moving disc: textured, but nothing like a face."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.stack(
-        [x / width * 200 + 30, y / height * 180 + 40, np.full_like(x, 90.0)], axis=-1
-    ).astype(np.uint8)
-    cv2.circle(image, (20 + 3 * index, height // 2), max(4, height // 8), (240, 240, 60), -1)
-    return image
 
 
 def read_stream_facts(path: Path) -> StreamFacts:

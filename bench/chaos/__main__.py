@@ -54,7 +54,7 @@ from bench.chaos.processes import (
     marked_processes,
 )
 from bench.chaos.workload import Api, Submission, Traffic, prepare_inputs
-from tests.integration.service_fixtures import free_port
+from bench.service_process import free_port
 
 # Short detection times so a campaign fits in minutes; the report states them.
 TIMING = {

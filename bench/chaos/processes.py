@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from tests.integration.service_fixtures import free_port
+from bench.service_process import free_port
 
 PG_BIN = Path("/usr/lib/postgresql")
 MARKER_VAR = "TALKINGFACE_CHAOS_RUN"  # set on the server; every process it starts inherits it

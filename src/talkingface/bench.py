@@ -66,7 +66,7 @@ def _encode_only_fps(template: Path, audio: Path, out: Path, frame_count: int) -
 def _generate_s(audio: Path, video: Path, out: Path, settings: Settings) -> float:
     from talkingface.engines.base import get_engine
     from talkingface.pipeline.attempt import GenerateRequest, run_attempt
-    from talkingface.pipeline.items import JobId, JobTag
+    from talkingface.vocabulary import JobId, JobTag
 
     engine = get_engine(settings.engines.default)
     engine.load("cpu")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from talkingface.pipeline.items import MouthRender, RenderedFrame
+from talkingface.vocabulary import MouthRender, RenderedFrame
 
 
 def alpha_blend(base: np.ndarray, top: np.ndarray, alpha_f32: np.ndarray) -> np.ndarray:

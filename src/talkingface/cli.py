@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,12 +22,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from talkingface import vocabulary
+from talkingface.cli_errors import user_errors
 from talkingface.cli_service import jobs_app, queue_app
 from talkingface.cli_signals import interrupts
 from talkingface.config import Settings, load_settings
-from talkingface.errors import ErrorCode, TalkingFaceError, UnexpectedError
 from talkingface.logs import configure_logging
-from talkingface.pipeline import items
 
 app = typer.Typer(
     add_completion=False,
@@ -40,53 +40,6 @@ err = Console(stderr=True, soft_wrap=True)
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file (else TALKINGFACE_* env vars).")
 ]
-_INPUT_CODES = {
-    ErrorCode.INPUT_NOT_FOUND,
-    ErrorCode.INPUT_INVALID_MEDIA,
-    ErrorCode.NO_FACE,
-    ErrorCode.MULTIPLE_FACES,
-    ErrorCode.INPUT_TOO_LARGE,
-    ErrorCode.OUTPUT_INVALID,
-    ErrorCode.INPUT_INVALID,
-    ErrorCode.JOB_NOT_FOUND,
-    ErrorCode.JOB_STATE,
-    ErrorCode.PERMISSION_DENIED,
-    ErrorCode.UNKNOWN_ENGINE,
-    ErrorCode.CONFIG_INVALID,
-}
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Show our errors as one clear line (exit 2 for bad input, 1 otherwise), no traceback;
-    after Ctrl-C or SIGTERM, exit 128 + the signal's number whatever the work did with it."""
-    try:
-        yield
-        if interrupts.received:  # its KeyboardInterrupt was swallowed on the way
-            raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        _exit_interrupted()
-    except TalkingFaceError as exc:
-        if interrupts.received:  # e.g. the render stopped on the cancel the signal set
-            _exit_interrupted()
-        _print_error(exc)
-        raise typer.Exit(2 if exc.code in _INPUT_CODES else 1) from None
-    except Exception as exc:
-        if interrupts.received:
-            _exit_interrupted()
-        err.print_exception(show_locals=False)
-        _print_error(UnexpectedError.from_exception(exc))
-        raise typer.Exit(1) from None
-
-
-def _exit_interrupted() -> NoReturn:
-    err.print(f"[bold red]{interrupts.describe()}[/]", highlight=False)
-    raise typer.Exit(interrupts.exit_code) from None
-
-
-def _print_error(exc: TalkingFaceError) -> None:
-    """One line, never wrapped, markup-safe (messages contain brackets and file names)."""
-    err.print(f"[bold red]error[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
 
 
 def _settings(config: Path | None, *, verbose: bool = False) -> Settings:
@@ -96,7 +49,7 @@ def _settings(config: Path | None, *, verbose: bool = False) -> Settings:
 
 
 @contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Callable[[items.Progress], None] | None]:
+def _progress_bar(enabled: bool) -> Iterator[Callable[[vocabulary.Progress], None] | None]:
     if not enabled:
         yield None
         return
@@ -112,7 +65,7 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[items.Progress], None] | 
     bar = Progress(*columns, console=err, transient=False)
     tasks: dict[str, TaskID] = {}
 
-    def update(p: items.Progress) -> None:
+    def update(p: vocabulary.Progress) -> None:
         if not tasks:
             bar.start()  # lazily: an input error before any work prints no empty bar
         if p.stage not in tasks:
@@ -133,8 +86,8 @@ def run_generate(
     settings: Settings,
     *,
     engine_name: str | None = None,
-    loop: items.LoopMode | None = None,
-    face_policy: items.FacePolicy | None = None,
+    loop: vocabulary.LoopMode | None = None,
+    face_policy: vocabulary.FacePolicy | None = None,
     show_progress: bool = True,
 ) -> Any:  # Any: GenerateResult (imported lazily to keep `--help` fast)
     from talkingface.engines.base import get_engine
@@ -143,7 +96,7 @@ def run_generate(
     engine = get_engine(engine_name or settings.engines.default)
     engine.load("cpu")
     request = GenerateRequest(
-        tag=items.JobTag(items.JobId(uuid.uuid4().hex[:12])),
+        tag=vocabulary.JobTag(vocabulary.JobId(uuid.uuid4().hex[:12])),
         audio_path=audio,
         video_path=video,
         output_path=output,
@@ -177,11 +130,11 @@ def generate(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the MP4.")],
     engine: Annotated[str | None, typer.Option(help="Render engine (default: classic).")] = None,
     loop: Annotated[
-        items.LoopMode | None,
+        vocabulary.LoopMode | None,
         typer.Option(help="Template shorter than the audio: pingpong (default) or restart."),
     ] = None,
     face_policy: Annotated[
-        items.FacePolicy | None,
+        vocabulary.FacePolicy | None,
         typer.Option(help="Several faces: largest (default) or strict (fail)."),
     ] = None,
     as_json: Annotated[
@@ -297,8 +250,8 @@ def evaluate(
         ),
     ] = None,
     loop: Annotated[
-        items.LoopMode, typer.Option(help="Loop mode used when generating.")
-    ] = items.LoopMode.PINGPONG,
+        vocabulary.LoopMode, typer.Option(help="Loop mode used when generating.")
+    ] = vocabulary.LoopMode.PINGPONG,
     contact_sheet: Annotated[
         Path | None, typer.Option("--contact-sheet", help="Write a PNG grid of frames.")
     ] = None,

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from talkingface.cli_errors import user_errors
 from talkingface.client import DEFAULT_SERVER, ApiClient, Job, iter_job_updates
 
 if TYPE_CHECKING:
@@ -178,7 +179,6 @@ def list_jobs(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List jobs, newest first."""
-    from talkingface.cli import user_errors  # cli imports this module: import at call time
 
     with user_errors(), ApiClient(server) as client:
         page = client.jobs(state=state, limit=limit, offset=offset)
@@ -206,7 +206,6 @@ def list_jobs(
 @jobs_app.command("show")
 def show_job(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
     """Show one job (JSON), with its attempts and error."""
-    from talkingface.cli import user_errors  # cli imports this module: import at call time
 
     with user_errors(), ApiClient(server) as client:
         out.print_json(json.dumps(client.job(job_id)))
@@ -215,7 +214,6 @@ def show_job(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
 @jobs_app.command("cancel")
 def cancel_job(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
     """Cancel a queued job at once, or a running one (its worker is stopped)."""
-    from talkingface.cli import user_errors  # cli imports this module: import at call time
 
     with user_errors(), ApiClient(server) as client:
         job = client.cancel(job_id)
@@ -227,7 +225,6 @@ def cancel_job(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
 @jobs_app.command("retry")
 def retry_job(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
     """Queue a failed or canceled job again."""
-    from talkingface.cli import user_errors  # cli imports this module: import at call time
 
     with user_errors(), ApiClient(server) as client:
         job = client.retry(job_id)
@@ -247,7 +244,6 @@ def stats_command(server: str, as_json: bool) -> None:
 @jobs_app.command("prioritize")
 def prioritize_job(job_id: str, priority: int, server: ServerOpt = DEFAULT_SERVER) -> None:
     """Give a queued job a new priority (-100..100, higher starts first)."""
-    from talkingface.cli import user_errors  # cli imports this module: import at call time
 
     with user_errors(), ApiClient(server) as client:
         job = client.prioritize(job_id, priority)
@@ -259,7 +255,6 @@ def list_queue(
     server: ServerOpt = DEFAULT_SERVER, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
     """Queued jobs in the order they will start, with estimated start times."""
-    from talkingface.cli import user_errors  # cli imports this module: import at call time
 
     with user_errors(), ApiClient(server) as client:
         queue = client.queue()
@@ -285,7 +280,6 @@ def list_queue(
 @queue_app.command("pause")
 def pause_queue(server: ServerOpt = DEFAULT_SERVER) -> None:
     """Start nothing new (running jobs finish, submissions still queue)."""
-    from talkingface.cli import user_errors  # cli imports this module: import at call time
 
     with user_errors(), ApiClient(server) as client:
         client.set_paused(True)
@@ -295,7 +289,6 @@ def pause_queue(server: ServerOpt = DEFAULT_SERVER) -> None:
 @queue_app.command("resume")
 def resume_queue(server: ServerOpt = DEFAULT_SERVER) -> None:
     """Dispatch queued jobs again."""
-    from talkingface.cli import user_errors  # cli imports this module: import at call time
 
     with user_errors(), ApiClient(server) as client:
         client.set_paused(False)

@@ -14,7 +14,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from talkingface.errors import ConfigError
-from talkingface.pipeline.items import FacePolicy, LoopMode
+from talkingface.vocabulary import FacePolicy, LoopMode
 
 
 def default_cache_dir() -> Path:

@@ -17,9 +17,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from talkingface.pipeline.items import AudioClip
 from talkingface.samples import synth_syllables
 from talkingface.sync_signal import lagged_correlation, speech_envelope
+from talkingface.vocabulary import AudioClip
 
 FOIL_SEED = 8101  # any fixed value; changing it changes every reported margin slightly
 FOIL_PHRASE_COUNT = 14  # about 37 s of foil before it loops

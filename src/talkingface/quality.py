@@ -28,7 +28,6 @@ from talkingface.media.audio import load_audio
 from talkingface.media.decode import count_frames, iter_frames, iter_template_frames
 from talkingface.media.probe import MediaInfo, choose_output_fps, probe
 from talkingface.mouth_meter import MouthMeter
-from talkingface.pipeline.items import AudioClip, LoopMode
 from talkingface.sync_figures import (
     OWN_SPEECH_MIN_FRACTION,
     OwnTalking,
@@ -38,6 +37,7 @@ from talkingface.sync_figures import (
     sync_figures,
 )
 from talkingface.sync_signal import lagged_correlation, speech_envelope
+from talkingface.vocabulary import AudioClip, LoopMode
 
 __all__ = ["Measurement", "QualityReport", "evaluate", "measure", "mouth_jitter"]
 __all__ += ["lagged_correlation", "speech_envelope"]  # their home is sync_signal

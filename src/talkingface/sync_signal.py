@@ -11,7 +11,7 @@ import math
 import numpy as np
 from scipy.signal import butter, sosfilt
 
-from talkingface.pipeline.items import AudioClip
+from talkingface.vocabulary import AudioClip
 
 MAX_SYNC_LAG_FRAMES = 5
 MIN_PAUSE_S = 0.2  # quieter stretches shorter than this still count as speech

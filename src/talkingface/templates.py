@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -24,62 +24,25 @@ import numpy as np
 from talkingface.audio.features import articulation_track
 from talkingface.engines.base import LipSyncEngine
 from talkingface.engines.person_model import PersonModel, fit_person_model
+from talkingface.engines.prepared_template import PreparedTemplate
 from talkingface.errors import InvalidMediaError, Stage, translate_errors
 from talkingface.face.track import track_frames
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_frames
 from talkingface.media.probe import MediaInfo
-from talkingface.pipeline.items import (
+from talkingface.template_cache_files import META_FILE, hash_memo_path, mark_used
+from talkingface.vocabulary import (
     Articulation,
     FacePolicy,
     FaceTrack,
     TemplateFrame,
     TrackedFrame,
 )
-from talkingface.template_cache_files import META_FILE, hash_memo_path, mark_used
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 2  # 2: the person's articulation model
 OWN_SPEECH_MIN_FRACTION = 0.2  # below this the template's audio is not someone talking
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedTemplate:
-    key: str
-    source_name: str
-    fps: float
-    frame_count: int  # frames tracked (a prefix of the template when it is longer than needed)
-    complete: bool  # True when every template frame was tracked
-    width: int
-    height: int
-    is_still_image: bool
-    track: FaceTrack
-    own_drive: Articulation | None  # the template's own speech, when it has some
-    engine_name: str
-    engine_data: dict[str, np.ndarray]
-    prepare_s: float
-    person_model: PersonModel | None = None  # this person's audio → mouth model (talking only)
-    from_cache: bool = False
-
-    def covers(self, frame_count: int) -> bool:
-        return self.complete or self.frame_count >= frame_count
-
-    def articulation_summary(self) -> dict[str, object]:
-        """How the mouth is driven for this template (metadata, generate --json)."""
-        if self.person_model is None:
-            reason = (
-                "still image"
-                if self.is_still_image
-                else "no speech of its own"
-                if self.own_drive is None
-                else "too few frames with a face to learn from"
-            )
-            return {"model": "generic", "reason": reason, "person_fit": None}
-        fit = self.person_model.summary()
-        if fit["used"]:
-            return {"model": "person", "reason": "good held-out fit", "person_fit": fit}
-        return {"model": "generic", "reason": "poor held-out fit", "person_fit": fit}
 
 
 def attach_landmarks(track: FaceTrack, item: TemplateFrame) -> TrackedFrame:

@@ -12,10 +12,10 @@ from talkingface.config import LimitSettings, Settings
 from talkingface.errors import InputTooLargeError, Stage, TalkingFaceError
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import count_frames, iter_template_frames
+from talkingface.media.input_checks import check_inputs
 from talkingface.media.probe import choose_output_fps, probe
 from talkingface.media.probe_process import IsolatedProbe
-from talkingface.pipeline.inputs import check_inputs
-from talkingface.pipeline.items import LoopMode
+from talkingface.vocabulary import LoopMode
 from tests.hostile.corpus import HostileCase, write_flat_h264, write_png_declaring
 from tests.media import ROTATED_UPRIGHT_HW
 

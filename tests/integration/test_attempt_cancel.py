@@ -13,7 +13,7 @@ from talkingface.config import load_settings
 from talkingface.engines.base import LipSyncEngine, get_engine
 from talkingface.errors import JobCanceledError, Stage
 from talkingface.pipeline.attempt import GenerateRequest, run_attempt
-from talkingface.pipeline.items import JobId, JobTag, Progress
+from talkingface.vocabulary import JobId, JobTag, Progress
 
 
 @pytest.fixture(scope="module")

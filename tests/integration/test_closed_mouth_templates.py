@@ -20,8 +20,8 @@ from talkingface.engines.mouth_warp import MouthPose, plan_warp
 from talkingface.face.track import FaceTracker
 from talkingface.mouth_meter import MouthMeter
 from talkingface.pipeline.attempt import GenerateRequest, GenerateResult, run_attempt
-from talkingface.pipeline.items import JobId, JobTag
 from talkingface.samples import astronaut_photo, synth_speech, write_wav
+from talkingface.vocabulary import JobId, JobTag
 from tests.media import read_frames, write_clip
 
 

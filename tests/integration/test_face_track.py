@@ -24,7 +24,7 @@ from talkingface.face.mesh import (
     mouth_width_ratio,
 )
 from talkingface.face.track import FaceTracker, track_frames
-from talkingface.pipeline.items import FacePolicy
+from talkingface.vocabulary import FacePolicy
 
 
 def _frames(path: Path, limit: int) -> Iterator[np.ndarray]:

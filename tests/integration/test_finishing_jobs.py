@@ -19,9 +19,9 @@ from talkingface.executors.messages import Assignment, Failed, Succeeded, Worker
 from talkingface.jobs.records import JobInputs, JobOptions, JobResult
 from talkingface.jobs.states import AttemptOutcome, JobState
 from talkingface.jobs.store import JobStore
-from talkingface.pipeline.items import JobId
 from talkingface.scheduler import Scheduler
 from talkingface.storage.local import LocalStorage
+from talkingface.vocabulary import JobId
 
 if TYPE_CHECKING:
     from tests.integration.store_fixtures import FakeClock

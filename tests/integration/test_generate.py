@@ -15,9 +15,9 @@ from talkingface.face import mesh
 from talkingface.face.track import FaceTracker
 from talkingface.media.decode import template_index_schedule
 from talkingface.pipeline.attempt import GenerateRequest, GenerateResult, run_attempt
-from talkingface.pipeline.items import JobId, JobTag, LoopMode
 from talkingface.quality import QualityReport, evaluate
 from talkingface.samples import SpeechSample, synth_speech, write_wav
+from talkingface.vocabulary import JobId, JobTag, LoopMode
 from tests.media import (
     FPS,
     ROTATED_UPRIGHT_HW,

@@ -30,7 +30,7 @@ from talkingface.executors.messages import (
 from talkingface.executors.worker import PROCESS_NAME, worker_main
 from talkingface.jobs.records import JobOptions
 from talkingface.jobs.states import WorkerState
-from talkingface.pipeline.items import JobId
+from talkingface.vocabulary import JobId
 from tests.media import read_stream_facts
 
 DEADLINE_S = 30.0

@@ -27,7 +27,7 @@ from talkingface.media.decode import (
 )
 from talkingface.media.encode import VideoWriter
 from talkingface.media.probe import choose_output_fps, probe
-from talkingface.pipeline.items import LoopMode
+from talkingface.vocabulary import LoopMode
 
 BITS = 8  # frame number drawn as 8 black/white blocks along the top edge
 BLOCK_PX = 8

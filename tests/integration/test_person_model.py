@@ -13,14 +13,15 @@ import pytest
 
 from talkingface.config import load_settings
 from talkingface.engines.base import get_engine
+from talkingface.engines.prepared_template import PreparedTemplate
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_frames
 from talkingface.media.probe import choose_output_fps, probe
 from talkingface.mouth_meter import MouthMeter
 from talkingface.pipeline.attempt import GenerateRequest, GenerateResult, run_attempt
-from talkingface.pipeline.items import FacePolicy, JobId, JobTag
 from talkingface.quality import lagged_correlation, speech_envelope
-from talkingface.templates import PreparedTemplate, TemplateCache, prepare_template
+from talkingface.templates import TemplateCache, prepare_template
+from talkingface.vocabulary import FacePolicy, JobId, JobTag
 
 ENGLISH_TEMPLATE = "video_en_female_older_512x512_talking.mp4"  # she speaks English
 MANDARIN_AUDIO = "audio_zh_female_5s_24k.wav"

@@ -27,9 +27,9 @@ from talkingface.face import mesh
 from talkingface.face.track import FaceTracker
 from talkingface.fidelity import PSNR_CAP_DB, masked_psnr, masked_ssim, outside_mouth_mask
 from talkingface.media.decode import iter_frames
-from talkingface.pipeline.items import AudioClip
 from talkingface.quality import evaluate, mouth_jitter
 from talkingface.sync_signal import lagged_correlation, speech_envelope
+from talkingface.vocabulary import AudioClip
 
 OLDER_WOMAN = "video_en_female_older_512x512_talking.mp4"
 SUIT_MAN = "video_en_male_asian_suit_700x700_talking.mp4"

@@ -14,13 +14,14 @@ import numpy as np
 from talkingface.config import Settings
 from talkingface.engines.base import EngineInfo
 from talkingface.engines.classic import ClassicEngine
+from talkingface.engines.prepared_template import PreparedTemplate
 from talkingface.executors.local import LocalExecutor
 from talkingface.jobs.records import JobInputs, JobOptions
 from talkingface.jobs.store import JobStore
 from talkingface.media.probe import choose_output_fps, probe
-from talkingface.pipeline.items import FacePolicy
 from talkingface.scheduler import Scheduler
-from talkingface.templates import PreparedTemplate, TemplateCache, prepare_template
+from talkingface.templates import TemplateCache, prepare_template
+from talkingface.vocabulary import FacePolicy
 
 
 class OtherEngine(ClassicEngine):

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import trustme
 
-from talkingface.api import url_fetch
+from talkingface import url_guard
 from talkingface.api.url_fetch import MAX_REDIRECTS, download_url
 from talkingface.config import ApiSettings, WebhookSettings
 from talkingface.errors import (
@@ -528,8 +528,8 @@ def test_a_missing_file_names_the_status(
 
 @pytest.fixture(name="api_resolver")
 def api_resolver_fixture(monkeypatch: pytest.MonkeyPatch, resolver: FakeResolver) -> FakeResolver:
-    """The API resolves through url_fetch.resolve_host; the test's table stands in for DNS."""
-    monkeypatch.setattr(url_fetch, "resolve_host", resolver)
+    """The API resolves through url_guard.resolve_host; the test's table stands in for DNS."""
+    monkeypatch.setattr(url_guard, "resolve_host", resolver)
     return resolver
 
 

@@ -12,8 +12,8 @@ from scipy import ndimage, signal
 
 from talkingface.audio.features import SPECTRAL_DIM, articulation_track
 from talkingface.errors import InvalidMediaError
-from talkingface.pipeline.items import Articulation, AudioClip
 from talkingface.samples import SpeechSample, synth_speech, synth_syllables
+from talkingface.vocabulary import Articulation, AudioClip
 
 FPS = 25.0
 

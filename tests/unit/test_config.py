@@ -8,7 +8,7 @@ import pytest
 
 from talkingface.config import load_settings
 from talkingface.errors import ConfigError, ErrorCode
-from talkingface.pipeline.items import FacePolicy, LoopMode
+from talkingface.vocabulary import FacePolicy, LoopMode
 
 
 @pytest.fixture(autouse=True)

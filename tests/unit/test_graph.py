@@ -19,7 +19,7 @@ from talkingface.errors import (
     UnexpectedError,
 )
 from talkingface.pipeline.graph import StageSpec, run_chain
-from talkingface.pipeline.items import JobId, JobTag
+from talkingface.vocabulary import JobId, JobTag
 
 TAG = JobTag(JobId("job-graph"), attempt=1)
 OTHER_TAG = JobTag(JobId("job-other"), attempt=1)

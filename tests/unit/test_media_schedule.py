@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from talkingface.media.decode import template_index_schedule
-from talkingface.pipeline.items import LoopMode
+from talkingface.vocabulary import LoopMode
 
 
 @pytest.mark.parametrize("loop", list(LoopMode))

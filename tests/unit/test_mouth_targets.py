@@ -13,7 +13,7 @@ from talkingface.engines.mouth_targets import (
     gap_targets,
     speaking_range,
 )
-from talkingface.pipeline.items import Articulation
+from talkingface.vocabulary import Articulation
 
 
 def _drive(open_: np.ndarray, closure: np.ndarray | None = None) -> Articulation:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from talkingface.foil import default_foil, foil_envelope, looped
-from talkingface.pipeline.items import AudioClip
 from talkingface.samples import synth_speech
 from talkingface.sync_figures import (
     OwnTalking,
@@ -21,6 +20,7 @@ from talkingface.sync_figures import (
     sync_margin,
 )
 from talkingface.sync_signal import lagged_correlation, speech_envelope
+from talkingface.vocabulary import AudioClip
 
 FPS = 25.0
 

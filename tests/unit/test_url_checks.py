@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from talkingface.api.url_fetch import Resolver, check_url, refusal_reason
 from talkingface.config import ApiSettings, load_settings
 from talkingface.errors import ConfigError, PermissionDeniedError
+from talkingface.url_guard import Resolver, check_url, refusal_reason
 
 
 @pytest.mark.parametrize(

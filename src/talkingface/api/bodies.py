@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import Request
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
+from talkingface.api.problems import invalid_request
+from talkingface.config import Settings
 from talkingface.errors import InputTooLargeError, Stage
 
 JSON_BODY_MAX_BYTES = 1 << 20  # a JSON submission holds paths, URLs and options: a few kB
+MULTIPART_SLACK_BYTES = 1 << 20  # form fields and part headers beside the two files
+JSON_UNREADABLE = (
+    "the body cannot be read as JSON (nested too deeply, or a number thousands of digits long); "
+    "send one flat object"
+)
 
 
 def body_too_large(
@@ -59,3 +70,43 @@ def limited_request(request: Request, limit_bytes: int, what: str) -> Request:
         return message
 
     return Request(request.scope, limited_receive)
+
+
+async def read_json_body(request: Request, use: str) -> object:
+    """The parsed JSON body, read on the JSON byte budget (413 naming `use` past it); a body
+    that is not JSON, or JSON nested too deeply to read, is a 422 about the body."""
+    raw = await read_body(request, JSON_BODY_MAX_BYTES, use)
+    try:
+        body: object = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise invalid_request(
+            [{"loc": ("body",), "msg": f"the body is not valid JSON ({exc}); send one object"}]
+        ) from exc
+    except (RecursionError, ValueError) as exc:  # nested too deeply, a number too long
+        raise invalid_request([{"loc": ("body",), "msg": JSON_UNREADABLE}]) from exc
+    return body
+
+
+def upload_budget(settings: Settings) -> tuple[int, str]:
+    """The byte limit of a multipart body (two uploads and the form fields) and its wording."""
+    what = f"two files of {settings.api.max_upload_bytes} bytes (api.max_upload_bytes)"
+    return 2 * settings.api.max_upload_bytes + MULTIPART_SLACK_BYTES, what
+
+
+async def read_form(
+    request: Request,
+    settings: Settings,
+    *,
+    max_files: int = 2,
+    max_fields: int = 20,
+    hint: str,
+) -> FormData:
+    """The multipart form, read on the byte budget of two uploads (413 once past it, chunked
+    bodies too); a malformed body is 422 saying how to send one (`hint`). The caller closes
+    the form."""
+    try:
+        limited = limited_request(request, *upload_budget(settings))
+        return await limited.form(max_files=max_files, max_fields=max_fields)
+    except StarletteHTTPException as exc:  # starlette's 400 for a malformed multipart body
+        message = f"the multipart body cannot be read ({exc.detail}); {hint}"
+        raise invalid_request([{"loc": ("body",), "msg": message}]) from exc

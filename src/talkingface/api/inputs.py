@@ -19,8 +19,8 @@ from talkingface.errors import (
     Stage,
 )
 from talkingface.jobs.records import JobInputs
+from talkingface.media.input_checks import check_inputs
 from talkingface.media.probe_process import IsolatedProbe
-from talkingface.pipeline.inputs import check_inputs
 from talkingface.storage.local import LocalStorage
 
 CHUNK_BYTES = 1 << 20

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from talkingface.errors import ErrorRecord
 from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.states import JobState
-from talkingface.pipeline.items import FacePolicy, LoopMode
+from talkingface.vocabulary import FacePolicy, LoopMode
 
 # marks a field the OpenAPI document shows only where workers.allow_faults is set (openapi_doc)
 TEST_ONLY = "x-test-only"

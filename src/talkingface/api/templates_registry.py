@@ -24,9 +24,9 @@ from talkingface.jobs.records import JobInputs, JobOptions
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
 from talkingface.jobs.template_rows import TemplateRecord, TemplateSpec
+from talkingface.media.input_checks import checked_probe
 from talkingface.media.probe import choose_output_fps
 from talkingface.media.probe_process import IsolatedProbe
-from talkingface.pipeline.inputs import checked_probe
 from talkingface.template_files import (
     TEMPLATE_THUMBNAIL_NAME,
     TEMPLATE_VIDEO_STEM,

@@ -16,7 +16,7 @@ from scipy import fft, ndimage
 
 from talkingface.audio.spectrum import POWER_FLOOR, MelSpectrum, mel_spectrum
 from talkingface.errors import InvalidMediaError, Stage
-from talkingface.pipeline.items import Articulation, AudioClip
+from talkingface.vocabulary import Articulation, AudioClip
 
 logger = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from talkingface.errors import UnknownEngineError
-from talkingface.pipeline.items import Articulation, MouthRender, TrackedFrame
+from talkingface.vocabulary import Articulation, MouthRender, TrackedFrame
 
-if TYPE_CHECKING:
-    from talkingface.templates import PreparedTemplate
+if TYPE_CHECKING:  # at run time it would pull cv2 into the API, which reads ENGINE_NAMES
+    from talkingface.engines.prepared_template import PreparedTemplate
 
 ENGINE_NAMES = ("classic",)
 

@@ -34,10 +34,10 @@ from talkingface.engines.mouth_warp import MouthPose, WarpPlan, plan_warp
 from talkingface.engines.person_model import with_person_model
 from talkingface.engines.synthetic_interior import synthesised_interior
 from talkingface.engines.unit_selection import select_units
-from talkingface.pipeline.items import Articulation, MouthRender, TrackedFrame
+from talkingface.vocabulary import Articulation, MouthRender, TrackedFrame
 
 if TYPE_CHECKING:
-    from talkingface.templates import PreparedTemplate
+    from talkingface.engines.prepared_template import PreparedTemplate
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from talkingface.pipeline.items import Articulation
+from talkingface.vocabulary import Articulation
 
 # Inner-lip gap in S units (eye-corner distance) over the speech frames of the six talking
 # clips in shared/media, measured with the renderer's tracker: p50 0.067-0.121, p90 0.086-0.196.

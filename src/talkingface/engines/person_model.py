@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from talkingface.engines.mouth_frame import mouth_frame
-from talkingface.pipeline.items import Articulation, FaceTrack
+from talkingface.vocabulary import Articulation, FaceTrack
 
 SHAPE_NAMES = ("gap", "width", "upper_lip", "lower_lip")
 CONTEXT_S = (-0.16, -0.08, -0.04, 0.0, 0.04, 0.08, 0.16)

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING
 
 from talkingface.engines.base import EngineInfo, FrameRenderer, LipSyncEngine, TemplateCollector
 from talkingface.errors import ConfigError, IpcError, Stage
-from talkingface.pipeline.items import Articulation, MouthRender, Progress, TrackedFrame
+from talkingface.vocabulary import Articulation, MouthRender, Progress, TrackedFrame
 
 if TYPE_CHECKING:
     from talkingface.config import Settings
+    from talkingface.engines.prepared_template import PreparedTemplate
     from talkingface.executors.worker import AttemptContext, AttemptRunner
     from talkingface.pipeline.attempt import GenerateResult
-    from talkingface.templates import PreparedTemplate
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ sleeps. A worker that exits, breaks its pipe, sends garbage or misses its Ready 
 killed (SIGTERM → kill_grace_s → SIGKILL of its process group), reaped, reported as
 `WorkerExited` and replaced. Workers that keep failing before Ready are replaced with
 exponential backoff, so a broken engine cannot fork-bomb the machine. This module never imports
-torch: the engine lives only in the workers.
+the pipeline or torch: workers start at worker_entry.run_worker, which imports them in the child.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from talkingface.executors.messages import (
     WorkerExited,
     WorkerMessage,
 )
-from talkingface.executors.worker import worker_main
+from talkingface.executors.worker_entry import run_worker
 from talkingface.jobs.states import WorkerState
-from talkingface.pipeline.items import JobId
+from talkingface.vocabulary import JobId
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class LocalExecutor:
         worker_id = f"local-{os.getpid()}-{next(_worker_numbers)}"
         parent_conn, child_conn = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=worker_main,
+            target=run_worker,
             args=(child_conn, self._settings_json, worker_id),
             name=f"talkingface-worker-{worker_id}",
             daemon=False,

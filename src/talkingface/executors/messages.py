@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from talkingface.errors import ErrorRecord
 from talkingface.jobs.records import JobOptions, TemplateOutcome
 from talkingface.jobs.states import JobKind
-from talkingface.pipeline.items import JobId
 from talkingface.results import JobResult
+from talkingface.vocabulary import JobId
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,9 @@
 """The worker process (④): loads the engine once, says Ready, then runs one attempt at a time.
 
-`worker_main` is the target of a spawned process. It owns its process group (so the executor
-can kill everything it started), talks to the executor over one duplex pipe, heartbeats while
-an attempt runs, exits when the pipe reaches EOF, and exits by itself after
-`workers.recycle_after_jobs` attempts to contain leaks.
+`worker_main` runs in a spawned process (started at worker_entry.py). It owns its process
+group (so the executor can kill everything it started), talks to the executor over one duplex
+pipe, heartbeats while an attempt runs, exits when the pipe reaches EOF, and exits by itself
+after `workers.recycle_after_jobs` attempts to contain leaks.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from talkingface.pipeline.attempt import (
     ProgressCallback,
     run_attempt,
 )
-from talkingface.pipeline.items import FacePolicy, JobTag, LoopMode, Progress
 from talkingface.pipeline.preparation import run_preparation
+from talkingface.vocabulary import FacePolicy, JobTag, LoopMode, Progress
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from talkingface.face.detect import FaceBox, load_interpreter
 from talkingface.face.mesh import EYE_OUTER_LEFT, EYE_OUTER_RIGHT
-from talkingface.pipeline.items import LANDMARK_COUNT
+from talkingface.vocabulary import LANDMARK_COUNT
 
 LANDMARK_MODEL_FILE = "face_landmark.tflite"
 ROI_SCALE = 1.5  # crop side / face extent, as MediaPipe's face-mesh graph

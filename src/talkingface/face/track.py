@@ -21,7 +21,7 @@ from talkingface.face.detect import FaceBox, FaceDetector
 from talkingface.face.landmarks import LandmarkModel, Roi, roi_from_box, roi_from_landmarks
 from talkingface.face.mesh import LIPS_OUTER, eye_distance_px
 from talkingface.face.smoothing import landmark_filter
-from talkingface.pipeline.items import LANDMARK_COUNT, FacePolicy, FaceTrack
+from talkingface.vocabulary import LANDMARK_COUNT, FacePolicy, FaceTrack
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from talkingface.errors import ErrorRecord
 from talkingface.jobs.states import AttemptOutcome, JobKind, JobState
-from talkingface.pipeline.items import JobId
 from talkingface.results import JobResult
+from talkingface.vocabulary import JobId
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,8 +37,8 @@ from talkingface.jobs.records import (
     JobRecord,
 )
 from talkingface.jobs.states import AttemptOutcome, JobKind, JobState, check_transition
-from talkingface.pipeline.items import JobId
 from talkingface.results import JobResult
+from talkingface.vocabulary import JobId
 
 # the same check on every table that stores an error: a stored error always says something
 ERROR_MESSAGE_CHECK = "error_code IS NULL OR length(error_message) > 0"

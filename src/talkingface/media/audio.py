@@ -16,7 +16,7 @@ import numpy as np
 
 from talkingface.errors import InputTooLargeError, InvalidMediaError, Stage
 from talkingface.media.probe import invalid_media, open_input
-from talkingface.pipeline.items import AudioClip
+from talkingface.vocabulary import AudioClip
 
 MIN_AUDIO_S = 0.04  # one frame at 25 fps: shorter audio gives no video
 

@@ -29,7 +29,7 @@ from talkingface.media.probe import (
     picture_stream,
     probe,
 )
-from talkingface.pipeline.items import LoopMode
+from talkingface.vocabulary import LoopMode
 
 logger = logging.getLogger(__name__)
 

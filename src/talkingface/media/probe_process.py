@@ -52,7 +52,7 @@ _PROBE_ERRORS: dict[ErrorCode, type[TalkingFaceError]] = {
 
 @dataclass(frozen=True, slots=True)
 class IsolatedProbe:
-    """`probe`, run in a child process per call (a Prober for pipeline.inputs)."""
+    """`probe`, run in a child process per call (a Prober for media.input_checks)."""
 
     timeout_s: float
     memory_bytes: int

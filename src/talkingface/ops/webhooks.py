@@ -13,7 +13,7 @@ thread with a timeout, never on the scheduler's or the API's.
 Signature: `X-Talkingface-Signature: sha256=<hex HMAC-SHA256 of the raw body>` with
 `webhooks.secret` (absent when no secret is configured).
 
-Every try checks the callback host again, as URL inputs are checked (api.url_fetch), and
+Every try checks the callback host again, as URL inputs are checked (url_guard), and
 connects to the address it checked: a host that re-resolves to a private address after the
 job was accepted (DNS rebinding) is refused, not called. Redirects are not followed.
 """
@@ -30,12 +30,12 @@ from typing import Any
 
 import httpx
 
-from talkingface.api.url_fetch import Resolver, check_url
 from talkingface.config import ApiSettings, WebhookSettings
 from talkingface.errors import JobNotFoundError, TalkingFaceError
 from talkingface.jobs.outbox import Delivery
 from talkingface.jobs.service_state import WEBHOOK_CURSOR
 from talkingface.jobs.store import JobStore
+from talkingface.url_guard import Resolver, check_url
 
 logger = logging.getLogger(__name__)
 

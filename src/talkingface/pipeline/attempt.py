@@ -20,15 +20,18 @@ from talkingface.audio.features import articulation_track
 from talkingface.blend import blend_region
 from talkingface.config import Settings
 from talkingface.engines.base import LipSyncEngine
+from talkingface.engines.prepared_template import PreparedTemplate
 from talkingface.errors import JobCanceledError, Stage, translate_errors
 from talkingface.logs import bind_job
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_template_frames
 from talkingface.media.encode import VideoWriter
+from talkingface.media.input_checks import check_inputs, check_output_path
 from talkingface.media.probe import MediaInfo, choose_output_fps
 from talkingface.pipeline.graph import StageSpec, run_chain
-from talkingface.pipeline.inputs import check_inputs, check_output_path
-from talkingface.pipeline.items import (
+from talkingface.results import JobResult
+from talkingface.templates import TemplateCache, attach_landmarks, prepare_template
+from talkingface.vocabulary import (
     FacePolicy,
     JobTag,
     LoopMode,
@@ -37,13 +40,6 @@ from talkingface.pipeline.items import (
     RenderedFrame,
     TemplateFrame,
     TrackedFrame,
-)
-from talkingface.results import JobResult
-from talkingface.templates import (
-    PreparedTemplate,
-    TemplateCache,
-    attach_landmarks,
-    prepare_template,
 )
 
 logger = logging.getLogger(__name__)

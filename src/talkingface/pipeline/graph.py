@@ -27,7 +27,7 @@ from talkingface.errors import (
     error_from_exception,
 )
 from talkingface.logs import bind_stage
-from talkingface.pipeline.items import JobTag
+from talkingface.vocabulary import JobTag
 
 logger = logging.getLogger(__name__)
 

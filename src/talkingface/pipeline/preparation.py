@@ -19,9 +19,9 @@ from talkingface.jobs.records import TemplateOutcome
 from talkingface.logs import bind_job
 from talkingface.media.decode import iter_frames
 from talkingface.media.probe import choose_output_fps, probe
-from talkingface.pipeline.items import FacePolicy, JobTag, Progress
 from talkingface.results import JobResult
 from talkingface.templates import TemplateCache, prepare_template
+from talkingface.vocabulary import FacePolicy, JobTag, Progress
 
 THUMBNAIL_PX = 256
 

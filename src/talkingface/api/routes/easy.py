@@ -37,8 +37,8 @@ from fastapi.responses import JSONResponse
 
 from talkingface.api.bodies import JSON_BODY_MAX_BYTES, read_body
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
-from talkingface.api.routes.jobs import create_job
 from talkingface.api.schemas import JobOptionsIn
+from talkingface.api.submissions import create_job
 from talkingface.api.url_downloads import UrlDownloads
 from talkingface.config import Settings
 from talkingface.errors import (
@@ -52,8 +52,8 @@ from talkingface.heygem_results import code_key_prefix, exposed_result_of, job_k
 from talkingface.jobs.records import JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
-from talkingface.pipeline.items import LoopMode
 from talkingface.storage.local import LocalStorage
+from talkingface.vocabulary import LoopMode
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ def _submit(
     video = _resolve_ref(str(body["video_url"]).strip(), temp_dir)
     pn = _flag(body, "pn", 1)
     options = JobOptionsIn(loop=LoopMode.PINGPONG if pn else LoopMode.RESTART)
-    job, created = create_job(
+    submission = create_job(
         audio,
         video,
         options,
@@ -258,11 +258,11 @@ def _submit(
         storage,
         live_key_prefix=code_key_prefix(code),  # a race past the check above folds here
     )
-    if created:
+    if submission.created:
         flags = {name: _flag(body, name, 1 if name == "pn" else 0) for name in FLAG_FIELDS}
         ignored = sorted(str(k)[:64] for k in body if k not in KNOWN_FIELDS)[:20]
         extra = {"ignored_fields": ignored} if ignored else {}
-        store.add_event(job.id, "heygem_submitted", {"code": code, **flags, **extra})
+        store.add_event(submission.job.id, "heygem_submitted", {"code": code, **flags, **extra})
         scheduler.wake()
     return envelope(SUCCESS, {}, SUCCESS)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,43 +11,28 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from talkingface.api.bodies import (
-    JSON_BODY_MAX_BYTES,
-    limited_request,
-    read_body,
-)
+from talkingface.api.bodies import read_form, read_json_body
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
 from talkingface.api.events_stream import iter_job_stream
 from talkingface.api.file_ranges import RangedFileResponse, plan_ranges, range_not_satisfiable
-from talkingface.api.idempotency import check_same_request, checked_key, request_fingerprint
-from talkingface.api.inputs import MediaRef, Upload, is_url, resolve_inputs
-from talkingface.api.problems import invalid_request, quoted
+from talkingface.api.inputs import MediaRef, Upload
+from talkingface.api.problems import invalid_request
 from talkingface.api.schemas import EventPublic, JobCreate, JobList, JobOptionsIn, JobPublic
 from talkingface.api.schemas import job_public as build_job_public
+from talkingface.api.submissions import create_keyed_job
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_downloads import UrlDownloads
-from talkingface.api.url_fetch import check_url
-from talkingface.config import Settings
-from talkingface.engines.base import ENGINE_NAMES
-from talkingface.errors import JobStateError, QueueFullError
-from talkingface.jobs.records import AttemptRecord, JobOptions, JobRecord
+from talkingface.errors import JobStateError
+from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
-from talkingface.pipeline.items import JobId
-from talkingface.storage.local import LocalStorage
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-MULTIPART_SLACK_BYTES = 1 << 20  # form fields and part headers beside the two files
 MAX_ROW_NUMBER = 2**63 - 1  # a 64-bit SQL integer: larger offsets and event ids cannot exist
 FORM_HINT = "send audio and video as files (two at most) and the options as text fields"
 JSON_BODY_USE = "a JSON submission (paths, URLs and options); upload media as multipart/form-data"
-JSON_UNREADABLE = (
-    "the body cannot be read as JSON (nested too deeply, or a number thousands of digits long); "
-    "send one flat object"
-)
 
 SUBMIT_BODY: dict[str, Any] = {  # Any: an OpenAPI fragment; JobCreate is added by create_app
     "requestBody": {
@@ -82,109 +65,6 @@ def job_public(
     return build_job_public(job, store.attempts(job.id) if attempts is None else attempts, url)
 
 
-def job_options(options: JobOptionsIn, settings: Settings) -> JobOptions:
-    """The stored options: server defaults filled in, unknown engines and faults refused."""
-    engine = options.engine or settings.engines.default
-    if engine not in ENGINE_NAMES:
-        raise invalid_request(
-            [
-                {
-                    "loc": ("engine",),
-                    "msg": f"unknown engine {quoted(engine)}; use one of {ENGINE_NAMES}",
-                }
-            ]
-        )
-    if options.fault is not None and not settings.workers.allow_faults:
-        raise invalid_request(
-            [{"loc": ("fault",), "msg": "fault injection is disabled (workers.allow_faults)"}]
-        )
-    if options.callback_url is not None:
-        if not is_url(options.callback_url):
-            raise invalid_request([{"loc": ("callback_url",), "msg": "must be an http(s) URL"}])
-        check_url("callback_url", options.callback_url, settings.api)
-    return JobOptions(
-        engine=engine,
-        loop=(options.loop or settings.engines.loop).value,
-        face_policy=(options.face_policy or settings.engines.face_policy).value,
-        fault=options.fault,
-        callback_url=options.callback_url,
-    )
-
-
-def create_job(
-    audio: MediaRef,
-    video: MediaRef,
-    options_in: JobOptionsIn,
-    idempotency_key: str | None,
-    settings: Settings,
-    store: JobStore,
-    storage: LocalStorage,
-    *,
-    live_key_prefix: str | None = None,
-    request_fingerprint: str | None = None,
-) -> tuple[JobRecord, bool]:
-    """Make the inputs local, probe them and create the job; no files are left on failure.
-
-    An existing job is returned (created False) for a known idempotency key, or for a live
-    job under `live_key_prefix` (JobStore.create); a known key whose job was made from another
-    `request_fingerprint` is a 422 naming the key."""
-    options = job_options(options_in, settings)
-    if store.queued_count() >= settings.api.max_queued:
-        raise queue_full(settings)
-    job_id = JobId(uuid.uuid4().hex)
-    try:
-        inputs = resolve_inputs(audio, video, job_id, storage, settings)
-        job, created = store.create(
-            inputs,
-            options,
-            priority=options_in.priority,
-            idempotency_key=idempotency_key,
-            max_queued=settings.api.max_queued,
-            job_id=job_id,
-            live_key_prefix=live_key_prefix,
-            request_fingerprint=request_fingerprint,
-        )
-    except QueueFullError as exc:
-        storage.delete_job_files(job_id)
-        raise queue_full(settings) from exc
-    except BaseException:
-        storage.delete_job_files(job_id)
-        raise
-    if not created:  # the idempotency key named an existing job: our copies are not needed
-        storage.delete_job_files(job_id)
-        if idempotency_key is not None and request_fingerprint is not None:
-            stored = store.request_fingerprint_of(job.id)
-            check_same_request(idempotency_key, job.id, stored, request_fingerprint)
-    return job, created
-
-
-def create_keyed_job(
-    audio: MediaRef,
-    video: MediaRef,
-    options_in: JobOptionsIn,
-    idempotency_key: str | None,
-    settings: Settings,
-    store: JobStore,
-    storage: LocalStorage,
-) -> tuple[JobRecord, bool]:
-    """create_job for a v1 submission: its Idempotency-Key checked and, when given, the
-    request's fingerprint kept with the job and compared on reuse."""
-    key = checked_key(idempotency_key)
-    fingerprint = request_fingerprint(audio, video, options_in) if key is not None else None
-    return create_job(
-        audio, video, options_in, key, settings, store, storage, request_fingerprint=fingerprint
-    )
-
-
-def queue_full(settings: Settings) -> QueueFullError:
-    return QueueFullError(
-        f"The queue is full ({settings.api.max_queued} jobs waiting, api.max_queued); "
-        f"retry in {settings.api.retry_after_s} s.",
-        retry_after_s=settings.api.retry_after_s,
-        details={"max_queued": settings.api.max_queued},
-    )
-
-
 def template_video(request: Request, template_id: str) -> Path:
     """The stored video of a registered template (a failed one is refused)."""
     registry: TemplateRegistry = request.app.state.templates
@@ -195,23 +75,8 @@ def template_video(request: Request, template_id: str) -> Path:
     return registry.video_path(template_id)
 
 
-async def read_json_body(request: Request, use: str = JSON_BODY_USE) -> object:
-    """The parsed JSON body, read on the JSON byte budget (413 naming `use` past it); a body
-    that is not JSON, or JSON nested too deeply to read, is a 422 about the body."""
-    raw = await read_body(request, JSON_BODY_MAX_BYTES, use)
-    try:
-        body: object = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise invalid_request(
-            [{"loc": ("body",), "msg": f"the body is not valid JSON ({exc}); send one object"}]
-        ) from exc
-    except (RecursionError, ValueError) as exc:  # nested too deeply, a number too long
-        raise invalid_request([{"loc": ("body",), "msg": JSON_UNREADABLE}]) from exc
-    return body
-
-
 async def read_json_submission(request: Request) -> JobCreate:
-    body = await read_json_body(request)
+    body = await read_json_body(request, JSON_BODY_USE)
     try:
         return JobCreate.model_validate(body)
     except ValidationError as exc:
@@ -248,31 +113,6 @@ def form_submission(form: FormData) -> tuple[MediaRef, MediaRef, JobOptionsIn]:
     return refs[0], refs[1], options
 
 
-def upload_budget(settings: Settings) -> tuple[int, str]:
-    """The byte limit of a multipart body (two uploads and the form fields) and its wording."""
-    what = f"two files of {settings.api.max_upload_bytes} bytes (api.max_upload_bytes)"
-    return 2 * settings.api.max_upload_bytes + MULTIPART_SLACK_BYTES, what
-
-
-async def read_form(
-    request: Request,
-    settings: Settings,
-    *,
-    max_files: int = 2,
-    max_fields: int = 20,
-    hint: str = FORM_HINT,
-) -> FormData:
-    """The multipart form, read on the byte budget of two uploads (413 once past it, chunked
-    bodies too); a malformed body is 422 saying how to send one (`hint`). The caller closes
-    the form."""
-    try:
-        limited = limited_request(request, *upload_budget(settings))
-        return await limited.form(max_files=max_files, max_fields=max_fields)
-    except StarletteHTTPException as exc:  # starlette's 400 for a malformed multipart body
-        message = f"the multipart body cannot be read ({exc.detail}); {hint}"
-        raise invalid_request([{"loc": ("body",), "msg": message}]) from exc
-
-
 @router.post(
     "",
     status_code=202,
@@ -293,10 +133,10 @@ async def submit_job(
     downloads: UrlDownloads = request.app.state.url_downloads
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
-        form = await read_form(request, settings)
+        form = await read_form(request, settings, hint=FORM_HINT)
         try:
             audio, video, options = form_submission(form)
-            job, created = await downloads.run_submission(
+            submission = await downloads.run_submission(
                 (audio, video),
                 create_keyed_job,
                 audio,
@@ -312,7 +152,7 @@ async def submit_job(
     elif content_type.startswith("application/json") or not content_type:
         body = await read_json_submission(request)
         template: MediaRef = body.video or template_video(request, body.template_id or "")
-        job, created = await downloads.run_submission(
+        submission = await downloads.run_submission(
             (body.audio, template),
             create_keyed_job,
             body.audio,
@@ -327,11 +167,11 @@ async def submit_job(
         raise invalid_request(
             [{"loc": ("body",), "msg": "send application/json or multipart/form-data"}]
         )
-    if created:
+    if submission.created:
         scheduler.wake()
     else:
         response.status_code = 200
-    return await run_in_threadpool(job_public, request, store, job)
+    return await run_in_threadpool(job_public, request, store, submission.job)
 
 
 @router.head("", include_in_schema=False)

@@ -12,10 +12,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
 
+from talkingface.api.bodies import read_form, read_json_body
 from talkingface.api.deps import SettingsDep, StorageDep
 from talkingface.api.inputs import Upload, fetch_media
 from talkingface.api.problems import invalid_request
-from talkingface.api.routes.jobs import read_form, read_json_body
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_downloads import UrlDownloads
 

@@ -1,4 +1,8 @@
-"""Checks on a job's inputs and output path before any work starts (fail fast, say what to do)."""
+"""Checks on a job's inputs and output path before any work starts (fail fast, say what to do).
+
+The API runs them at submit time and the worker again per attempt; they need the probe only,
+so the API process never imports the pipeline.
+"""
 
 from __future__ import annotations
 

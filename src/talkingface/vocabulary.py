@@ -1,4 +1,7 @@
-"""Values passed between pipeline stages, each tagged with its job and attempt (a leaf module).
+"""The shared vocabulary: ids, modes and the values stages pass, each tagged with its job (a leaf).
+
+It sits on the ground floor so that config, the store, the stage packages (media, face, audio,
+engines, blend) and the pipeline that wires them all import it without reaching up the flow.
 
 Dimension letters used in shape comments: N frames, L landmarks (468), H/W pixels.
 A pipeline frame is RGB uint8 (H, W, 3).
