@@ -81,6 +81,7 @@ SETTLE_S = 14.0  # idle time for the server's pooled threads to exit before a fo
 MIN_EACH_FAULT = 4
 TEMPLATE_SHARE = 0.02  # per submit-loop turn: register a template (a prepare_template job)
 SERVER_KILLS = ("server_kill", "server_kill_during_prepare")
+JANITOR_INTERVAL_S = 10  # below SETTLE_S: a pass runs before the end-of-run temp-file check
 FAULT_INTERVAL_S = (2.0, 6.0)  # random pause between two faults
 
 
@@ -102,6 +103,8 @@ def server_env(root: Path, data_dir: Path, run_id: str, db_url: str | None) -> d
             "TALKINGFACE_API__RETRY_AFTER_S": "1",
             "TALKINGFACE_API__URL_ALLOWED_NETWORKS": json.dumps(["127.0.0.1/32"]),
             "TALKINGFACE_API__MAX_URL_DOWNLOADS": str(MAX_URL_DOWNLOADS),
+            # what a read-only results dir kept from being removed goes at the next pass
+            "TALKINGFACE_API__JANITOR_INTERVAL_S": str(JANITOR_INTERVAL_S),
             "TALKINGFACE_LOGGING__LEVEL": "info",
             "TALKINGFACE_LOGGING__JSON_LINES": "true",
         }
@@ -334,6 +337,16 @@ class Campaign:
             self.api.call("GET", f"/v1/jobs/{t.job_id}").json() for t in self.templates.registered
         ]
         templates, template_problems = self.templates.audit()
+        read_only_failed = [  # a read-only results dir is retried (STORAGE_UNAVAILABLE)
+            j["id"]
+            for j in jobs
+            if j["state"] == "failed"
+            and j["error"]
+            and (
+                j["error"]["code"] == "STORAGE_UNAVAILABLE"
+                or "read-only file system" in j["error"]["message"].lower()
+            )
+        ]
         exit_code = self.server.terminate()
         time.sleep(2.0)
         leaked_processes = marked_processes(self.run_id)
@@ -359,6 +372,7 @@ class Campaign:
             **counts,
             "empty_errors": len(watcher.empty_errors),
             "templates_unsettled": len(template_problems),
+            "failed_for_read_only_results": len(read_only_failed),
             **edge_zero,
             "faults_injected_by_kind": dict(sorted(by_kind.items())),
             "faults_not_injected": self.fault_errors,
@@ -386,10 +400,11 @@ class Campaign:
             "status_reads": {**self.reads.totals(), "by_fault_window": windows},
             "edge_faults": self.edges.report(),
             "wall_s": round(wall_s, 1),
-            "settings": TIMING,
+            "settings": {**TIMING, "janitor_interval_s": JANITOR_INTERVAL_S},
             "footprint": {"baseline": asdict(baseline), "end": asdict(end_print)},
             "problems": outcome.problems
             + template_problems
+            + [f"failed for a read-only results dir: {job_id}" for job_id in read_only_failed]
             + [f"{k} = {v}" for k, v in edge_zero.items() if v]
             + [f"empty error: {j}" for j in sorted(watcher.empty_errors)]
             + [f"leaked temp file: {p}" for p in temp[:20]]
@@ -448,6 +463,7 @@ MUST_BE_ZERO = (
     "hung",
     "bad_outputs",
     "templates_unsettled",
+    "failed_for_read_only_results",
     "probe_crash_unclear_answers",
     "probe_crash_status_read_failures",
     "second_server_not_refused",
