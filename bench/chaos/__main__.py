@@ -131,6 +131,7 @@ class Campaign:
         self.faults: list[FaultRecord] = []
         self.fault_errors: list[str] = []
         self.orphans_seen = 0
+        self.orphans: list[str] = []  # what outlived a killed server, for the problems list
         self.warmup_ids: list[str] = []
         self.harness_errors: list[str] = []
         self.plan_done = threading.Event()  # every kind injected MIN_EACH_FAULT times
@@ -272,7 +273,13 @@ class Campaign:
         tree = {self.server.pid} | {
             p.pid for p in psutil.Process(self.server.process.pid).children(recursive=True)
         }
-        return sum(1 for p in marked_processes(self.run_id) if p.pid not in tree)
+        orphans = [p for p in marked_processes(self.run_id) if p.pid not in tree]
+        for process in orphans:
+            try:
+                self.orphans.append(f"{process.pid} {process.cmdline()[-3:]}")
+            except psutil.Error:
+                self.orphans.append(f"{process.pid} (gone)")
+        return len(orphans)
 
     def run(self) -> dict[str, Any]:  # Any: JSON report
         began = time.monotonic()
@@ -409,7 +416,8 @@ class Campaign:
             + [f"empty error: {j}" for j in sorted(watcher.empty_errors)]
             + [f"leaked temp file: {p}" for p in temp[:20]]
             + [f"leaked thread: {name} x{n}" for name, n in leaked_threads.items()]
-            + [f"leaked process: {p.pid} {p.cmdline()[:4]}" for p in leaked_processes],
+            + [f"leaked process: {p.pid} {p.cmdline()[:4]}" for p in leaked_processes]
+            + [f"process outlived its killed server by 10 s: {o}" for o in self.orphans[:10]],
         }
         return report
 
