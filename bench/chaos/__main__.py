@@ -3,12 +3,19 @@
 Usage: python -m bench.chaos [--jobs 240] [--store postgres|sqlite] [--workers 2]
        [--minutes 12] [--seed 1] [--report reliability-report.json] [--no-disk-full]
 
-While the jobs flow it injects, at random moments and repeatedly: SIGKILL and SIGSTOP of a
-worker, SIGKILL of the server and a restart, stage faults carried by jobs (raise, block
-forever, raise with an empty message), a full data disk (a tmpfs it mounts), a PostgreSQL
-restart (a private cluster it starts), and deletion of the template cache. It then checks
-that no job was lost, duplicated, hung or showed an empty error, that every succeeded
-output plays at the right duration, and that nothing leaked. Exit 1 if any of those is not 0.
+While the jobs flow (and templates are registered) it injects, at random moments and
+repeatedly: SIGKILL and SIGSTOP of a worker, SIGKILL of the server and a restart, stage
+faults carried by jobs (raise, block forever, raise with an empty message), a full data disk
+(a tmpfs it mounts), a PostgreSQL restart (a private cluster it starts), deletion of the
+template cache, and at the service's edges (service_faults.py): a server SIGKILL while a
+template is being prepared, a submission whose submit-time probe crashes, a second server
+on the same data directory, a read-only results directory, and URL inputs from a host that
+trickles bytes. It then checks that no job was lost, duplicated, hung or showed an empty
+error, that every succeeded output plays at the right duration, that every template settled
+(ready, or failed with a true error), that the edge faults got clear answers (a 4xx for the
+crashed probe, exit 2 for the second server, /readyz not ready while results are read-only),
+that status reads never timed out during slow downloads, and that nothing leaked. Exit 1 if
+any of those is not 0.
 """
 
 from __future__ import annotations
@@ -49,10 +56,14 @@ from bench.chaos.processes import (
     MARKER_VAR,
     ChaosSetupError,
     PrivatePostgres,
+    ReadOnlyBind,
     ServerProcess,
     Tmpfs,
     marked_processes,
 )
+from bench.chaos.service_faults import MAX_URL_DOWNLOADS, ServiceFaults
+from bench.chaos.status_reads import StatusReads
+from bench.chaos.template_traffic import TemplateTraffic
 from bench.chaos.workload import Api, Submission, Traffic, prepare_inputs
 from bench.service_process import free_port
 
@@ -68,6 +79,9 @@ TIMING = {
 QUEUE_TARGET = 6  # keep about this many jobs queued while submitting
 SETTLE_S = 14.0  # idle time for the server's pooled threads to exit before a footprint
 MIN_EACH_FAULT = 4
+TEMPLATE_SHARE = 0.02  # per submit-loop turn: register a template (a prepare_template job)
+SERVER_KILLS = ("server_kill", "server_kill_during_prepare")
+JANITOR_INTERVAL_S = 10  # below SETTLE_S: a pass runs before the end-of-run temp-file check
 FAULT_INTERVAL_S = (2.0, 6.0)  # random pause between two faults
 
 
@@ -87,6 +101,10 @@ def server_env(root: Path, data_dir: Path, run_id: str, db_url: str | None) -> d
             "TALKINGFACE_API__MIN_FREE_DISK_BYTES": str(16 << 20),
             "TALKINGFACE_API__MAX_QUEUED": "40",
             "TALKINGFACE_API__RETRY_AFTER_S": "1",
+            "TALKINGFACE_API__URL_ALLOWED_NETWORKS": json.dumps(["127.0.0.1/32"]),
+            "TALKINGFACE_API__MAX_URL_DOWNLOADS": str(MAX_URL_DOWNLOADS),
+            # what a read-only results dir kept from being removed goes at the next pass
+            "TALKINGFACE_API__JANITOR_INTERVAL_S": str(JANITOR_INTERVAL_S),
             "TALKINGFACE_LOGGING__LEVEL": "info",
             "TALKINGFACE_LOGGING__JSON_LINES": "true",
         }
@@ -113,6 +131,7 @@ class Campaign:
         self.faults: list[FaultRecord] = []
         self.fault_errors: list[str] = []
         self.orphans_seen = 0
+        self.orphans: list[str] = []  # what outlived a killed server, for the problems list
         self.warmup_ids: list[str] = []
         self.harness_errors: list[str] = []
         self.plan_done = threading.Event()  # every kind injected MIN_EACH_FAULT times
@@ -132,9 +151,30 @@ class Campaign:
         self.server.start(self.args.workers)
         self.api = Api(self.server.url)
         self.traffic = Traffic(self.api, self.inputs, self.rng)
+        self.templates = TemplateTraffic(self.api, self.inputs, self.rng)
         self.injector = Injector(
             self.api, self.server, self.args.workers, self.tmpfs, self.postgres, self.cache_dir
         )
+        self.reads = StatusReads(self.server.url, self._recent_ids)
+        self.results_bind = ReadOnlyBind(self.data_dir / "results")
+        self.edges = ServiceFaults(
+            self.api,
+            self.server,
+            self.args.workers,
+            self.traffic,
+            self.templates,
+            self.reads,
+            self.results_bind,
+            self.rng,
+        )
+
+    def _recent_ids(self) -> tuple[str | None, str | None]:
+        """The latest v1 job id and HeyGem code, for the status reads."""
+        with self.traffic.lock:
+            recent = self.traffic.submissions[-20:]
+        job_ids = [s.job_id for s in recent if s.job_id]
+        codes = [s.key for s in recent if s.route == "easy" and not s.refused]
+        return (job_ids[-1] if job_ids else None, codes[-1] if codes else None)
 
     def settled_footprint(self) -> Footprint:
         """Idle footprint of the current server: wait until its thread count stops falling."""
@@ -191,13 +231,15 @@ class Campaign:
         ):
             if self.queued() < QUEUE_TARGET:
                 self.traffic.submit_one()
+                if self.rng.random() < TEMPLATE_SHARE:
+                    self.templates.register()
             else:
                 time.sleep(0.2)
             if self.rng.random() < 0.03:
                 self.traffic.cancel_random()
 
     def fault_loop(self, submitting: threading.Thread, stop: threading.Event) -> None:
-        kinds = self.injector.kinds()
+        kinds = self.injector.kinds() + self.edges.kinds()
         plan = kinds * MIN_EACH_FAULT
         self.rng.shuffle(plan)
         while submitting.is_alive() and not stop.wait(self.rng.uniform(*FAULT_INTERVAL_S)):
@@ -205,7 +247,10 @@ class Campaign:
                 self.plan_done.set()
             kind = plan.pop() if plan else self.rng.choice(kinds)
             try:
-                record = self.injector.run(kind)
+                if kind in self.edges.kinds():
+                    record = self.edges.run(kind)
+                else:
+                    record = self.injector.run(kind)
             except ChaosSetupError as exc:  # e.g. the server did not come back: stop the run
                 self.fault_errors.append(f"{kind}: {exc}")
                 stop.set()
@@ -218,7 +263,7 @@ class Campaign:
                 continue
             self.faults.append(record)
             print(f"  fault {record.kind:<13} at {record.at:%H:%M:%S} {record.note}", flush=True)
-            if kind == "server_kill":
+            if kind in SERVER_KILLS:
                 self.orphans_seen = max(self.orphans_seen, self._orphans_after_restart())
 
     def _orphans_after_restart(self) -> int:
@@ -228,7 +273,13 @@ class Campaign:
         tree = {self.server.pid} | {
             p.pid for p in psutil.Process(self.server.process.pid).children(recursive=True)
         }
-        return sum(1 for p in marked_processes(self.run_id) if p.pid not in tree)
+        orphans = [p for p in marked_processes(self.run_id) if p.pid not in tree]
+        for process in orphans:
+            try:
+                self.orphans.append(f"{process.pid} {process.cmdline()[-3:]}")
+            except psutil.Error:
+                self.orphans.append(f"{process.pid} (gone)")
+        return len(orphans)
 
     def run(self) -> dict[str, Any]:  # Any: JSON report
         began = time.monotonic()
@@ -236,6 +287,7 @@ class Campaign:
         print(f"warm-up done; idle footprint {baseline}", flush=True)
         watcher = Watcher(self.api, self.traffic.submissions)
         watcher.start()
+        self.reads.start()
         stop = threading.Event()
         submitting = threading.Thread(
             target=self.guarded, args=(self.submit_loop, stop), name="submit"
@@ -256,8 +308,10 @@ class Campaign:
         self.injector.close()
         ids = [j["id"] for j in list_all_jobs(self.api)]
         drained = self._wait_terminal(ids, timeout_s=max(60.0, deadline - time.monotonic()))
+        self.templates.wait_settled(timeout_s=60.0)
         watcher.check_once()
         watcher.stop()
+        self.reads.stop()
         jobs = list_all_jobs(self.api)
         end_print = self.settled_footprint()
         return self.report(jobs, watcher, baseline, end_print, drained, time.monotonic() - began)
@@ -286,6 +340,20 @@ class Campaign:
         easy_bad = self._check_easy_results(submissions)
         outcome.counts["bad_outputs"] += len(easy_bad)
         outcome.problems += easy_bad
+        template_jobs = [  # their recovery counts too; read while the server still runs
+            self.api.call("GET", f"/v1/jobs/{t.job_id}").json() for t in self.templates.registered
+        ]
+        templates, template_problems = self.templates.audit()
+        read_only_failed = [  # a read-only results dir is retried (STORAGE_UNAVAILABLE)
+            j["id"]
+            for j in jobs
+            if j["state"] == "failed"
+            and j["error"]
+            and (
+                j["error"]["code"] == "STORAGE_UNAVAILABLE"
+                or "read-only file system" in j["error"]["message"].lower()
+            )
+        ]
         exit_code = self.server.terminate()
         time.sleep(2.0)
         leaked_processes = marked_processes(self.run_id)
@@ -297,7 +365,9 @@ class Campaign:
             "threads": sum(leaked_threads.values()),
             "fds": leaked_fds,
         }
-        recoveries = recovery_seconds(self.faults + self._stage_faults(jobs), jobs)
+        recoveries = recovery_seconds(self.faults + self._stage_faults(jobs), jobs + template_jobs)
+        windows = self.reads.by_window_kind(percentile)
+        edge_zero = self.edges.must_be_zero(windows)
         recovery = [seconds for _, seconds in recoveries]
         recovery_by_kind: dict[str, list[float]] = {}
         for kind, seconds in recoveries:
@@ -308,6 +378,9 @@ class Campaign:
         report: dict[str, Any] = {  # Any: JSON
             **counts,
             "empty_errors": len(watcher.empty_errors),
+            "templates_unsettled": len(template_problems),
+            "failed_for_read_only_results": len(read_only_failed),
+            **edge_zero,
             "faults_injected_by_kind": dict(sorted(by_kind.items())),
             "faults_not_injected": self.fault_errors,
             "harness_errors": self.harness_errors,
@@ -330,14 +403,21 @@ class Campaign:
             "server_exit_code_on_sigterm": exit_code,
             "watcher_polls": watcher.polls,
             "watcher_errors": watcher.errors[:10],
+            "templates": templates,
+            "status_reads": {**self.reads.totals(), "by_fault_window": windows},
+            "edge_faults": self.edges.report(),
             "wall_s": round(wall_s, 1),
-            "settings": TIMING,
+            "settings": {**TIMING, "janitor_interval_s": JANITOR_INTERVAL_S},
             "footprint": {"baseline": asdict(baseline), "end": asdict(end_print)},
             "problems": outcome.problems
+            + template_problems
+            + [f"failed for a read-only results dir: {job_id}" for job_id in read_only_failed]
+            + [f"{k} = {v}" for k, v in edge_zero.items() if v]
             + [f"empty error: {j}" for j in sorted(watcher.empty_errors)]
             + [f"leaked temp file: {p}" for p in temp[:20]]
             + [f"leaked thread: {name} x{n}" for name, n in leaked_threads.items()]
-            + [f"leaked process: {p.pid} {p.cmdline()[:4]}" for p in leaked_processes],
+            + [f"leaked process: {p.pid} {p.cmdline()[:4]}" for p in leaked_processes]
+            + [f"process outlived its killed server by 10 s: {o}" for o in self.orphans[:10]],
         }
         return report
 
@@ -371,6 +451,9 @@ class Campaign:
         return problems
 
     def teardown(self) -> None:
+        if hasattr(self, "edges"):
+            self.edges.close()
+            self.results_bind.release()
         if hasattr(self, "server"):
             self.server.kill()
         if hasattr(self, "api"):
@@ -381,7 +464,21 @@ class Campaign:
             self.tmpfs.unmount()
 
 
-MUST_BE_ZERO = ("lost", "duplicated", "empty_errors", "hung", "bad_outputs")
+MUST_BE_ZERO = (
+    "lost",
+    "duplicated",
+    "empty_errors",
+    "hung",
+    "bad_outputs",
+    "templates_unsettled",
+    "failed_for_read_only_results",
+    "probe_crash_unclear_answers",
+    "probe_crash_status_read_failures",
+    "second_server_not_refused",
+    "results_readonly_readyz_said_ready",
+    "slow_url_unclear_answers",
+    "slow_url_status_read_timeouts",
+)
 
 
 def failures(report: dict[str, Any]) -> list[str]:  # Any: JSON
@@ -413,6 +510,11 @@ def summary(report: dict[str, Any]) -> str:  # Any: JSON
         f"  lost {report['lost']}, duplicated {report['duplicated']}, empty errors "
         f"{report['empty_errors']}, hung {report['hung']}, bad outputs {report['bad_outputs']}",
         f"  leaked {report['leaked']}",
+        f"  templates {report['templates']['by_state']}, unsettled {report['templates_unsettled']}",
+        "  edge faults: "
+        + ", ".join(f"{k} {report[k]}" for k in MUST_BE_ZERO[5:] if k != "templates_unsettled"),
+        f"  status reads in slow-URL windows: "
+        f"{report['status_reads']['by_fault_window'].get('slow_url_inputs')}",
         f"  5xx answers seen by clients: {report['server_errors'] or 'none'}",
     ]
     return "\n".join(lines)

@@ -126,6 +126,30 @@ class Tmpfs:
             self.mounted = False
 
 
+class ReadOnlyBind:
+    """A directory made read-only in place for a while: a bind mount of it onto itself,
+    remounted read-only. Files already open for writing (on the mount below) keep working,
+    as on a file system an operator remounts; every new write through the path fails EROFS.
+    Unlike a remount of the whole file system, this never waits for writers to close."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.held = False
+
+    def hold(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = str(self.directory)
+        subprocess.run(["mount", "--bind", path, path], check=True, capture_output=True)
+        self.held = True
+        subprocess.run(["mount", "-o", "remount,bind,ro", path], check=True, capture_output=True)
+
+    def release(self) -> None:
+        if self.held:
+            # lazy: a reader may still hold a result open through the read-only mount
+            subprocess.run(["umount", "-l", str(self.directory)], check=True, capture_output=True)
+            self.held = False
+
+
 class ServerProcess:
     """`talkingface serve` on a fixed loopback port: started, SIGKILLed and started again."""
 
@@ -142,10 +166,13 @@ class ServerProcess:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
+    def command(self, port: int, workers: int) -> list[str]:
+        command = [sys.executable, "-m", "talkingface", "serve", "--port", str(port)]
+        return [*command, "--workers", str(workers), "--data-dir", str(self.data_dir)]
+
     def start(self, workers: int, timeout_s: float = 180.0) -> float:
         """Start and wait until /readyz answers 200; returns the seconds it took."""
-        command = [sys.executable, "-m", "talkingface", "serve", "--port", str(self.port)]
-        command += ["--workers", str(workers), "--data-dir", str(self.data_dir)]
+        command = self.command(self.port, workers)
         began = time.monotonic()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -166,6 +193,18 @@ class ServerProcess:
                     pass
                 time.sleep(0.1)
         raise ChaosSetupError(f"the server was not ready after {timeout_s:.0f} s")
+
+    def start_rival(self, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """A second `serve` on the same data directory (its own port), run until it exits;
+        it should refuse at once. Killed at `timeout_s` if it does not (returncode < 0)."""
+        command = self.command(free_port(), 1)
+        try:
+            return subprocess.run(
+                command, env=self.env, capture_output=True, text=True, timeout=timeout_s
+            )
+        except subprocess.TimeoutExpired as exc:  # it started: run() killed it
+            output = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+            return subprocess.CompletedProcess(command, -9, "", output)
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

@@ -73,7 +73,7 @@ def _read_audio(path: Path, start_s: float, duration_s: float) -> tuple[np.ndarr
     return samples[first : first + int(duration_s * rate)].astype(np.float32), rate
 
 
-def _read_frames(path: Path, count: int, size_px: int) -> list[np.ndarray]:
+def read_frames(path: Path, count: int, size_px: int) -> list[np.ndarray]:
     frames = []
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
@@ -90,7 +90,7 @@ def _read_frames(path: Path, count: int, size_px: int) -> list[np.ndarray]:
     return frames
 
 
-def _write_template(path: Path, frames: list[np.ndarray], fps: float) -> None:
+def write_template(path: Path, frames: list[np.ndarray], fps: float) -> None:
     with VideoWriter(path, width=TEMPLATE_SIZE_PX, height=TEMPLATE_SIZE_PX, fps=fps) as writer:
         for frame in frames:
             writer.write(frame)
@@ -112,8 +112,8 @@ def prepare_inputs(directory: Path, rng: random.Random) -> Inputs:
                 write_mono_wav(directory / clip, samples, rate)
                 audio.append(Clip(clip, len(samples) / rate))
         for index, name in enumerate(REAL_VIDEO):
-            frames = _read_frames(SHARED_MEDIA / name, int(TEMPLATE_S * fps), TEMPLATE_SIZE_PX)
-            _write_template(directory / f"template_{index}.mp4", frames, fps)
+            frames = read_frames(SHARED_MEDIA / name, int(TEMPLATE_S * fps), TEMPLATE_SIZE_PX)
+            write_template(directory / f"template_{index}.mp4", frames, fps)
             video.append(Clip(f"template_{index}.mp4", len(frames) / fps))
     speech = synth_speech(CLIP_S[0], seed=11)
     write_mono_wav(directory / "speech_synth.wav", speech.samples_f32, speech.sample_rate_hz)
@@ -123,7 +123,7 @@ def prepare_inputs(directory: Path, rng: random.Random) -> Inputs:
             astronaut_photo(), frame_count=int(TEMPLATE_S * fps), size_px=TEMPLATE_SIZE_PX
         )
     )
-    _write_template(directory / "template_synth.mp4", frames, fps)
+    write_template(directory / "template_synth.mp4", frames, fps)
     video.append(Clip("template_synth.mp4", len(frames) / fps))
     return Inputs(directory, audio, video, real)
 

@@ -64,9 +64,12 @@ def serve_command(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     lock = None
     if settings.workers.executor == "local":  # local workers and the janitor own the data dir
+        import multiprocessing.util
+
         from talkingface.storage.data_dir_lock import DataDirLock
 
         lock = DataDirLock(settings.data_dir).acquire()
+        lock.record_temp_dir(multiprocessing.util.get_temp_dir())
     _open_store(settings)
     err.print(
         f"talkingface serving on http://{settings.api.host}:{settings.api.port} "

@@ -8,16 +8,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
-from bench.chaos.processes import ChaosSetupError, Tmpfs
+from bench.chaos.processes import ChaosSetupError, ReadOnlyBind, Tmpfs
 
 from talkingface.config import Settings
-from talkingface.errors import ErrorCode, ErrorRecord, Stage
+from talkingface.errors import ErrorCode, ErrorRecord, Stage, TalkingFaceError
 from talkingface.executors.base import WorkerInfo
 from talkingface.executors.messages import Assignment, Failed, Succeeded, WorkerMessage
 from talkingface.jobs.records import JobInputs, JobOptions, JobResult
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
+from talkingface.media.encode import VideoWriter
 from talkingface.scheduler import Scheduler
 from talkingface.storage.local import LocalStorage
 from tests.integration.service_fixtures import Service, wait_until
@@ -208,3 +210,32 @@ def test_readyz_reports_read_only_results_and_the_job_waits_for_them(
     done = service.wait_state(job_id, "succeeded", "failed")
     assert done["state"] == "succeeded", done["error"]
     assert service.http.get("/readyz").status_code == 200
+
+
+def test_an_output_finished_on_a_read_only_results_dir_is_a_storage_error(
+    tmp_path: Path,
+) -> None:
+    """The encoder cannot publish nor remove its partial file: the publish error (retryable
+    STORAGE_UNAVAILABLE) must survive the clean-up, not turn into an INTERNAL OSError."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root (CI runs as root)")
+    # Given an output being written in the results directory
+    results = tmp_path / "results"
+    results.mkdir()
+    writer = VideoWriter(results / "out.mp4", width=64, height=64, fps=25.0)
+    for _ in range(5):
+        writer.write(np.full((64, 64, 3), 128, np.uint8))
+    # When the directory turns read-only before the output is finished
+    read_only = ReadOnlyBind(results)
+    read_only.hold()
+    try:
+        with pytest.raises(TalkingFaceError) as caught:
+            writer.close()
+    finally:
+        read_only.release()
+
+    # Then the error says the storage is unavailable, and the job would be retried
+    assert caught.value.code is ErrorCode.STORAGE_UNAVAILABLE, caught.value.message
+    assert caught.value.retryable
+    assert "Read-only file system" in caught.value.message
+    assert not (results / "out.mp4").exists()

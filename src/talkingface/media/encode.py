@@ -220,7 +220,15 @@ class VideoWriter:
             logger.debug(
                 "closing a discarded output failed: %s", exc, extra={"event": "discard_failed"}
             )
-        self._temp_path.unlink(missing_ok=True)
+        try:
+            self._temp_path.unlink(missing_ok=True)
+        except OSError as exc:  # a read-only results dir: keep the error that brought us here
+            logger.warning(
+                "could not remove %s (%s); the janitor removes it later",
+                self._temp_path,
+                exc.strerror or exc,
+                extra={"event": "file_not_removed", "path": str(self._temp_path)},
+            )
 
 
 class _AudioTrack:

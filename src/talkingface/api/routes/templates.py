@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
@@ -18,6 +19,7 @@ from talkingface.api.inputs import Upload, fetch_media
 from talkingface.api.problems import invalid_request
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_downloads import UrlDownloads
+from talkingface.errors import Stage, translate_errors
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 FORM_HINT = "send the template as one file in the field `video`"
@@ -89,12 +91,11 @@ async def register_template(
         path = await downloads.run_submission(
             (video,), fetch_media, "video", video, staging_id, storage, settings
         )
+    try:
         if path.parent != storage.inputs_dir(staging_id):  # a server path: keep the original
             copy = storage.inputs_dir(staging_id) / path.name
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            await run_in_threadpool(shutil.copyfile, path, copy)  # off the event loop
+            await run_in_threadpool(_copy_file, path, copy)  # off the event loop
             path = copy
-    try:
         meta, created = await run_in_threadpool(registry.register, path)
     finally:
         storage.delete_job_files(staging_id)
@@ -103,6 +104,14 @@ async def register_template(
     else:
         response.status_code = 200
     return _public(request, meta)
+
+
+def _copy_file(source: FilePath, target: FilePath) -> None:
+    """Copy a server-path template into the staging dir; a full or read-only disk becomes
+    its error (DISK_FULL, STORAGE_UNAVAILABLE), not an INTERNAL one."""
+    with translate_errors(Stage.SETUP, context="copying the template into the data directory"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
 
 
 async def _json_video(request: Request) -> str:
