@@ -45,6 +45,7 @@ def serve_command(
     from talkingface.api.server import serve_app
     from talkingface.config import load_settings
     from talkingface.logs import configure_logging
+    from talkingface.media.probe_process import start_probe_server
 
     overrides: dict[str, Any] = {}  # Any: nested settings sections
     if data_dir is not None:
@@ -71,6 +72,7 @@ def serve_command(
         lock = DataDirLock(settings.data_dir).acquire()
         lock.record_temp_dir(multiprocessing.util.get_temp_dir())
     _open_store(settings)
+    start_probe_server()
     err.print(
         f"talkingface serving on http://{settings.api.host}:{settings.api.port} "
         f"(data {settings.data_dir}, {settings.workers.count} worker(s); docs at /docs)",

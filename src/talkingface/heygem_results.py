@@ -22,6 +22,8 @@ from talkingface.jobs.records import JobRecord
 from talkingface.jobs.store import JobStore
 
 KEY_PREFIX = "heygem:"
+RESULT_SUFFIX = "-r.mp4"
+STAGING_GLOB = f".*{RESULT_SUFFIX}.*.partial"  # expose_result's temporary names
 
 
 def code_key_prefix(code: str) -> str:
@@ -42,7 +44,7 @@ def code_of(idempotency_key: str | None) -> str | None:
 
 
 def exposed_path(temp_dir: Path, code: str) -> Path:
-    return temp_dir / f"{code}-r.mp4"
+    return temp_dir / f"{code}{RESULT_SUFFIX}"
 
 
 def expose_result(store: JobStore, temp_dir: Path, job_id: str, result: Path) -> Path | None:

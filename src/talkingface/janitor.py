@@ -1,6 +1,10 @@
 """③ The janitor, run by the scheduler at start-up and every `api.janitor_interval_s`: removes
 expired jobs' files and files no job owns, and keeps the template cache under its bound.
 
+In HeyGem's shared temp folder it removes only what this service wrote there: a code's
+exposed `<code>-r.mp4` once the last job of that code has expired, and the staging copy an
+exposure left when the server died mid-write (older than STALE_STAGING_S).
+
 It never touches what a live attempt owns, whichever server runs it: the store's running
 attempts are read after the files are listed (an attempt is claimed before its partial
 exists, so every partial listed belongs to an attempt the store already shows). A file it
@@ -11,12 +15,19 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from talkingface.config import Settings
 from talkingface.errors import TalkingFaceError
+from talkingface.heygem_results import (
+    STAGING_GLOB,
+    code_key_prefix,
+    code_of,
+    exposed_path,
+)
 from talkingface.jobs.records import JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
@@ -26,6 +37,7 @@ from talkingface.template_cache_files import evict_least_recently_used, known_co
 logger = logging.getLogger(__name__)
 
 PAGE = 500
+STALE_STAGING_S = 3600.0  # an exposure takes seconds; a staging copy this old was abandoned
 
 
 class Janitor:
@@ -41,12 +53,14 @@ class Janitor:
         show them running yet)."""
         self.remove_expired()
         self.remove_orphans(own_attempts)
+        self.remove_abandoned_staging()
         if self.settings.cache.enabled:
             self.bound_template_cache()
 
     def remove_expired(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.api.result_retention_s)
-        for job in self.store.purge_finished_before(cutoff):
+        expired = self.store.purge_finished_before(cutoff)
+        for job in expired:
             try:
                 self.storage.delete_job_files(job.id)
             except TalkingFaceError as exc:  # left as orphans; a later round removes them
@@ -56,6 +70,36 @@ class Janitor:
                     exc.message,
                     extra={"event": "expired_files_not_removed", "job_id": job.id},
                 )
+        self.withdraw_exposed_results(expired)
+
+    def withdraw_exposed_results(self, expired: Iterable[JobRecord]) -> None:
+        """A HeyGem code's `<code>-r.mp4` goes when no job of that code is left: until then
+        it may be a live job's video (a newer job of the code replaces it at its success)."""
+        codes = {code for job in expired if (code := code_of(job.idempotency_key)) is not None}
+        for code in sorted(codes):
+            if self.store.latest_with_key_prefix(code_key_prefix(code)) is not None:
+                continue
+            exposed = exposed_path(self.settings.heygem_temp_dir, code)
+            if _remove_file(exposed):
+                logger.info(
+                    "removed the expired HeyGem result %s",
+                    exposed,
+                    extra={"event": "heygem_result_expired", "code": code},
+                )
+
+    def remove_abandoned_staging(self) -> None:
+        """Staging copies of `<code>-r.mp4` a server killed mid-exposure left behind."""
+        temp_dir = self.settings.heygem_temp_dir
+        if not temp_dir.is_dir():
+            return
+        cutoff = time.time() - STALE_STAGING_S
+        for path in temp_dir.glob(STAGING_GLOB):
+            try:
+                abandoned = path.lstat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if abandoned and _remove_file(path):
+                logger.info("removed orphan %s", path, extra={"event": "orphan_removed"})
 
     def remove_orphans(self, own_attempts: Iterable[tuple[str, str]]) -> None:
         candidates = self.storage.orphan_paths(self._known_job_ids())
@@ -114,6 +158,14 @@ class Janitor:
             jobs += page
             if not page or len(jobs) >= total:
                 return jobs
+
+
+def _remove_file(target: Path) -> bool:
+    """Remove a file (or a link, never what it points to) in a folder clients write into;
+    a directory there is not ours and stays."""
+    if target.is_dir() and not target.is_symlink():
+        return False
+    return _remove(target)
 
 
 def _remove(target: Path) -> bool:

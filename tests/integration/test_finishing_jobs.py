@@ -1,14 +1,17 @@
 """The scheduler's success path with a real store and real files: a worker's success after a
-cancel request, and HeyGem results exposed only for the job that made them.
+cancel request, HeyGem results exposed only for the job that made them, and removed by the
+janitor once no job of their code is left.
 
 The executor is a scripted stand-in implementing the Executor protocol, so a success can be
 delivered at an exact moment (after a cancel request, or for an older job of a code)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +19,7 @@ from talkingface.config import Settings
 from talkingface.errors import NoFaceError
 from talkingface.executors.base import WorkerInfo
 from talkingface.executors.messages import Assignment, Failed, Succeeded, WorkerMessage
+from talkingface.janitor import Janitor
 from talkingface.jobs.records import JobInputs, JobOptions, JobResult
 from talkingface.jobs.states import AttemptOutcome, JobState
 from talkingface.jobs.store import JobStore
@@ -201,3 +205,60 @@ def test_a_temp_folder_that_cannot_take_the_video_fails_the_job_saying_why(
     assert job.state == JobState.FAILED and job.error is not None
     assert "exposing the result" in job.error.message and job.result is None
     assert not scheduler.storage.result_path(job_id).exists()
+
+
+def test_the_janitor_removes_a_codes_video_when_its_last_job_expires(
+    store: JobStore, clock: FakeClock, tmp_path: Path, short_template_clip: Path
+) -> None:
+    # Given code "old" whose only job finished past retention, code "kept" whose older job
+    # expired but whose newer job is still queued, code "new" finished today, and a file of
+    # the client's own in the shared temp folder
+    scheduler, executor = _scheduler(tmp_path, store, clock)
+    retention = timedelta(seconds=scheduler.settings.api.result_retention_s)
+    temp = scheduler.settings.heygem_temp_dir
+    clock.now = datetime.now(UTC) - retention - timedelta(days=1)
+    _queue(store, "heygem:old:aaaa")
+    _run_to_success(scheduler, executor, short_template_clip)
+    _queue(store, "heygem:kept:aaaa")
+    _run_to_success(scheduler, executor, short_template_clip)
+    clock.now = datetime.now(UTC)
+    _queue(store, "heygem:new:aaaa")
+    _run_to_success(scheduler, executor, short_template_clip)
+    _queue(store, "heygem:kept:bbbb")
+    (temp / "clients-own-r.mp4").write_bytes(b"not ours")
+    assert {"old-r.mp4", "kept-r.mp4", "new-r.mp4"} <= {p.name for p in temp.iterdir()}
+
+    # When the janitor runs
+    Janitor(scheduler.settings, store, scheduler.storage).run()
+
+    # Then only the video of the code with no job left is gone
+    assert sorted(p.name for p in temp.iterdir()) == [
+        "clients-own-r.mp4",
+        "kept-r.mp4",
+        "new-r.mp4",
+    ]
+    assert store.latest_with_key_prefix("heygem:old:") is None
+
+
+def test_the_janitor_removes_abandoned_staging_copies_only(
+    store: JobStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    # Given a staging copy a server killed mid-exposure left two hours ago, one being written
+    # now, and a client's own dot-file and folder that look alike
+    scheduler, _ = _scheduler(tmp_path, store, clock)
+    temp = scheduler.settings.heygem_temp_dir
+    temp.mkdir(parents=True)
+    abandoned = temp / ".c-r.mp4.0123abcd.partial"
+    fresh = temp / ".d-r.mp4.4567ef01.partial"
+    clients = [temp / ".notes.partial", temp / ".e-r.mp4.folder.partial"]
+    for path in (abandoned, fresh, clients[0]):
+        path.write_bytes(b"partial video")
+    clients[1].mkdir()
+    two_hours_ago = time.time() - 7200
+    for path in (abandoned, *clients):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+
+    Janitor(scheduler.settings, store, scheduler.storage).run()
+
+    assert not abandoned.exists()
+    assert fresh.exists() and all(path.exists() for path in clients)

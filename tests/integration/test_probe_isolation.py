@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from tests.integration.service_fixtures import Service
 
 ServiceFactory = Callable[..., Service]
@@ -52,6 +54,25 @@ def test_a_probe_that_crashes_refuses_the_input_and_the_server_keeps_serving(
     assert "speech-probe-fault-crash.wav" in error["message"]
     assert service.http.get("/v1/jobs").json()["total"] == 0
     _assert_still_serving(service, speech_wav, short_template_clip)
+
+
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # a worker that ended while we looked
+        return ""
+
+
+def test_the_probe_server_is_started_with_the_server_not_at_the_first_submission(
+    service_factory: ServiceFactory,
+) -> None:
+    service = service_factory()
+
+    # no submission yet: the fork server probe children come from already runs
+    children = psutil.Process(service.process.pid).children(recursive=True)
+    assert any("multiprocessing.forkserver" in _cmdline(c) for c in children), [
+        _cmdline(c) for c in children
+    ]
 
 
 def test_a_probe_that_hangs_is_stopped_at_its_time_limit_and_the_server_keeps_serving(

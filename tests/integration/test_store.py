@@ -31,6 +31,7 @@ from talkingface.jobs.states import AttemptOutcome, JobState
 from talkingface.jobs.stats import compute_stats, recent_activity
 from talkingface.jobs.store import JobStore
 from talkingface.jobs.tables import metadata
+from talkingface.jobs.template_rows import TemplateSpec
 
 if TYPE_CHECKING:
     from tests.integration.store_fixtures import FakeClock
@@ -607,6 +608,9 @@ def test_stats_count_states_failures_rates_and_retries(store: JobStore, clock: F
     missing = _error(ErrorCode.INPUT_NOT_FOUND, "File not found: /in/bad.wav.")
     store.fail_attempt(bad.id, attempt.id, missing, outcome=AttemptOutcome.FAILED, retry_at=None)
     _submit(store, "waiting")
+    # and a template whose preparation is queued: a job, but not a render job
+    spec = TemplateSpec("ab" * 16, "template.mp4", 2.0, 512, 512, 25.0, False)
+    store.register_template(spec, JobInputs("", "/in/template.mp4"), JobOptions())
 
     stats = compute_stats(store, now=clock.now + timedelta(hours=2))
 
@@ -622,6 +626,7 @@ def test_stats_count_states_failures_rates_and_retries(store: JobStore, clock: F
     assert stats["success_rate"] == {"last_hour": None, "last_day": 0.5, "all": 0.5}
     assert stats["duration_s"]["p50"] == pytest.approx(12.0)
     assert stats["retries_total"] == 1
+    assert stats["template_jobs_by_state"]["queued"] == 1
 
 
 def test_recent_activity_counts_only_inside_its_windows(store: JobStore, clock: FakeClock) -> None:

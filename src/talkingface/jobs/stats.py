@@ -1,4 +1,11 @@
-"""Figures over the job store for /v1/stats, metrics and alerts: counts, rates, percentiles."""
+"""Figures over the job store for /v1/stats, metrics and alerts: counts, rates, percentiles.
+
+Job figures are of render jobs, the jobs /v1/jobs lists and the queue limit counts: a
+template's preparation is a job too, but its durations would skew the queue's wait estimate
+and a batch of faceless template uploads would read as renders failing. Preparation jobs
+are counted on their own (`template_jobs_by_state`). The queue's oldest job and attempt
+outcomes (lost workers, timeouts) cover every kind: a worker is lost whatever it ran.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, case, func, select
 
-from talkingface.jobs.states import AttemptOutcome, JobState
+from talkingface.jobs.states import AttemptOutcome, JobKind, JobState
 from talkingface.jobs.tables import attempts, jobs
 
 if TYPE_CHECKING:
@@ -18,21 +25,23 @@ if TYPE_CHECKING:
 
 PERCENTILE_WINDOW_JOBS = 10_000  # percentiles look at the newest jobs only
 _WINDOWS = {"last_hour": timedelta(hours=1), "last_day": timedelta(days=1), "all": None}
+_RENDER = jobs.c.kind == JobKind.RENDER.value
 
 
 def compute_stats(store: JobStore, *, now: datetime) -> dict[str, Any]:  # Any: JSON-safe values
     """Counts by state and error code, success rates, duration/queue-wait percentiles, retries."""
     with store.reading() as conn:
-        by_state = {state.value: 0 for state in JobState}
-        for state, count in conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state)):
-            by_state[state] = int(count)
+        by_state = _count_by_state(conn, JobKind.RENDER)
+        template_jobs_by_state = _count_by_state(conn, JobKind.PREPARE_TEMPLATE)
         failures = conn.execute(
             select(jobs.c.error_code, func.count())
-            .where(jobs.c.state == JobState.FAILED.value)
+            .where(_RENDER, jobs.c.state == JobState.FAILED.value)
             .group_by(jobs.c.error_code)
         ).all()  # read here: once the connection is back in the pool its cursor may be closed
         retries = conn.execute(
-            select(func.coalesce(func.sum(case((jobs.c.attempt > 1, jobs.c.attempt - 1))), 0))
+            select(
+                func.coalesce(func.sum(case((jobs.c.attempt > 1, jobs.c.attempt - 1))), 0)
+            ).where(_RENDER)
         ).scalar_one()
         durations_s, waits_s = _recent_durations(conn)
         success_rate = {
@@ -47,14 +56,23 @@ def compute_stats(store: JobStore, *, now: datetime) -> dict[str, Any]:  # Any: 
         "duration_s": _percentiles(durations_s),
         "queue_wait_s": _percentiles(waits_s),
         "retries_total": int(retries),
+        "template_jobs_by_state": template_jobs_by_state,
     }
+
+
+def _count_by_state(conn: Connection, kind: JobKind) -> dict[str, int]:
+    by_state = {state.value: 0 for state in JobState}
+    query = select(jobs.c.state, func.count()).where(jobs.c.kind == kind.value)
+    for state, count in conn.execute(query.group_by(jobs.c.state)):
+        by_state[state] = int(count)
+    return by_state
 
 
 @dataclass(frozen=True, slots=True)
 class RecentActivity:
     """What the alert rules look at, read in one transaction."""
 
-    finished_by_state: dict[JobState, int]  # jobs finished since `finished_since`
+    finished_by_state: dict[JobState, int]  # render jobs finished since `finished_since`
     ended_by_outcome: dict[AttemptOutcome, int]  # attempts ended since `ended_since`
     oldest_queued_at: datetime | None  # creation time of the longest-waiting queued job
 
@@ -66,7 +84,7 @@ def recent_activity(
     with store.reading() as conn:
         finished = conn.execute(
             select(jobs.c.state, func.count())
-            .where(jobs.c.finished_at >= finished_since)
+            .where(_RENDER, jobs.c.finished_at >= finished_since)
             .group_by(jobs.c.state)
         ).all()
         ended = conn.execute(
@@ -88,7 +106,7 @@ def _success_rate(conn: Connection, since: datetime | None) -> float | None:
     """succeeded / (succeeded + failed) among jobs finished since `since`; None if none."""
     succeeded = func.sum(case((jobs.c.state == JobState.SUCCEEDED.value, 1), else_=0))
     query = select(succeeded, func.count()).where(
-        jobs.c.state.in_([JobState.SUCCEEDED.value, JobState.FAILED.value])
+        _RENDER, jobs.c.state.in_([JobState.SUCCEEDED.value, JobState.FAILED.value])
     )
     if since is not None:
         query = query.where(jobs.c.finished_at >= since)
@@ -100,6 +118,7 @@ def _recent_durations(conn: Connection) -> tuple[list[float], list[float]]:
     """Run time of succeeded jobs and queue wait of started jobs, among the newest jobs."""
     recent = (
         select(jobs.c.state, jobs.c.created_at, jobs.c.started_at, jobs.c.finished_at)
+        .where(_RENDER)
         .order_by(jobs.c.created_at.desc())
         .limit(PERCENTILE_WINDOW_JOBS)
     )

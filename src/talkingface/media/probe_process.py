@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import multiprocessing.context
+import multiprocessing.forkserver
 import os
 import resource
 import signal
@@ -75,8 +77,7 @@ class IsolatedProbe:
         max_duration_s: float = 3600.0,
     ) -> MediaInfo:
         bounds = (max_width_px, max_height_px, max_duration_s)
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(_preloaded_modules())
+        context = _probe_context()
         receiver, sender = context.Pipe(duplex=False)
         child = context.Process(
             target=_child_main,
@@ -127,6 +128,19 @@ class IsolatedProbe:
             _raise_reported(answer["error"])
         except (KeyError, TypeError, ValueError) as exc:  # a reply no sound child sends
             raise _unsafe(path, "its probe answered nonsense", {"reply": reply[:64].hex()}) from exc
+
+
+def start_probe_server() -> None:
+    """Start the fork server that probe children come from now, so the first submission
+    does not wait for it (about half a second). `serve` calls this once at start-up."""
+    _probe_context()
+    multiprocessing.forkserver.ensure_running()
+
+
+def _probe_context() -> multiprocessing.context.ForkServerContext:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_preloaded_modules())
+    return context
 
 
 def _preloaded_modules() -> list[str]:
