@@ -26,6 +26,7 @@ from talkingface.errors import (
     Stage,
     StageTimeoutError,
     StalledError,
+    StoreUnavailableError,
     TalkingFaceError,
     WorkerLostError,
 )
@@ -373,6 +374,8 @@ class Scheduler:
         result = replace(done.result, path=str(final))
         try:
             exposed = expose_result(self.store, self.settings.heygem_temp_dir, done.job_id, final)
+        except StoreUnavailableError:  # it reads the store first: keep the published file,
+            raise  # and apply this success again next tick (_apply_safely)
         except TalkingFaceError as exc:  # the HeyGem temp folder refused the file: say why
             self.storage.discard_file(final)
             error = exc.to_record()

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from talkingface.config import Settings
-from talkingface.errors import NoFaceError
+from talkingface.errors import NoFaceError, StoreUnavailableError
 from talkingface.executors.base import WorkerInfo
 from talkingface.executors.messages import Assignment, Failed, Succeeded, WorkerMessage
 from talkingface.janitor import Janitor
@@ -205,6 +205,38 @@ def test_a_temp_folder_that_cannot_take_the_video_fails_the_job_saying_why(
     assert job.state == JobState.FAILED and job.error is not None
     assert "exposing the result" in job.error.message and job.result is None
     assert not scheduler.storage.result_path(job_id).exists()
+
+
+def test_a_success_the_store_could_not_take_is_applied_again_with_its_file(
+    store: JobStore, clock: FakeClock, tmp_path: Path, short_template_clip: Path, monkeypatch: Any
+) -> None:
+    # Given a HeyGem job whose worker succeeded while the store went away (a database restart)
+    scheduler, executor = _scheduler(tmp_path, store, clock)
+    job_id = _queue(store, "heygem:pg:aaaa")
+    scheduler.tick()
+    executor.finish(short_template_clip)
+    reads = store.latest_with_key_prefix
+    calls = []
+
+    def down_once(prefix: str) -> Any:
+        calls.append(prefix)
+        if len(calls) == 1:
+            raise StoreUnavailableError("The job store cannot be reached (test).")
+        return reads(prefix)
+
+    monkeypatch.setattr(store, "latest_with_key_prefix", down_once)
+
+    # When the scheduler applies the success, fails, and applies it again a tick later
+    scheduler.tick()
+    scheduler.tick()
+
+    # Then the job succeeded with its video, published and exposed, rather than failing
+    # INPUT_NOT_FOUND because the first try had thrown its published file away
+    job = store.get(job_id)
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert len(calls) == 2
+    assert scheduler.storage.result_path(job_id).read_bytes() == short_template_clip.read_bytes()
+    assert (scheduler.settings.heygem_temp_dir / "pg-r.mp4").exists()
 
 
 def test_the_janitor_removes_a_codes_video_when_its_last_job_expires(
