@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from talkingface.errors import ErrorCode, StageTimeoutError
+from talkingface.errors import ErrorCode, StageTimeoutError, StoreUnavailableError
 from talkingface.heygem_results import expose_result
 from talkingface.jobs.records import JobResult
 from talkingface.jobs.states import AttemptOutcome
@@ -186,6 +186,24 @@ def test_a_finished_code_starts_a_new_job_only_when_the_inputs_differ(
     assert api.store.list_jobs()[1] == 2
     assert latest is not None and latest.id != first
     assert _query(api, "again-done")["data"]["status"] == 1
+
+
+def test_a_created_job_is_a_success_even_when_its_audit_event_cannot_be_written(
+    api: ApiHarness, template_clip: Path, speech_wav: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a store that goes away right after the job is created (a database restart)
+    _temp_dir(api, template_clip, speech_wav)
+
+    def store_gone(*args: Any, **kwargs: Any) -> None:
+        raise StoreUnavailableError("The job store cannot be reached (test).")
+
+    monkeypatch.setattr(api.store, "add_event", store_gone)
+
+    reply = _submit(api, audio_url="voice.wav", video_url="face.mp4", code="pg-blip")
+
+    # Then the client is told what is true: its job exists and runs
+    assert reply["code"] == 10000, reply
+    assert api.store.latest_with_key_prefix("heygem:pg-blip:") is not None
 
 
 def test_a_failed_job_is_status_3_with_its_message(

@@ -262,7 +262,16 @@ def _submit(
         flags = {name: _flag(body, name, 1 if name == "pn" else 0) for name in FLAG_FIELDS}
         ignored = sorted(str(k)[:64] for k in body if k not in KNOWN_FIELDS)[:20]
         extra = {"ignored_fields": ignored} if ignored else {}
-        store.add_event(submission.job.id, "heygem_submitted", {"code": code, **flags, **extra})
+        try:
+            data = {"code": code, **flags, **extra}
+            store.add_event(submission.job.id, "heygem_submitted", data)
+        except TalkingFaceError as exc:  # the job exists: answering an error would make the
+            logger.warning(  # client give up on a job that runs anyway
+                "job %s created; its heygem_submitted event was not recorded: %s",
+                submission.job.id,
+                exc.message,
+                extra={"event": "heygem_event_not_recorded", "job_id": submission.job.id},
+            )
         scheduler.wake()
     return envelope(SUCCESS, {}, SUCCESS)
 

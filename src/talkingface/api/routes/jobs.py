@@ -168,9 +168,9 @@ async def submit_job(
             [{"loc": ("body",), "msg": "send application/json or multipart/form-data"}]
         )
     if submission.created:
-        scheduler.wake()
-    else:
-        response.status_code = 200
+        scheduler.wake()  # and no store read after the commit: a new job has no attempts, and
+        return job_public(request, store, submission.job, attempts=[])  # a failed read would
+    response.status_code = 200  # answer 503 for a job that exists
     return await run_in_threadpool(job_public, request, store, submission.job)
 
 
