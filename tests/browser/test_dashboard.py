@@ -68,6 +68,9 @@ def test_upload_template_and_speech_watch_progress_and_play(
 
     page.get_by_label("Upload a video or photo").set_input_files(shared_media / TEMPLATE)
     card = page.locator(".template-card")
+    expect(card).to_be_visible()
+    if card.get_attribute("data-state") == "preparing":  # usually: a worker tracks it now
+        shoot(page, "template-preparing")
     expect(card).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
     preview = page.get_by_role("img", name=re.compile("tracked face"))
     expect(preview).to_be_visible()

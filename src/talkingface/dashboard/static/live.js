@@ -35,7 +35,7 @@ function emit(kind, payload) {
 // Keep a job read from the API; newer news (updated_at) wins over older.
 export function remember(summary) {
   const known = summaries.get(summary.id);
-  if (known && known.updated_at > summary.updated_at) return known;
+  if (known && Date.parse(known.updated_at) > Date.parse(summary.updated_at)) return known;
   summaries.set(summary.id, summary);
   emit("job", summary);
   return summary;
