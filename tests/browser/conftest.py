@@ -40,8 +40,6 @@ CHROMIUM_ARGS = [
 LOCAL_HOSTS = {"127.0.0.1"}
 LOCAL_SCHEMES = {"blob", "data", "about"}
 
-pytestmark = pytest.mark.browser
-
 
 def chromium_path() -> Path:
     return Path(os.environ.get("TALKINGFACE_CHROMIUM", "/usr/bin/chromium"))
