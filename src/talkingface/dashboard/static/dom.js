@@ -43,10 +43,13 @@ export function fmtSeconds(s) {
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
+// A time of today as 14:05:09; an older one with its date.
 export function fmtTime(iso) {
   if (!iso) return "—";
   const d = new Date(iso);
-  return d.toLocaleString(lang() === "zh" ? "zh-CN" : "en-GB", { hour12: false });
+  const locale = lang() === "zh" ? "zh-CN" : "en-GB";
+  const today = d.toDateString() === new Date().toDateString();
+  return today ? d.toLocaleTimeString(locale, { hour12: false }) : d.toLocaleString(locale, { hour12: false });
 }
 
 export function fmtPercent(fraction) {
