@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from bench.service_process import Service, start_service
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Response, expect
 
 from tests.browser.conftest import PageLog
 
@@ -62,8 +61,8 @@ def test_upload_template_and_speech_watch_progress_and_play(
     shared_media: Path,
 ) -> None:
     page = open_page(server)
-    responses: list[httpx.Response | Any] = []
-    page.on("response", responses.append)
+    responses: list[Response] = []
+    page.on("response", lambda response: responses.append(response))
     expect(page.get_by_role("heading", name="Create a video")).to_be_visible()
 
     page.get_by_label("Upload a video or photo").set_input_files(shared_media / TEMPLATE)

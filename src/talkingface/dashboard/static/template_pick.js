@@ -6,11 +6,13 @@ import { t } from "./i18n.js";
 import { listen, summary } from "./live.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
+const PREPARING_REREAD_MS = 3000; // a safety net: the stream normally says when it is ready
 
 export const picked = { template: null, uploading: null, error: null, registered: [] };
 let box = null; // the element this module renders into
 let onChange = () => {};
 let stopListening = null;
+let rereadTimer = null;
 
 export function mountTemplatePicker(element, changed) {
   box = element;
@@ -21,6 +23,7 @@ export function mountTemplatePicker(element, changed) {
 }
 
 export function unmountTemplatePicker() {
+  clearTimeout(rereadTimer);
   if (stopListening) stopListening();
   stopListening = null;
   box = null;
@@ -37,6 +40,10 @@ async function loadRegistered() {
 }
 
 function set(template) {
+  clearTimeout(rereadTimer);
+  if (template && template.state === "preparing" && box) {
+    rereadTimer = setTimeout(() => reread(template.id), PREPARING_REREAD_MS);
+  }
   picked.template = template;
   picked.error = null;
   renderStatus();
@@ -45,9 +52,11 @@ function set(template) {
   if (prep && TERMINAL.has(prep.state)) reread(template.id);
 }
 
-async function reread(id) {
+async function reread(id, { chosen = false } = {}) {
   try {
-    set(await api(`/v1/templates/${id}`));
+    const template = await api(`/v1/templates/${id}`);
+    if (!chosen && picked.template && picked.template.id !== id) return; // another was chosen
+    set(template);
   } catch (err) {
     picked.error = err;
     renderStatus();
@@ -146,7 +155,7 @@ export function renderPicker() {
         h("input", { id: "template-file", type: "file", accept: "video/*,image/*", onchange: (e) => uploadTemplate(e.target.files[0]) })),
       h("div", { class: "field" },
         h("label", { for: "template-pick" }, t("create.template.pick")),
-        h("select", { id: "template-pick", onchange: (e) => e.target.value && reread(e.target.value) }, registeredOptions())),
+        h("select", { id: "template-pick", onchange: (e) => e.target.value && reread(e.target.value, { chosen: true }) }, registeredOptions())),
     ),
     h("div", { id: "template-status", "aria-live": "polite" }),
   );
