@@ -17,7 +17,7 @@ from talkingface.api.deps import SchedulerView
 from talkingface.api.events_stream import StreamPoll
 from talkingface.api.openapi_doc import openapi_builder
 from talkingface.api.problems import install_problem_handlers
-from talkingface.api.routes import easy, jobs, ops, queue, templates
+from talkingface.api.routes import easy, events, jobs, ops, queue, templates
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_downloads import UrlDownloads
 from talkingface.config import Settings
@@ -145,6 +145,7 @@ def create_app(
     app.include_router(easy.router)
     app.include_router(queue.router)
     app.include_router(templates.router)
+    app.include_router(events.router)  # dashboard: all-jobs stream (docs/dashboard-api.md)
     install_problem_handlers(app)
     app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api.keys])
     guarded = not settings.api.keys and is_loopback(settings.api.host)
