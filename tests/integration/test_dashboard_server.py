@@ -169,3 +169,65 @@ def test_quality_figures_are_measured_in_a_child_process_and_stored_with_the_res
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "JOB_STATE"
     with contextlib.suppress(httpx.HTTPError):
         http.post("/v1/queue/resume")
+
+
+def _drawn_pixels(preview: bytes, plain: bytes, rgb: tuple[int, int, int]) -> int:
+    """How many pixels the preview changed from the plain frame to about `rgb` (JPEG shifts
+    colours a little; the template's own orange suit is in both, so it does not count)."""
+    import cv2
+    import numpy as np
+
+    def decoded(jpeg: bytes) -> Any:  # Any: a numpy image
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(int)
+
+    drawn, frame = decoded(preview), decoded(plain)
+    changed = np.abs(drawn - frame).sum(axis=2) > 90
+    near = np.abs(drawn - np.array(rgb)).sum(axis=2) < 120
+    return int((changed & near).sum())
+
+
+def test_template_pictures_are_drawn_by_the_worker_and_404_until_then(
+    service_factory: ServiceFactory, short_template_clip: Path, faceless_clip: Path
+) -> None:
+    from talkingface.template_preview import FACE_RGB, MOUTH_RGB
+
+    service = service_factory()
+    http = service.http
+    assert http.post("/v1/queue/pause").status_code == 200
+    ids = {}
+    for name, clip in (("face", short_template_clip), ("faceless", faceless_clip)):
+        with clip.open("rb") as video:
+            registered = http.post("/v1/templates", files={"video": (clip.name, video)})
+        assert registered.status_code == 202, registered.text
+        ids[name] = registered.json()["id"]
+
+    # While it waits for a worker: 404 saying it is being prepared and where to watch
+    waiting = http.get(f"/v1/templates/{ids['face']}/preview.jpg")
+    assert waiting.status_code == 404 and waiting.json()["error"]["code"] == "NOT_READY"
+    assert "still being prepared" in waiting.json()["error"]["message"]
+    assert f"GET /v1/templates/{ids['face']}" in waiting.json()["error"]["message"]
+
+    assert http.post("/v1/queue/resume").status_code == 200
+    for template_id in ids.values():
+        wait_until(
+            lambda t=template_id: http.get(f"/v1/templates/{t}").json()["state"] != "preparing",
+            timeout_s=90,
+            what="the preparations to end",
+        )
+
+    preview = http.get(f"/v1/templates/{ids['face']}/preview.jpg")
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg"
+    thumbnail = http.get(f"/v1/templates/{ids['face']}/thumbnail.jpg")
+    assert thumbnail.status_code == 200 and thumbnail.content.startswith(b"\xff\xd8")
+    # the same first frame (both 256 px), with the face box and the mouth region drawn
+    assert _drawn_pixels(preview.content, thumbnail.content, FACE_RGB) > 100
+    assert _drawn_pixels(preview.content, thumbnail.content, MOUTH_RGB) > 100
+
+    failed = http.get(f"/v1/templates/{ids['faceless']}/preview.jpg")
+    assert failed.status_code == 404 and "failed (NO_FACE)" in failed.json()["error"]["message"]
+    unknown = "0" * 32
+    assert (
+        http.get(f"/v1/templates/{unknown}/preview.jpg").status_code
+        == http.get(f"/v1/templates/{unknown}").status_code
+    )

@@ -18,7 +18,16 @@ from talkingface.api.events_stream import StreamPoll
 from talkingface.api.openapi_doc import openapi_builder
 from talkingface.api.problems import install_problem_handlers
 from talkingface.api.quality_runs import QualityRuns
-from talkingface.api.routes import easy, events, jobs, ops, quality, queue, templates
+from talkingface.api.routes import (
+    easy,
+    events,
+    jobs,
+    ops,
+    quality,
+    queue,
+    template_pictures,
+    templates,
+)
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_downloads import UrlDownloads
 from talkingface.config import Settings
@@ -151,6 +160,7 @@ def create_app(
     app.include_router(templates.router)
     app.include_router(events.router)  # dashboard: all-jobs stream (docs/dashboard-api.md)
     app.include_router(quality.router)  # dashboard: a job's quality figures, on request
+    app.include_router(template_pictures.router)  # dashboard: thumbnail.jpg, preview.jpg
     app.include_router(dashboard.router)  # the web page at /
     install_problem_handlers(app)
     app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api.keys])

@@ -45,6 +45,7 @@ function set(template) {
     rereadTimer = setTimeout(() => reread(template.id), PREPARING_REREAD_MS);
   }
   picked.template = template;
+  picked.registered = picked.registered.map((item) => (template && item.id === template.id ? template : item));
   picked.error = null;
   renderStatus();
   onChange();
