@@ -140,10 +140,12 @@ def test_record_speech_then_change_priority_and_cancel_a_queued_job(
 
         page.get_by_role("link", name="Jobs", exact=True).click()
         row = page.locator(f'tr[data-job-id="{job_id}"]')
-        expect(row.locator(".eta")).to_contain_text("dispatch paused")
-        row.get_by_label(f"Priority of job {job_id[:8]}").fill("7")
+        snapshot_ms = 15_000  # the stream sends a queue snapshot every 5 s
+        expect(row.locator(".eta")).to_contain_text("dispatch paused", timeout=snapshot_ms)
+        priority = row.get_by_role("spinbutton", name=f"Priority of job {job_id[:8]}")
+        priority.fill("7")
         row.get_by_role("button", name=f"Apply the priority of job {job_id[:8]}").click()
-        expect(row.get_by_label(f"Priority of job {job_id[:8]}")).to_have_value("7")
+        expect(priority).to_have_value("7")
         assert server.job(job_id)["priority"] == 7
         shoot(page, "jobs-queued")
         row.get_by_role("button", name=f"Cancel job {job_id[:8]}").click()

@@ -64,7 +64,7 @@ function onLive(kind, payload) {
   if (kind === "progress") {
     Object.assign(job, { stage: payload.stage, progress: { ...job.progress, fraction: payload.fraction, frames_done: payload.frames_done, frames_total: payload.frames_total || 0 } });
     renderHead();
-  } else if (kind === "job") {
+  } else if (kind === "job" && (payload.state !== job.state || payload.updated_at !== job.updated_at)) {
     clearTimeout(reloadTimer);
     reloadTimer = setTimeout(load, 150);
   }
