@@ -64,7 +64,6 @@ def test_sign_in_with_a_key_browse_and_play_then_a_401_returns_to_the_form(
     shoot(page, "job")
 
     page.evaluate("() => sessionStorage.setItem('talkingface.apiKey', 'revoked-key')")
-    shoot(page, "debug")
     page.get_by_role("link", name="Jobs", exact=True).click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.get_by_role("alert")).to_contain_text("asked for the key again")
