@@ -217,6 +217,7 @@ def test_batch_manifest_dropped_on_the_page_runs_each_row(
     expect(rows.nth(0).locator(".badge")).to_have_text("succeeded", timeout=RENDER_TIMEOUT_MS)
     expect(rows.nth(1).locator(".badge")).to_have_text("failed", timeout=RENDER_TIMEOUT_MS)
     expect(page.locator("#batch .progress-text")).to_have_text("100 %")
+    page.locator("table.batch").scroll_into_view_if_needed()
     shoot(page, "batch")
     listed = server.http.get("/v1/jobs", params={"label": "browser batch"}).json()
     assert sorted(job["state"] for job in listed["items"]) == ["failed", "succeeded"]

@@ -118,20 +118,21 @@ function card(template) {
     const fraction = p.frames_total ? p.frames_done / p.frames_total : 0;
     parts.push(
       h("div", { id: "template-prep" }, progressBar(fraction, t("create.template.preparing")),
-        h("span", { class: "muted small" }, t("create.template.prepstage", { stage: p.stage ? t(`stage.${p.stage}`) : "…", done: p.frames_done || 0, total: p.frames_total || "?" }))),
+        h("span", { class: "muted small" }, p.frames_total
+          ? t("create.template.prepstage", { stage: p.stage ? t(`stage.${p.stage}`) : "…", done: p.frames_done || 0, total: p.frames_total })
+          : t("create.template.waiting"))),
     );
   }
   if (template.state === "failed") {
     parts.push(h("p", { class: "notice error", role: "alert" }, errorText(template.error || { message: t("template.failed") })));
   }
-  parts.push(
-    h("div", { class: "pictures" },
-      h("figure", {}, picture(localPath(template.thumbnail_url), t("create.template.thumbnail.alt"), "thumb"), h("figcaption", {}, t("create.template.thumbnail"))),
-      template.state === "ready"
-        ? h("figure", {}, picture(`/v1/templates/${template.id}/preview.jpg`, t("create.template.preview.alt"), "thumb"), h("figcaption", {}, t("create.template.preview")))
-        : null,
-    ),
-  );
+  if (template.state === "ready") {
+    parts.push(
+      h("div", { class: "pictures" },
+        h("figure", {}, picture(localPath(template.thumbnail_url), t("create.template.thumbnail.alt"), "thumb"), h("figcaption", {}, t("create.template.thumbnail"))),
+        h("figure", {}, picture(`/v1/templates/${template.id}/preview.jpg`, t("create.template.preview.alt"), "thumb"), h("figcaption", {}, t("create.template.preview")))),
+    );
+  }
   return h("div", { class: "template-card", dataset: { templateId: template.id, state: template.state } }, parts);
 }
 
@@ -150,7 +151,7 @@ export function renderPicker() {
   if (!box) return;
   clear(
     box,
-    h("div", { class: "row" },
+    h("div", {},
       h("div", { class: "field" },
         h("label", { for: "template-file" }, t("create.template.upload")),
         h("input", { id: "template-file", type: "file", accept: "video/*,image/*", onchange: (e) => uploadTemplate(e.target.files[0]) })),
