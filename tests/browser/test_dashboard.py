@@ -256,8 +256,33 @@ def test_language_switches_to_chinese_is_remembered_and_switches_back(
     shoot(page, "jobs-zh")
     page.get_by_role("link", name="运维", exact=True).click()
     expect(page.get_by_role("button", name=re.compile("暂停调度|恢复调度"))).to_be_visible()
+    expect(page.get_by_role("img", name=re.compile("^成功率"))).to_be_visible()
+    expect(page.locator("table.workers")).to_contain_text("工作进程")
     shoot(page, "operate-zh")
     page.get_by_label("语言").select_option("en")
     expect(page.get_by_role("heading", name="Operate")).to_be_visible()
     page.reload()
     expect(page.get_by_role("heading", name="Operate")).to_be_visible()
+
+
+UNLABELLED_CONTROLS = """() => [...document.querySelectorAll("input, select, button, a[href]")]
+    .filter(el => el.offsetParent !== null || el.type === "file")
+    .filter(el => !((el.labels && el.labels.length) || el.getAttribute("aria-label")
+                    || el.textContent.trim()))
+    .map(el => el.outerHTML.slice(0, 120))"""
+
+
+def test_every_control_is_labelled_and_the_keyboard_reaches_the_content(
+    server: Service, open_page: Callable[..., Page]
+) -> None:
+    page = open_page(server)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#view")).to_be_focused()
+    for route, heading in (("create", "Create a video"), ("jobs", "Jobs"), ("operate", "Operate")):
+        page.get_by_role("link", name=heading.split()[0], exact=True).click()
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        if route == "operate":
+            expect(page.locator("figure.chart")).to_have_count(5)
+        assert page.evaluate(UNLABELLED_CONTROLS) == [], f"unlabelled controls on #{route}"
