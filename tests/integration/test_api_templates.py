@@ -236,9 +236,7 @@ def test_a_template_registered_again_after_its_delete_is_a_new_template(api: Api
     fail_next(api, first["job_id"])
     assert api.client.delete(f"/v1/templates/{first['id']}").status_code == 204
 
-    again = api.client.post(
-        "/v1/templates", json={"video": str(api.input_root / "template.mp4")}
-    )
+    again = api.client.post("/v1/templates", json={"video": str(api.input_root / "template.mp4")})
 
     assert again.status_code == 202, again.text  # created anew, not the deleted one
     assert again.json()["id"] == first["id"] and again.json()["job_id"] != first["job_id"]
