@@ -139,12 +139,13 @@ def form_submission(form: FormData) -> FormSubmission:
     ]
     audio = _media_field(form, "audio")
     video = _media_field(form, "video")
-    template_id = form.get("template_id")
-    if not isinstance(template_id, str) or not template_id:
-        template_id = None
+    sent_template = form.get("template_id")
+    template_id = sent_template if isinstance(sent_template, str) and sent_template else None
     if audio is None:
         problems.append({"loc": ("audio",), "msg": "Field required (a file, path or URL)"})
-    if video is None and template_id is None:
+    if isinstance(sent_template, UploadFile):
+        problems.append({"loc": ("template_id",), "msg": "send the id as a text field, not a file"})
+    elif video is None and template_id is None:
         problems.append({"loc": ("video",), "msg": NO_TEMPLATE})
     elif video is not None and template_id is not None:
         problems.append({"loc": ("template_id",), "msg": BOTH_TEMPLATES})
