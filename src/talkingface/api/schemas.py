@@ -220,7 +220,7 @@ class TemplatePublic(BaseModel):
 
     id: str
     state: str = Field(description="preparing, ready or failed.")
-    created_at: datetime | None
+    created_at: datetime
     duration_s: float
     width: int
     height: int
