@@ -4,7 +4,10 @@ naming the jobs that existed before it."""
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,11 +24,13 @@ from talkingface.errors import (
     TemplateInUseError,
     TemplateNotFoundError,
 )
+from talkingface.jobs import tables
 from talkingface.jobs.reads import JobQuery
 from talkingface.jobs.records import InputNames, JobInputs, JobOptions, JobRecord, JobTags
 from talkingface.jobs.states import AttemptOutcome, JobState
 from talkingface.jobs.store import MIGRATIONS_DIR, JobStore
 from talkingface.jobs.template_rows import TemplateSpec
+from tests.integration.service_fixtures import wait_until
 
 if TYPE_CHECKING:
     from tests.integration.store_fixtures import FakeClock
@@ -206,3 +211,58 @@ def test_migration_0004_names_the_jobs_that_existed_before_it(
         assert upload.label is None and upload.metadata is None
     finally:
         store.close()
+
+
+def test_on_postgresql_a_delete_waits_for_a_create_naming_the_template_and_sees_its_job(
+    postgres_url: str,
+) -> None:
+    """A create holds the template's row (FOR SHARE) to its commit: a delete meanwhile waits,
+    then counts the new job and refuses, instead of deleting a template a job now needs."""
+    store = JobStore(postgres_url)
+    with store.engine.begin() as conn:
+        conn.execute(text("TRUNCATE events, attempts, templates, jobs, outbox RESTART IDENTITY"))
+    try:
+        end(store, register(store))
+        outcome: list[BaseException | None] = []
+        with store.engine.connect() as creating:
+            transaction = creating.begin()
+            # Given a create in progress: what JobStore.create does before its commit
+            store._hold_template(creating, TEMPLATE_ID)
+            job = submit_values(TEMPLATE_VIDEO, InputNames(template_id=TEMPLATE_ID))
+            creating.execute(tables.jobs.insert().values(**job))
+
+            # When a delete starts meanwhile, it waits on the row
+            def delete() -> None:
+                try:
+                    store.delete_template(TEMPLATE_ID)
+                    outcome.append(None)
+                except BaseException as exc:  # handed to the test thread
+                    outcome.append(exc)
+
+            worker = threading.Thread(target=delete)
+            worker.start()
+            wait_until(lambda: lock_waiters(store) > 0, timeout_s=20, what="the delete to wait")
+            transaction.commit()
+        worker.join(timeout=30)
+
+        # Then it sees the job that committed first, and refuses
+        assert len(outcome) == 1 and isinstance(outcome[0], TemplateInUseError), outcome
+        assert store.template(TEMPLATE_ID) is not None
+    finally:
+        store.close()
+
+
+def submit_values(video: str, names: InputNames) -> dict[str, object]:
+    inputs = JobInputs(audio_path="/in/voice.wav", video_path=video, input_duration_s=1.0)
+    values = tables.new_job_values(uuid.uuid4().hex, inputs, JobOptions(), 0, None, None, names)
+    now = datetime.now(UTC)
+    return {**values, "created_at": now, "updated_at": now}
+
+
+def lock_waiters(store: JobStore) -> int:
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
