@@ -30,6 +30,9 @@
     ├── JobNotFoundError         JOB_NOT_FOUND · 404
     ├── JobStateError            JOB_STATE · 409
     ├── JobCanceledError         CANCELED
+    ├── ClientError              raised by the CLI's client only, never stored
+    │   ├── AuthRequiredError    AUTH_REQUIRED (the server answered 401/403)
+    │   └── ServerUnreachableError SERVER_UNREACHABLE
     └── UnexpectedError          INTERNAL (not retried; traceback kept)
 
 Whether a code is retried is written once, in `RETRYABLE`: each class's `retryable` follows
@@ -81,6 +84,8 @@ class ErrorCode(StrEnum):
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
     JOB_STATE = "JOB_STATE"
     INTERNAL = "INTERNAL"
+    AUTH_REQUIRED = "AUTH_REQUIRED"  # client-side: the server refused the API key
+    SERVER_UNREACHABLE = "SERVER_UNREACHABLE"  # client-side: no server answered
 
 
 # The one retry table (DESIGN.md: the `retryable` flag and the retry policy come from one table).
@@ -119,6 +124,8 @@ RETRYABLE: MappingProxyType[ErrorCode, bool] = MappingProxyType(
         ErrorCode.JOB_NOT_FOUND: False,
         ErrorCode.JOB_STATE: False,
         ErrorCode.INTERNAL: False,  # unknown errors are reported in full, not retried
+        ErrorCode.AUTH_REQUIRED: False,  # client-side codes: never a job's error
+        ErrorCode.SERVER_UNREACHABLE: False,
     }
 )
 
@@ -424,6 +431,23 @@ class JobCanceledError(TalkingFaceError):
 
     code = ErrorCode.CANCELED
     http_status = 409
+
+
+class ClientError(TalkingFaceError):
+    """The command line client could not get an answer from the server."""
+
+
+class AuthRequiredError(ClientError):
+    """The server needs an API key; set TALKINGFACE_API_KEY or pass --api-key."""
+
+    code = ErrorCode.AUTH_REQUIRED
+    http_status = 401
+
+
+class ServerUnreachableError(ClientError):
+    """No talkingface server answered; start one with `talkingface serve` or pass --server."""
+
+    code = ErrorCode.SERVER_UNREACHABLE
 
 
 class UnexpectedError(TalkingFaceError):
