@@ -1,6 +1,6 @@
 """How every CLI command ends on failure: one clear error and an exit status, no traceback.
 
-Without --json the error is one line on stderr: `error CODE [stage]: message; hint`. With
+Without --json the error is one line on stderr: `error CODE [stage]: message (hint: …)`. With
 --json it is one JSON object on stdout (where the command's JSON would have gone), shaped
 like the API's errors: {"error": {"code", "message", "hint", "stage"}}. Exit 2 for a problem
 with the input or the command line, 1 otherwise. cli.py and cli_service.py both wrap their
@@ -52,7 +52,6 @@ HINTS: dict[str, str] = {
     "AUTH_REQUIRED": "set TALKINGFACE_API_KEY or --api-key",
     "SERVER_UNREACHABLE": "start one with `talkingface serve`, or pass --server URL "
     "(or set TALKINGFACE_SERVER)",
-    "OUTPUT_INVALID": "choose a writable file path (--force replaces an existing file)",
     "JOB_NOT_FOUND": "`talkingface jobs list` shows the jobs and their ids",
     "JOB_STATE": "`talkingface jobs show ID` shows the job's state",
     "TEMPLATE_NOT_FOUND": "`talkingface templates list` shows the templates and their ids",
@@ -63,13 +62,9 @@ HINTS: dict[str, str] = {
 }
 
 
-def hint_for(code: str) -> str | None:
-    return HINTS.get(code)
-
-
-def error_object(code: str, message: str, *, stage: str | None = None) -> dict[str, Any]:
+def error_object(code: str, message: str, *, hint: str | None, stage: str | None) -> dict[str, Any]:
     """The --json error document (Any: JSON values)."""
-    return {"error": {"code": code, "message": message, "hint": hint_for(code), "stage": stage}}
+    return {"error": {"code": code, "message": message, "hint": hint, "stage": stage}}
 
 
 @contextmanager
@@ -102,17 +97,20 @@ def fail(exc: TalkingFaceError, *, as_json: bool) -> NoReturn:
     if isinstance(server_code, str):
         code = server_code
     stage = exc.stage.value if exc.stage else None
-    print_error(code, exc.message, stage=stage, as_json=as_json)
+    hint = exc.details.get("hint")
+    hint = hint if isinstance(hint, str) else HINTS.get(code)
+    print_error(code, exc.message, hint=hint, stage=stage, as_json=as_json)
     raise typer.Exit(EXIT_USAGE if code in _INPUT_CODE_NAMES else EXIT_FAILED) from None
 
 
-def print_error(code: str, message: str, *, stage: str | None, as_json: bool) -> None:
+def print_error(
+    code: str, message: str, *, hint: str | None, stage: str | None, as_json: bool
+) -> None:
     if as_json:
-        typer.echo(json.dumps(error_object(code, message, stage=stage)))
+        typer.echo(json.dumps(error_object(code, message, hint=hint, stage=stage)))
         return
     where = f" [{stage}]" if stage else ""
-    hint = hint_for(code)
-    tail = f"; {hint}" if hint and hint not in message else ""
+    tail = f" (hint: {hint})" if hint and hint not in message else ""
     line = f"{code}{where}: {message}{tail}"  # one line, never wrapped, markup-safe
     _err.print(f"[bold red]error[/] {escape(line)}", highlight=False, soft_wrap=True)
 

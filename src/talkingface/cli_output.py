@@ -43,30 +43,32 @@ SPECIAL_FILE_SYSTEMS = frozenset(
 
 def check_output_file(path: Path, *, force: bool) -> None:
     """Refuse an output that cannot be written as a new regular file, or that exists while
-    `force` is off; raises OutputPathError (OUTPUT_INVALID) saying what to do."""
+    `force` is off; raises OutputPathError (OUTPUT_INVALID) with a hint saying what to do."""
     if path.is_dir():
-        raise OutputPathError(f"Output {path} is a directory; give a file name inside it.")
+        raise _refused(f"Output {path} is a directory.", "give a file name inside it")
     if path.exists():
         if not path.is_file():
-            raise OutputPathError(
-                f"Output {path} is not a regular file (a device, pipe or socket); "
-                "give the path of a file to write."
+            raise _refused(
+                f"Output {path} is not a regular file (a device, pipe or socket).",
+                "give the path of a file to write",
             )
         if not force:
-            raise OutputPathError(
-                f"Output {path} already exists; pass --force to replace it, or choose another path."
+            raise _refused(
+                f"Output {path} already exists.",
+                "pass --force to replace it, or choose another path",
             )
     directory = _nearest_existing_dir(path.absolute().parent)
     mount_point, fs_type = _mount_of(directory)
     if fs_type in SPECIAL_FILE_SYSTEMS:
-        raise OutputPathError(
+        raise _refused(
             f"Output {path} is on {mount_point}, a {fs_type} file system that holds no "
-            "regular files; write it to an ordinary folder."
+            "regular files.",
+            "write it to an ordinary folder",
         )
     if os.statvfs(directory).f_flag & os.ST_RDONLY:
-        raise OutputPathError(
-            f"Output {path} is on a read-only file system (mounted at {mount_point}); "
-            "write it to a writable folder."
+        raise _refused(
+            f"Output {path} is on a read-only file system (mounted at {mount_point}).",
+            "write it to a writable folder",
         )
     _try_writing_in(directory, path)
 
@@ -104,8 +106,12 @@ def _try_writing_in(directory: Path, path: Path) -> None:
             probe.write(b"\0")
             probe.flush()
     except OSError as exc:
-        raise OutputPathError(
-            f"Cannot write output {path}: {directory} refuses new files "
-            f"({exc.strerror or exc}); choose a writable folder.",
+        raise _refused(
+            f"Cannot write output {path}: {directory} refuses new files ({exc.strerror or exc}).",
+            "choose a writable folder",
             cause=exc,
         ) from exc
+
+
+def _refused(message: str, hint: str, *, cause: OSError | None = None) -> OutputPathError:
+    return OutputPathError(message, details={"hint": hint}, cause=cause)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from talkingface.cli_errors import EXIT_USAGE, print_error
@@ -21,14 +20,13 @@ def run_app(app: typer.Typer, *, prog_name: str) -> None:
         return
     try:
         status = app(args=args, prog_name=prog_name, standalone_mode=False)
-    except click.UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx is not None else prog_name
-        message = f"{exc.format_message()} (see `{command} --help`)"
-        print_error(ErrorCode.INPUT_INVALID.value, message, stage=None, as_json=True)
-        raise SystemExit(EXIT_USAGE) from None
-    except click.ClickException as exc:
-        print_error(ErrorCode.INPUT_INVALID.value, exc.format_message(), stage=None, as_json=True)
-        raise SystemExit(exc.exit_code) from None
-    except click.Abort:
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else prog_name
+        hint = f"see `{command} --help`"
+        code = ErrorCode.INPUT_INVALID.value
+        print_error(code, exc.format_message(), hint=hint, stage=None, as_json=True)
+        raise SystemExit(exc.exit_code or EXIT_USAGE) from None
+    except typer.Abort:
         raise SystemExit(1) from None
     raise SystemExit(status if isinstance(status, int) else 0)
