@@ -24,9 +24,9 @@ def format_duration(seconds: float | None) -> str:
         minutes, rest = divmod(whole, 60)
         return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     if whole < 86400:
-        hours, rest = divmod(round(whole / 60), 60)
+        hours, rest = divmod(whole // 60, 60)
         return f"{hours} h {rest:02d} min"
-    days, rest = divmod(round(whole / 3600), 24)
+    days, rest = divmod(whole // 3600, 24)
     return f"{days} d {rest:02d} h"
 
 
