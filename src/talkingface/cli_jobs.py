@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -98,10 +98,10 @@ def job_name(job: Job) -> str:
     """What a person calls the job: its label, else its inputs' file names."""
     if job.get("label"):
         return str(job["label"])
-    inputs: Any = job.get("inputs") or {}  # Any: the server's input description, if it sends one
-    names = [str(inputs[key]).rsplit("/", 1)[-1] for key in ("audio", "video") if inputs.get(key)]
-    if job.get("template_id"):
-        names.append(f"template {short_id(str(job['template_id']))}")
+    inputs = job.get("inputs") or {}
+    names = [str(inputs[key]) for key in ("audio_name", "video_name") if inputs.get(key)]
+    if inputs.get("template_id") and not inputs.get("video_name"):
+        names.append(f"template {short_id(str(inputs['template_id']))}")
     return " + ".join(names)
 
 
