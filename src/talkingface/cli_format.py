@@ -38,9 +38,11 @@ def format_age(instant: str | None, *, now: datetime | None = None) -> str:
     if then.tzinfo is None:
         then = then.replace(tzinfo=UTC)
     age_s = ((now or datetime.now(UTC)) - then).total_seconds()
-    if 60 <= age_s < 3600:
+    if age_s < 60:
+        return f"{max(int(age_s), 0)} s"
+    if age_s < 3600:
         return f"{int(age_s // 60)} min"  # the seconds of an age are noise
-    return format_duration(age_s if age_s >= 10 else float(int(age_s)))
+    return format_duration(age_s)
 
 
 def short_id(full_id: str) -> str:

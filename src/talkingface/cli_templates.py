@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from talkingface.cli_errors import user_errors
-from talkingface.cli_format import format_duration
+from talkingface.cli_format import format_age, format_duration
 from talkingface.cli_options import (
     CONTEXT_SETTINGS,
     DEFAULT_SERVER,
@@ -129,8 +129,9 @@ def list_templates(
         out.print_json(json.dumps(page))
         return
     table = Table(box=None, pad_edge=False)
-    for name in ("id", "state", "faces", "size", "duration"):
-        table.add_column(name, no_wrap=True, justify="right" if name == "duration" else "left")
+    for name in ("id", "state", "faces", "size", "duration", "age"):
+        right = name in ("duration", "age")
+        table.add_column(name, no_wrap=True, justify="right" if right else "left")
     for item in page["items"]:
         faces = item.get("face_count")
         table.add_row(
@@ -139,6 +140,7 @@ def list_templates(
             "" if faces is None else str(faces),
             f"{item.get('width')}x{item.get('height')}" if item.get("width") else "",
             "photo" if item.get("is_still_image") else format_duration(item.get("duration_s")),
+            format_age(item.get("created_at")),
         )
     out.print(table)
     shown = len(page["items"])
