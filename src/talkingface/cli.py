@@ -24,7 +24,7 @@ from rich.progress import (
 
 from talkingface import vocabulary
 from talkingface.cli_errors import user_errors
-from talkingface.cli_format import format_duration
+from talkingface.cli_format import format_duration, format_figure
 from talkingface.cli_jobs import jobs_app
 from talkingface.cli_options import CONTEXT_SETTINGS, ApiKeyOpt, ForceOpt, JsonOpt
 from talkingface.cli_output import check_output_file
@@ -349,7 +349,7 @@ def bench(
         out.print_json(json.dumps(figures))
     else:
         for key, value in figures.items():
-            out.print(f"{key:24} {value}", highlight=False)
+            out.print(f"{key:24} {format_figure(key, value)}", highlight=False)
 
 
 @app.command()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
+from typing import Any
 
 SHORT_ID_CHARS = 8
 
@@ -53,3 +55,16 @@ def short_id(full_id: str) -> str:
 def cut(text: str, width: int) -> str:
     """`text` in at most `width` characters, an ellipsis marking a cut."""
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def format_figure(key: str, value: Any) -> str:  # Any: a JSON value (stats, bench)
+    """A named figure for people: durations (keys ending _s) with units, rates (keys ending
+    _rate) as percentages, objects as `name value` pairs, the rest as JSON."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {format_figure(key, v)}" for k, v in value.items())
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if key.endswith("_s") and (is_number or value is None):
+        return format_duration(None if value is None else float(value))
+    if key.endswith("_rate") and (is_number or value is None):
+        return "—" if value is None else f"{value:.0%}"
+    return json.dumps(value)

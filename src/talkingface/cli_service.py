@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from talkingface.cli_errors import user_errors
-from talkingface.cli_format import format_duration
+from talkingface.cli_format import format_duration, format_figure
 from talkingface.cli_options import (
     CONTEXT_SETTINGS,
     DEFAULT_SERVER,
@@ -111,17 +111,7 @@ def stats_command(server: str, as_json: bool, api_key: str | None = None) -> Non
         out.print_json(json.dumps(stats))
         return
     for key, value in stats.items():
-        out.print(f"{key:24} {describe_stat(key, value)}", highlight=False)
-
-
-def describe_stat(key: str, value: Any) -> str:  # Any: a JSON value of /v1/stats
-    """A figure for people: durations (keys ending _s) with units, the rest as JSON."""
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {describe_stat(key, v)}" for k, v in value.items())
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if key.endswith("_s") and (is_number or value is None):
-        return format_duration(None if value is None else float(value))
-    return json.dumps(value)
+        out.print(f"{key:24} {format_figure(key, value)}", highlight=False)
 
 
 @queue_app.command("list")

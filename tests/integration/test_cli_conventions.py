@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -200,6 +201,9 @@ def test_generate_does_not_overwrite_an_existing_output_without_force(
     assert _json_error(refused_json.stdout)["hint"].startswith("pass --force")
     assert forced.exit_code == 0, forced.output
     assert output.read_bytes()[4:8] == b"ftyp"  # replaced by the MP4
+    duration = r"(\d\.\d\d s|\d\.\d s|\d+ s|\d+ min( \d+ s)?)"  # with units
+    summary = rf"^{duration}, 512x512 @ 25 fps, \d+ frames in {duration} \(real-time factor"
+    assert re.search(summary, forced.stdout, re.M), forced.stdout
 
 
 def test_demo_and_evaluate_do_not_overwrite_their_named_outputs(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from talkingface.cli_format import cut, format_age, format_duration, short_id
+from talkingface.cli_format import cut, format_age, format_duration, format_figure, short_id
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,10 @@ def test_ages_are_coarse_and_count_from_the_instant() -> None:
 def test_short_ids_and_cut_text() -> None:
     assert short_id("0123456789abcdef" * 2) == "01234567"
     assert cut("a" * 10, 5) == "aaaa…" and cut("abc", 5) == "abc"
+
+
+def test_figures_give_durations_units_and_rates_percentages() -> None:
+    assert format_figure("duration_s", {"p50": 2.44, "p90": None}) == "p50 2.4 s, p90 —"
+    assert format_figure("success_rate", {"last_hour": 2 / 3}) == "last_hour 67%"
+    assert format_figure("by_state", {"queued": 0}) == "queued 0"
+    assert format_figure("audio_s", 192.0) == "3 min 12 s"
