@@ -29,6 +29,7 @@ from talkingface.api.schemas import (
     JobList,
     JobOptionsIn,
     JobPublic,
+    error_answers,
 )
 from talkingface.api.schemas import job_public as build_job_public
 from talkingface.api.submissions import create_keyed_job
@@ -138,12 +139,13 @@ def form_submission(form: FormData) -> FormSubmission:
     ]
     audio = _media_field(form, "audio")
     video = _media_field(form, "video")
-    template_id = form.get("template_id")
-    if not isinstance(template_id, str) or not template_id:
-        template_id = None
+    sent_template = form.get("template_id")
+    template_id = sent_template if isinstance(sent_template, str) and sent_template else None
     if audio is None:
         problems.append({"loc": ("audio",), "msg": "Field required (a file, path or URL)"})
-    if video is None and template_id is None:
+    if isinstance(sent_template, UploadFile):
+        problems.append({"loc": ("template_id",), "msg": "send the id as a text field, not a file"})
+    elif video is None and template_id is None:
         problems.append({"loc": ("video",), "msg": NO_TEMPLATE})
     elif video is not None and template_id is not None:
         problems.append({"loc": ("template_id",), "msg": BOTH_TEMPLATES})
@@ -189,7 +191,10 @@ def _metadata_field(text: str, problems: list[dict[str, Any]]) -> object:
     "",
     status_code=202,
     operation_id="submit_job",
-    responses={200: {"description": "An existing job with the same Idempotency-Key."}},
+    responses={
+        200: {"description": "An existing job with the same Idempotency-Key."},
+        **error_answers({404: "No registered template with that id (TEMPLATE_NOT_FOUND)."}),
+    },
     openapi_extra=SUBMIT_BODY,
 )
 async def submit_job(
@@ -296,10 +301,13 @@ def read_job(request: Request, store: StoreDep, job_id: str) -> JobPublic:
     "/{job_id}",
     status_code=204,
     operation_id="delete_job",
-    responses={
-        404: {"description": "No job with that id (JOB_NOT_FOUND)."},
-        409: {"description": "The job is queued or running (JOB_STATE)."},
-    },
+    responses=error_answers(
+        {
+            404: "No job with that id (JOB_NOT_FOUND).",
+            409: "The job is queued or running, or prepares a template (JOB_STATE).",
+            503: "The job store cannot be reached; retryable.",
+        }
+    ),
 )
 def delete_job(
     settings: SettingsDep, store: StoreDep, storage: StorageDep, job_id: str
