@@ -106,6 +106,10 @@ def test_event_stream_is_capped_and_ends_with_shutdown_on_sigterm(
         what="a queue snapshot listing the job",
     )
 
+    queue = service.http.get("/v1/queue").json()  # the same estimate as the stream's
+    assert [i["id"] for i in queue["items"]] == [job_id] and queue["paused"] is True
+    assert queue["items"][0]["eta_s"] is None and queue["estimate_basis"] == "default"
+
     # When the server is asked to stop, Then every stream ends with a shutdown event
     service.process.send_signal(signal.SIGTERM)
     assert service.process.wait(timeout=30) == 128 + signal.SIGTERM

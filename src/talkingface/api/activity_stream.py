@@ -21,8 +21,21 @@ from typing import Any, Protocol
 from fastapi.concurrency import run_in_threadpool
 
 from talkingface.executors.base import WorkerInfo
-from talkingface.jobs.activity import Activity, JobView, read_activity, read_backlog, read_queue
-from talkingface.jobs.queue_eta import QueuedJob, RunningJob, estimate_queue, seconds_until
+from talkingface.jobs.activity import (
+    Activity,
+    JobView,
+    QueueRows,
+    read_activity,
+    read_backlog,
+    read_queue,
+)
+from talkingface.jobs.queue_eta import (
+    QueuedJob,
+    QueueEstimate,
+    RunningJob,
+    estimate_queue,
+    seconds_until,
+)
 from talkingface.jobs.states import JobState, WorkerState
 from talkingface.jobs.store import JobStore
 
@@ -190,12 +203,11 @@ class ActivityHub:
         return _message("queue", queue_snapshot(self._store, queue_view))
 
 
-def queue_snapshot(store: JobStore, queue_view: QueueView) -> dict[str, Any]:  # Any: JSON
-    """The queue in dispatch order with start and end estimates (jobs/queue_eta.py)."""
-    rows = read_queue(store)
-    now = datetime.now(UTC)
+def estimate_rows(
+    rows: QueueRows, queue_view: QueueView, now: datetime
+) -> tuple[QueueEstimate, list[RunningJob], int, bool]:
+    """The queue's estimate (jobs/queue_eta.py), its running jobs, worker slots and pause."""
     slots = max(1, sum(1 for w in queue_view.workers() if w.state is not WorkerState.LOST))
-    paused = queue_view.is_paused()
     running = [
         RunningJob(
             view.job.id,
@@ -208,6 +220,14 @@ def queue_snapshot(store: JobStore, queue_view: QueueView) -> dict[str, Any]:  #
     estimate = estimate_queue(
         running, queued, slots=slots, recent_durations_s=rows.recent_durations_s
     )
+    return estimate, running, slots, queue_view.is_paused()
+
+
+def queue_snapshot(store: JobStore, queue_view: QueueView) -> dict[str, Any]:  # Any: JSON
+    """The queue in dispatch order with start and end estimates (jobs/queue_eta.py)."""
+    rows = read_queue(store)
+    now = datetime.now(UTC)
+    estimate, running, slots, paused = estimate_rows(rows, queue_view, now)
     items = [
         {
             "job_id": view.job.id,

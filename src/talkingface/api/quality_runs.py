@@ -136,10 +136,17 @@ class QualityRuns:
                     self._process = None
 
     def _evaluate(self, job_id: str, arguments: list[str]) -> None:
-        target = self._storage.quality_dir(job_id)
-        staging = target / STAGING_NAME
+        """Measure in a staging folder inside the job's quality folder, removed in any case."""
+        staging = self._storage.quality_dir(job_id) / STAGING_NAME
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
+        try:
+            self._measure(job_id, arguments, staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _measure(self, job_id: str, arguments: list[str], staging: Path) -> None:
+        target = staging.parent
         command = [sys.executable, "-m", "talkingface.quality_job", *arguments]
         command += ["--out", str(staging)]
         started = time.monotonic()
@@ -179,7 +186,6 @@ class QualityRuns:
             last = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
             message = f"The evaluation process exited with {process.returncode}: {last[0]}"
             self._store(job_id, started, error={"code": "INTERNAL", "message": message})
-        shutil.rmtree(staging, ignore_errors=True)
 
     def _store(
         self,

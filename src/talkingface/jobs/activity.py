@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, Row, or_, select
 
 from talkingface.jobs import tables
 from talkingface.jobs.records import EventRecord, JobRecord
@@ -27,7 +27,7 @@ TYPICAL_WINDOW_JOBS = 50  # the queue's ETA uses the run time of this many recen
 
 @dataclass(frozen=True, slots=True)
 class JobView:
-    """A job as the dashboard lists it, with its template when it prepares one."""
+    """A job as the dashboard lists it, with the template it prepares or renders."""
 
     job: JobRecord
     template_id: str | None
@@ -51,13 +51,19 @@ class QueueRows:
     recent_durations_s: list[float]  # run times of the latest succeeded render jobs
 
 
+def _view(row: Row[Any]) -> JobView:
+    """The job, and the template it is about: the one it prepares, else the one it renders."""
+    job = tables.job_from_row(row)
+    return JobView(job, row.prepares_template_id or job.names.template_id)
+
+
 def _job_views(conn: Connection, *conditions: object) -> list[JobView]:
     query = (
-        select(jobs, templates.c.id.label("template_id"))
+        select(jobs, templates.c.id.label("prepares_template_id"))
         .select_from(jobs.outerjoin(templates, templates.c.job_id == jobs.c.id))
         .where(*conditions)  # type: ignore[arg-type]  # SQLAlchemy column expressions
     )
-    return [JobView(tables.job_from_row(row), row.template_id) for row in conn.execute(query)]
+    return [_view(row) for row in conn.execute(query)]
 
 
 def read_activity(store: JobStore, after_id: int, *, limit: int = EVENT_PAGE) -> Activity:
@@ -86,14 +92,16 @@ def read_queue(store: JobStore) -> QueueRows:
     """Queued jobs in dispatch order, running jobs with their attempt's start, recent runs."""
     order = (jobs.c.priority.desc(), jobs.c.created_at.asc(), jobs.c.id.asc())
     queued_query = (
-        select(jobs, templates.c.id.label("template_id"))
+        select(jobs, templates.c.id.label("prepares_template_id"))
         .select_from(jobs.outerjoin(templates, templates.c.job_id == jobs.c.id))
         .where(jobs.c.state == JobState.QUEUED.value)
         .order_by(*order)
         .limit(QUEUE_LIMIT)
     )
     running_query = (
-        select(jobs, templates.c.id.label("template_id"), attempts.c.started_at.label("at"))
+        select(
+            jobs, templates.c.id.label("prepares_template_id"), attempts.c.started_at.label("at")
+        )
         .select_from(
             jobs.outerjoin(templates, templates.c.job_id == jobs.c.id).join(
                 attempts, attempts.c.job_id == jobs.c.id
@@ -116,13 +124,8 @@ def read_queue(store: JobStore) -> QueueRows:
         .limit(TYPICAL_WINDOW_JOBS)
     )
     with store.reading() as conn:
-        queued = [
-            JobView(tables.job_from_row(row), row.template_id) for row in conn.execute(queued_query)
-        ]
-        running = [
-            (JobView(tables.job_from_row(row), row.template_id), row.at)
-            for row in conn.execute(running_query)
-        ]
+        queued = [_view(row) for row in conn.execute(queued_query)]
+        running = [(_view(row), row.at) for row in conn.execute(running_query)]
         recent = [
             (finished - started).total_seconds() for started, finished in conn.execute(recent_query)
         ]

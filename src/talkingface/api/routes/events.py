@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from talkingface.api.deps import SchedulerDep
 from talkingface.api.events_stream import StreamPoll
+from talkingface.api.openapi_doc import ErrorBody
 from talkingface.api.problems import error_body
 from talkingface.api.routes.jobs import MAX_ROW_NUMBER, resume_after
 from talkingface.errors import ErrorCode
@@ -22,8 +23,8 @@ router = APIRouter(tags=["events"])
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}},
-        406: {"description": "The request did not accept `text/event-stream`."},
-        503: {"description": "Too many streams are open (`SERVER_BUSY`, with Retry-After)."},
+        406: {"model": ErrorBody, "description": "No `Accept: text/event-stream`."},
+        503: {"model": ErrorBody, "description": "Too many streams are open (SERVER_BUSY)."},
     },
 )
 def stream_all_events(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from talkingface.api.deps import StoreDep
+from talkingface.api.openapi_doc import ErrorBody
 from talkingface.api.quality_runs import QualityRuns
 from talkingface.errors import JobStateError, NotReadyError
 from talkingface.jobs.records import JobRecord
@@ -17,7 +18,16 @@ from talkingface.jobs.states import JobKind, JobState
 router = APIRouter(prefix="/v1/jobs", tags=["quality"])
 
 _PENDING: dict[int | str, dict[str, Any]] = {
-    202: {"description": "Queued or running; GET the same path until it answers 200."}
+    202: {"description": "Queued or running; GET the same path until it answers 200."},
+    404: {"model": ErrorBody, "description": "No such job, or not measured yet (NOT_READY)."},
+    409: {"model": ErrorBody, "description": "The job has no result to measure (JOB_STATE)."},
+}
+_BUSY: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "Too many evaluations wait (SERVER_BUSY)."}
+}
+_SHEET: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}},
+    404: {"model": ErrorBody, "description": "No such job, or no sheet yet (NOT_READY)."},
 }
 
 
@@ -54,7 +64,7 @@ def _pending(job_id: str, state: str, position: int) -> JSONResponse:
     return JSONResponse({"job_id": job_id, "state": state, "position": position}, status_code=202)
 
 
-@router.post("/{job_id}/quality", operation_id="evaluate_job_quality", responses=_PENDING)
+@router.post("/{job_id}/quality", operation_id="evaluate_job_quality", responses=_PENDING | _BUSY)
 def evaluate_job_quality(
     request: Request, store: StoreDep, job_id: str, force: bool = False
 ) -> Any:  # Any: the stored outcome (200) or a 202 response
@@ -95,7 +105,7 @@ def read_job_quality(
     "/{job_id}/quality/sheet.png",
     operation_id="read_job_quality_sheet",
     response_class=FileResponse,
-    responses={200: {"content": {"image/png": {}}}},
+    responses=_SHEET,
 )
 def read_job_quality_sheet(request: Request, store: StoreDep, job_id: str) -> FileResponse:
     """The mouth contact sheet of the last quality evaluation."""

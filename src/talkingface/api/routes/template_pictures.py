@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse
 
+from talkingface.api.openapi_doc import ErrorBody
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.errors import NotReadyError
 from talkingface.template_files import TEMPLATE_PREVIEW_NAME, TEMPLATE_THUMBNAIL_NAME
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/v1/templates", tags=["templates"])
 TemplateId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="A registered template.")]
 _JPEG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/jpeg": {}}},
-    404: {"description": "Not drawn yet."},
+    404: {"model": ErrorBody, "description": "Not drawn yet (NOT_READY), or no such template."},
 }
 
 
