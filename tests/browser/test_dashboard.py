@@ -153,8 +153,13 @@ def test_record_speech_then_change_priority_and_cancel_a_queued_job(
         expect(row.get_by_role("button", name=f"Retry job {job_id[:8]}")).to_be_visible()
         assert server.job(job_id)["state"] == "canceled"
         shoot(page, "jobs-canceled")
+        row.get_by_role("button", name=f"Retry job {job_id[:8]}").click()
+        expect(row.locator(".badge")).to_have_text("queued")
     finally:
         server.http.post("/v1/queue/resume").raise_for_status()
+    # the retried job renders the recorded WebM/Opus speech; the list follows it live
+    expect(row.locator(".badge")).to_have_text("succeeded", timeout=RENDER_TIMEOUT_MS)
+    expect(row.locator(".progress-text")).to_have_text("100 %")
 
 
 def test_failed_job_shows_its_code_stage_and_message(
@@ -188,6 +193,10 @@ def test_failed_job_shows_its_code_stage_and_message(
     expect(attempts).to_contain_text(failed["attempts"][0]["error"]["message"])
     expect(page.locator("#job-media")).to_contain_text("The job failed: no video.")
     shoot(page, "job-failed")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=f"Delete job {job_id[:8]} and its files").click()
+    expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
+    assert server.http.get(f"/v1/jobs/{job_id}").status_code == 404
 
 
 def test_batch_manifest_dropped_on_the_page_runs_each_row(
