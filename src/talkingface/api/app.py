@@ -31,6 +31,7 @@ from talkingface.api.routes import (
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_downloads import UrlDownloads
 from talkingface.config import Settings
+from talkingface.dashboard import routes as dashboard
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind
 from talkingface.ops.alerts import AlertManager
@@ -160,6 +161,7 @@ def create_app(
     app.include_router(events.router)  # dashboard: all-jobs stream (docs/dashboard-api.md)
     app.include_router(quality.router)  # dashboard: a job's quality figures, on request
     app.include_router(template_pictures.router)  # dashboard: thumbnail.jpg, preview.jpg
+    app.include_router(dashboard.router)  # the web page at /
     install_problem_handlers(app)
     app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api.keys])
     guarded = not settings.api.keys and is_loopback(settings.api.host)

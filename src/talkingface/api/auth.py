@@ -21,7 +21,15 @@ from talkingface.config import Settings
 from talkingface.errors import ConfigError
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # probes of load balancers carry no key
+# The dashboard's page and its static files: the login form must load before a key is known;
+# they hold no data, and every API call the page makes still needs the key.
+DASHBOARD_PATHS = frozenset({"/"})
+DASHBOARD_PREFIX = "/ui/"
 QUERY_KEY_PREFIX = "/easy/"
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path in DASHBOARD_PATHS or path.startswith(DASHBOARD_PREFIX)
 
 
 def is_loopback(host: str) -> bool:
@@ -54,7 +62,7 @@ class ApiKeyMiddleware:
         self.keys = [key.encode() for key in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or not self.keys or _is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         if self._allowed(scope):
