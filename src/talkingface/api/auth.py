@@ -15,12 +15,32 @@ import ipaddress
 import json
 from urllib.parse import parse_qs, urlsplit
 
+from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from talkingface.config import Settings
 from talkingface.errors import ConfigError
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # probes of load balancers carry no key
+# The API's docs pages, their assets and the document itself: reading them needs no key, the
+# calls made from them do.
+DOCS_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
+DOCS_PREFIX = "/docs-assets/"
+
+# The schemes the OpenAPI document declares (create_app adds them as dependencies, so the docs
+# page has an Authorize button); ApiKeyMiddleware enforces them. auto_error=False: they check
+# nothing themselves.
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key from api.keys."
+)
+BEARER = HTTPBearer(
+    auto_error=False, description="`Authorization: Bearer <key>`, a key from api.keys."
+)
+API_KEY_QUERY = APIKeyQuery(
+    name="api_key",
+    auto_error=False,
+    description="HeyGem clients that cannot add headers: `?api_key=<key>` (/easy only).",
+)
 QUERY_KEY_PREFIX = "/easy/"
 
 
@@ -54,7 +74,7 @@ class ApiKeyMiddleware:
         self.keys = [key.encode() for key in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or not self.keys or _is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         if self._allowed(scope):
@@ -72,6 +92,10 @@ class ApiKeyMiddleware:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             given = (query.get("api_key") or [""])[0].encode()
         return bool(given) and any(hmac.compare_digest(given, key) for key in self.keys)
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path in DOCS_PATHS or path.startswith(DOCS_PREFIX)
 
 
 class BrowserGuardMiddleware:
