@@ -109,6 +109,7 @@ def _lifespan(
                 webhooks.stop()
             if owned_scheduler is not None:
                 owned_scheduler.stop()
+            metrics.close()
             if owned_store is not None:
                 owned_store.close()
             logger.info("api stopped", extra={"event": "api_stopped"})
