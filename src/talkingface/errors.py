@@ -29,6 +29,8 @@
     ├── DownloadsBusyError       DOWNLOADS_BUSY · 503 + Retry-After
     ├── JobNotFoundError         JOB_NOT_FOUND · 404
     ├── JobStateError            JOB_STATE · 409
+    ├── TemplateNotFoundError    TEMPLATE_NOT_FOUND · 404
+    ├── TemplateInUseError       TEMPLATE_IN_USE · 409
     ├── JobCanceledError         CANCELED
     └── UnexpectedError          INTERNAL (not retried; traceback kept)
 
@@ -80,6 +82,8 @@ class ErrorCode(StrEnum):
     DOWNLOADS_BUSY = "DOWNLOADS_BUSY"
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
     JOB_STATE = "JOB_STATE"
+    TEMPLATE_NOT_FOUND = "TEMPLATE_NOT_FOUND"
+    TEMPLATE_IN_USE = "TEMPLATE_IN_USE"
     INTERNAL = "INTERNAL"
 
 
@@ -118,6 +122,8 @@ RETRYABLE: MappingProxyType[ErrorCode, bool] = MappingProxyType(
         ErrorCode.DOWNLOADS_BUSY: False,  # the client retries later; the job never existed
         ErrorCode.JOB_NOT_FOUND: False,
         ErrorCode.JOB_STATE: False,
+        ErrorCode.TEMPLATE_NOT_FOUND: False,
+        ErrorCode.TEMPLATE_IN_USE: False,  # the client deletes once the jobs using it end
         ErrorCode.INTERNAL: False,  # unknown errors are reported in full, not retried
     }
 )
@@ -416,6 +422,20 @@ class JobStateError(TalkingFaceError):
     """The job is not in a state that allows this operation."""
 
     code = ErrorCode.JOB_STATE
+    http_status = 409
+
+
+class TemplateNotFoundError(TalkingFaceError):
+    """No registered template with that id; list them with GET /v1/templates."""
+
+    code = ErrorCode.TEMPLATE_NOT_FOUND
+    http_status = 404
+
+
+class TemplateInUseError(TalkingFaceError):
+    """The template is used by queued or running jobs; wait for them or cancel them."""
+
+    code = ErrorCode.TEMPLATE_IN_USE
     http_status = 409
 
 

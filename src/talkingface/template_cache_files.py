@@ -130,6 +130,17 @@ def evict_least_recently_used(
     return EvictionReport(total, kept, tuple(evicted), spared)
 
 
+def remove_template_entries(cache_dir: Path, template_id: str) -> int:
+    """Remove the prepared data and hash memos of a registered template's bytes (its id is
+    the first 32 hex digits of their SHA-256); how many items were removed."""
+    removed = 0
+    for item in list_cache_items(cache_dir):
+        digest = item.content_sha256 or ""
+        if len(digest) == 64 and digest[:32] == template_id and _remove(item.path):
+            removed += 1
+    return removed
+
+
 def _remove(path: Path) -> bool:
     """Remove an entry (renamed aside first, so a reader never sees half of it) or a memo."""
     try:

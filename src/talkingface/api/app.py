@@ -29,6 +29,7 @@ from talkingface.api.routes import easy, jobs, ops, queue, templates
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_downloads import UrlDownloads
 from talkingface.config import Settings
+from talkingface.dashboard import routes as dashboard
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind
 from talkingface.ops.alerts import AlertManager
@@ -159,6 +160,7 @@ def create_app(
     app.include_router(easy.router, dependencies=[Depends(API_KEY_QUERY)] if keyed else None)
     app.include_router(queue.router)
     app.include_router(templates.router)
+    app.include_router(dashboard.router)  # the web page at /
     install_problem_handlers(app)
     app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api.keys])
     guarded = not settings.api.keys and is_loopback(settings.api.host)

@@ -22,6 +22,10 @@ from talkingface.config import Settings
 from talkingface.errors import ConfigError
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # probes of load balancers carry no key
+# The dashboard's page and its static files: the login form must load before a key is known;
+# they hold no data, and every API call the page makes still needs the key.
+DASHBOARD_PATHS = frozenset({"/"})
+DASHBOARD_PREFIX = "/ui/"
 # The API's docs pages, their assets and the document itself: reading them needs no key, the
 # calls made from them do.
 DOCS_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
@@ -42,6 +46,16 @@ API_KEY_QUERY = APIKeyQuery(
     description="HeyGem clients that cannot add headers: `?api_key=<key>` (/easy only).",
 )
 QUERY_KEY_PREFIX = "/easy/"
+
+
+def _is_open(path: str) -> bool:
+    return (
+        path in OPEN_PATHS
+        or path in DASHBOARD_PATHS
+        or path.startswith(DASHBOARD_PREFIX)
+        or path in DOCS_PATHS
+        or path.startswith(DOCS_PREFIX)
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -92,10 +106,6 @@ class ApiKeyMiddleware:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             given = (query.get("api_key") or [""])[0].encode()
         return bool(given) and any(hmac.compare_digest(given, key) for key in self.keys)
-
-
-def _is_open(path: str) -> bool:
-    return path in OPEN_PATHS or path in DOCS_PATHS or path.startswith(DOCS_PREFIX)
 
 
 class BrowserGuardMiddleware:

@@ -7,6 +7,12 @@ Idempotency-Key draft and payment APIs answer), never the old job passed off as 
 The fingerprint compares what the client sent: uploads by their content (SHA-256), server
 paths and URLs by their text, a registered template by its stored file, and the options as
 given (before server defaults are filled in).
+
+The label and metadata count as part of the request (every JobOptionsIn field does): they
+are stored on the job and shown with it, so a key reused with another label would hand back
+a job that does not carry the label the client just sent. A retry of the same request sends
+the same values (trimmed labels and metadata key order do not matter: the fingerprint
+compares the validated values, serialised with sorted keys).
 """
 
 from __future__ import annotations

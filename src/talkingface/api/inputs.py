@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from talkingface.api.problems import quoted
 from talkingface.api.url_fetch import download_url
@@ -21,7 +21,7 @@ from talkingface.errors import (
 from talkingface.jobs.records import JobInputs
 from talkingface.media.input_checks import check_inputs
 from talkingface.media.probe_process import IsolatedProbe
-from talkingface.storage.local import LocalStorage
+from talkingface.storage.local import LocalStorage, sanitize_filename
 
 CHUNK_BYTES = 1 << 20
 
@@ -44,6 +44,22 @@ def is_url(value: str) -> bool:
     except ValueError:  # e.g. an unclosed IPv6 bracket: still meant as a URL
         scheme = value.partition(":")[0].strip()
     return scheme.lower() in {"http", "https"}
+
+
+def input_name(field: str, ref: MediaRef) -> str:
+    """An input's file name for people (job lists, `q=` searches): an upload's name as sent
+    (made safe), a URL's last path segment, a path's last component."""
+    if isinstance(ref, Upload):
+        return sanitize_filename(ref.filename, field)
+    if isinstance(ref, Path):
+        return ref.name
+    if is_url(ref):
+        try:
+            segment = unquote(urlsplit(ref).path.rstrip("/").rpartition("/")[2])
+        except ValueError:  # a malformed URL: fetching it refuses the job anyway
+            segment = ""
+        return sanitize_filename(segment, field)
+    return PurePosixPath(ref.replace("\\", "/")).name or field
 
 
 def resolve_server_path(field: str, value: str, roots: list[Path]) -> Path:

@@ -1,8 +1,12 @@
-"""① The API's wire shapes: JobCreate in, JobPublic / JobList out, built from store records."""
+"""① The API's wire shapes: JobCreate in, JobPublic / JobList and TemplatePublic /
+TemplateList out, built from store records."""
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,6 +17,9 @@ from talkingface.vocabulary import FacePolicy, LoopMode
 
 # marks a field the OpenAPI document shows only where workers.allow_faults is set (openapi_doc)
 TEST_ONLY = "x-test-only"
+LABEL_MAX_CHARS = 200
+METADATA_MAX_BYTES = 4096  # compact UTF-8 JSON: what the store keeps
+METADATA_MAX_KEYS = 32
 
 
 class JobOptionsIn(BaseModel):
@@ -32,6 +39,26 @@ class JobOptionsIn(BaseModel):
     callback_url: str | None = Field(
         None, max_length=2048, description="http(s) URL that receives the job's terminal state."
     )
+    label: str | None = Field(
+        None,
+        description=f"A name for the job (1 to {LABEL_MAX_CHARS} characters, trimmed); "
+        "`GET /v1/jobs?label=` finds it.",
+    )
+    metadata: dict[str, Any] | None = Field(  # Any: free-form JSON values
+        None,
+        description=f"Free-form JSON object kept with the job (at most {METADATA_MAX_KEYS} "
+        f"keys and {METADATA_MAX_BYTES} bytes serialized); multipart: a JSON string.",
+    )
+
+    @field_validator("label")
+    @classmethod
+    def _label_text(cls, value: str | None) -> str | None:
+        return None if value is None else checked_label(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_bounds(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else checked_metadata(value)
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -67,6 +94,45 @@ class JobCreate(JobOptionsIn):
         if (self.video is None) == (self.template_id is None):
             raise ValueError("give either video or template_id")
         return self
+
+
+def checked_label(value: str) -> str:
+    """The label trimmed; empty, too long or holding control characters is refused."""
+    label = value.strip()
+    if not label:
+        raise ValueError(
+            f"the label is empty; give 1 to {LABEL_MAX_CHARS} characters or leave it out"
+        )
+    if len(label) > LABEL_MAX_CHARS:
+        raise ValueError(
+            f"the label has {len(label)} characters, over the limit of {LABEL_MAX_CHARS}; "
+            "shorten it (put longer text in metadata)"
+        )
+    if any(unicodedata.category(char) == "Cc" for char in label):
+        raise ValueError("the label holds control characters (newline, tab…); use one line")
+    return label
+
+
+def metadata_size_bytes(value: dict[str, Any]) -> int:  # Any: JSON values
+    """The size the metadata bound counts: compact JSON, UTF-8."""
+    compact = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(compact.encode("utf-8", "surrogatepass"))
+
+
+def checked_metadata(value: dict[str, Any]) -> dict[str, Any]:  # Any: JSON values
+    """The metadata when within METADATA_MAX_KEYS keys and METADATA_MAX_BYTES bytes."""
+    if len(value) > METADATA_MAX_KEYS:
+        raise ValueError(
+            f"metadata has {len(value)} keys, over the limit of {METADATA_MAX_KEYS}; "
+            "group values under fewer keys"
+        )
+    size = metadata_size_bytes(value)
+    if size > METADATA_MAX_BYTES:
+        raise ValueError(
+            f"metadata is {size} bytes as compact JSON, over the limit of "
+            f"{METADATA_MAX_BYTES}; keep large data elsewhere and store a reference"
+        )
+    return value
 
 
 class ErrorPublic(BaseModel):
@@ -109,10 +175,21 @@ class ResultPublic(BaseModel):
     )
 
 
+class InputsPublic(BaseModel):
+    """What a job was made from, by name (the server paths stay on the server)."""
+
+    audio_name: str | None = Field(description="The audio's file name (uploads: as sent).")
+    video_name: str | None = Field(description="The template video's file name.")
+    template_id: str | None = Field(description="The registered template, when one was used.")
+
+
 class JobPublic(BaseModel):
     id: str
     state: JobState
     priority: int
+    label: str | None
+    metadata: dict[str, Any] | None  # Any: free-form JSON values
+    inputs: InputsPublic
     stage: str | None
     progress: ProgressPublic
     attempt: int
@@ -125,6 +202,40 @@ class JobPublic(BaseModel):
 
 class JobList(BaseModel):
     items: list[JobPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class TemplateProgressPublic(BaseModel):
+    stage: str | None
+    frames_done: int
+    frames_total: int
+    attempt: int
+
+
+class TemplatePublic(BaseModel):
+    """A registered template: its preparation state is its prepare_template job's."""
+
+    id: str
+    state: str = Field(description="preparing, ready or failed.")
+    created_at: datetime | None
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    is_still_image: bool
+    face_count: int | None
+    frames_without_face: int | None
+    error: dict[str, Any] | None  # Any: an ErrorRecord as JSON
+    job_id: str = Field(description="The preparation job: GET /v1/jobs/{job_id}/events.")
+    progress: TemplateProgressPublic
+    articulation: dict[str, Any] | None = None  # Any: JSON-safe; set once ready
+    thumbnail_url: str
+
+
+class TemplateList(BaseModel):
+    items: list[TemplatePublic]
     total: int
     limit: int
     offset: int
@@ -183,6 +294,13 @@ def job_public(
         id=job.id,
         state=job.state,
         priority=job.priority,
+        label=job.label,
+        metadata=job.metadata,
+        inputs=InputsPublic(
+            audio_name=job.names.audio_name,
+            video_name=job.names.video_name,
+            template_id=job.names.template_id,
+        ),
         stage=job.stage,
         progress=progress_public(job, attempts, now or datetime.now(UTC)),
         attempt=job.attempt,

@@ -10,13 +10,13 @@ import uuid
 from dataclasses import dataclass
 
 from talkingface.api.idempotency import check_same_request, checked_key, request_fingerprint
-from talkingface.api.inputs import MediaRef, is_url, resolve_inputs
+from talkingface.api.inputs import MediaRef, input_name, is_url, resolve_inputs
 from talkingface.api.problems import invalid_request, quoted
 from talkingface.api.schemas import JobOptionsIn
 from talkingface.config import Settings
 from talkingface.engines.base import ENGINE_NAMES
 from talkingface.errors import QueueFullError
-from talkingface.jobs.records import JobOptions, JobRecord
+from talkingface.jobs.records import InputNames, JobOptions, JobRecord, JobTags
 from talkingface.jobs.store import JobStore
 from talkingface.storage.local import LocalStorage
 from talkingface.url_guard import check_url
@@ -71,12 +71,14 @@ def create_job(
     *,
     live_key_prefix: str | None = None,
     request_fingerprint: str | None = None,
+    template_id: str | None = None,
 ) -> Submission:
     """Make the inputs local, probe them and create the job; no files are left on failure.
 
     An existing job is returned (`created` False) for a known idempotency key, or for a live
     job under `live_key_prefix` (JobStore.create); a known key whose job was made from another
-    `request_fingerprint` is a 422 naming the key."""
+    `request_fingerprint` is a 422 naming the key. `template_id`: the registered template
+    `video` is the stored file of (a template deleted meanwhile is TEMPLATE_NOT_FOUND)."""
     options = job_options(options_in, settings)
     if store.queued_count() >= settings.api.max_queued:
         raise queue_full(settings)
@@ -92,6 +94,12 @@ def create_job(
             job_id=job_id,
             live_key_prefix=live_key_prefix,
             request_fingerprint=request_fingerprint,
+            tags=JobTags(label=options_in.label, metadata=options_in.metadata),
+            names=InputNames(
+                audio_name=input_name("audio", audio),
+                video_name=input_name("video", video),
+                template_id=template_id,
+            ),
         )
     except QueueFullError as exc:
         storage.delete_job_files(job_id)
@@ -115,13 +123,22 @@ def create_keyed_job(
     settings: Settings,
     store: JobStore,
     storage: LocalStorage,
+    template_id: str | None = None,
 ) -> Submission:
     """create_job for a v1 submission: its Idempotency-Key checked and, when given, the
     request's fingerprint kept with the job and compared on reuse."""
     key = checked_key(idempotency_key)
     fingerprint = request_fingerprint(audio, video, options_in) if key is not None else None
     return create_job(
-        audio, video, options_in, key, settings, store, storage, request_fingerprint=fingerprint
+        audio,
+        video,
+        options_in,
+        key,
+        settings,
+        store,
+        storage,
+        request_fingerprint=fingerprint,
+        template_id=template_id,
     )
 
 

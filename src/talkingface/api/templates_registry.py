@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from talkingface.config import Settings
-from talkingface.errors import InputNotFoundError, Stage, translate_errors
+from talkingface.errors import Stage, translate_errors
+from talkingface.jobs.deletion import template_not_found
 from talkingface.jobs.records import JobInputs, JobOptions
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
@@ -27,6 +28,7 @@ from talkingface.jobs.template_rows import TemplateRecord, TemplateSpec
 from talkingface.media.input_checks import checked_probe
 from talkingface.media.probe import choose_output_fps
 from talkingface.media.probe_process import IsolatedProbe
+from talkingface.template_cache_files import remove_template_entries
 from talkingface.template_files import (
     TEMPLATE_THUMBNAIL_NAME,
     TEMPLATE_VIDEO_STEM,
@@ -87,8 +89,37 @@ class TemplateRegistry:
     def describe(self, template_id: str) -> dict[str, Any]:  # Any: JSON-safe values
         record = self.store.template(template_id)
         if record is None:
-            raise InputNotFoundError(f"No template with id {template_id}; register it first.")
+            raise template_not_found(template_id)
         return self._meta(record)
+
+    def list(self, *, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of templates, newest first (as describe), and how many there are."""
+        records, total = self.store.list_templates(limit=limit, offset=offset)
+        return [self._meta(record) for record in records], total
+
+    def delete(self, template_id: str) -> None:
+        """Delete the template (refused while a queued or running job uses it), then its
+        stored video, thumbnail and prepared face data in the template cache."""
+        record = self.store.delete_template(template_id)
+        directory = self.root / record.spec.id
+        try:
+            if directory.exists():
+                shutil.rmtree(directory)
+        except OSError as exc:  # the template is gone from the store: its files are leftovers
+            logger.warning(
+                "could not remove the files of deleted template %s (%s); remove %s by hand",
+                record.spec.id,
+                exc.strerror or exc,
+                directory,
+                extra={"event": "template_files_not_removed", "path": str(directory)},
+            )
+        removed = remove_template_entries(self.settings.cache.dir, record.spec.id)
+        logger.info(
+            "template %s deleted (%d template cache items removed)",
+            record.spec.id,
+            removed,
+            extra={"event": "template_deleted", "template_id": record.spec.id},
+        )
 
     def video_path(self, template_id: str) -> Path:
         meta = self.describe(template_id)
@@ -144,6 +175,7 @@ class TemplateRegistry:
         meta: dict[str, Any] = {  # Any: JSON-safe values
             "id": spec.id,
             "state": state,
+            "created_at": record.created_at,
             "duration_s": spec.duration_s,
             "width": spec.width,
             "height": spec.height,

@@ -4,15 +4,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, func, select
 
-from talkingface.errors import JobNotFoundError
+from talkingface.errors import ErrorCode, JobNotFoundError
 from talkingface.jobs import tables
 from talkingface.jobs.records import AttemptRecord, EventRecord, JobRecord
 from talkingface.jobs.states import JobKind, JobState
 from talkingface.jobs.tables import attempts, events, jobs
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """Which render jobs a list shows; every filter given must match."""
+
+    state: JobState | None = None
+    label: str | None = None  # exactly
+    error_code: ErrorCode | None = None  # the job's last error
+    text: str | None = None  # case-insensitive, in the label or an input file name
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = [jobs.c.kind == JobKind.RENDER.value]
+        if self.state is not None:
+            found.append(jobs.c.state == self.state.value)
+        if self.label is not None:
+            found.append(jobs.c.label == self.label)
+        if self.error_code is not None:
+            found.append(jobs.c.error_code == self.error_code.value)
+        if self.text is not None:
+            escaped = self.text.casefold().replace("\\", "\\\\")
+            escaped = escaped.replace("%", "\\%").replace("_", "\\_")
+            found.append(jobs.c.search_text.like(f"%{escaped}%", escape="\\"))
+        return found
 
 
 class JobReads:
@@ -28,20 +53,28 @@ class JobReads:
             return self._get(conn, job_id)
 
     def list_jobs(
-        self, *, state: JobState | None = None, limit: int = 50, offset: int = 0
+        self,
+        query: JobQuery | None = None,
+        *,
+        state: JobState | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> tuple[list[JobRecord], int]:
-        """A page of render jobs, newest first, and the total matching the filter (a
-        template's preparation job is read through its template)."""
-        query = (
+        """A page of render jobs, newest first, and the total matching the filters (a
+        template's preparation job is read through its template). `state` alone is
+        JobQuery(state=state)."""
+        conditions = (query or JobQuery(state=state)).conditions()
+        page_query = (
             select(jobs)
-            .where(jobs.c.kind == JobKind.RENDER.value)
+            .where(*conditions)
             .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+            .limit(limit)
+            .offset(offset)
         )
-        if state is not None:
-            query = query.where(jobs.c.state == state.value)
         with self._read() as conn:
-            page = conn.execute(query.limit(limit).offset(offset)).all()
-            total = count_jobs(conn, state)
+            page = conn.execute(page_query).all()
+            count = select(func.count()).select_from(jobs).where(*conditions)
+            total = int(conn.execute(count).scalar_one())
         return [tables.job_from_row(row) for row in page], total
 
     def attempts(self, job_id: str) -> list[AttemptRecord]:

@@ -31,6 +31,23 @@ class JobOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class InputNames:
+    """A job's inputs by name, for people: file names as sent, and the template used."""
+
+    audio_name: str | None = None
+    video_name: str | None = None
+    template_id: str | None = None  # a registered template the video came from
+
+
+@dataclass(frozen=True, slots=True)
+class JobTags:
+    """What a submitter attaches to a job to find it again; neither changes the render."""
+
+    label: str | None = None  # 1-200 characters, trimmed (api.schemas checks)
+    metadata: dict[str, Any] | None = None  # Any: free-form JSON, at most 4 kB
+
+
+@dataclass(frozen=True, slots=True)
 class TemplateOutcome:
     """What preparing a template found (kept on its row in the store once the job succeeds)."""
 
@@ -84,3 +101,13 @@ class JobRecord:
     error: ErrorRecord | None
     progress_at: datetime | None = None  # last time frames_done/stage moved (stall detection)
     kind: JobKind = JobKind.RENDER
+    tags: JobTags = field(default_factory=JobTags)
+    names: InputNames = field(default_factory=InputNames)
+
+    @property
+    def label(self) -> str | None:
+        return self.tags.label
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:  # Any: free-form JSON
+        return self.tags.metadata

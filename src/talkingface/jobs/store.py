@@ -27,13 +27,16 @@ from talkingface.jobs.database import (
     server_engine,
     sqlite_engine,
 )
+from talkingface.jobs.deletion import JobDeletion
 from talkingface.jobs.outbox import DeliveryOutbox
 from talkingface.jobs.reads import JobReads, count_jobs, newest_with_key_prefix
 from talkingface.jobs.records import (
     AttemptRecord,
+    InputNames,
     JobInputs,
     JobOptions,
     JobRecord,
+    JobTags,
 )
 from talkingface.jobs.service_state import ServiceState
 from talkingface.jobs.states import (
@@ -61,7 +64,7 @@ _LIVE_STATES = [JobState.QUEUED, JobState.RUNNING]
 _PURGE_BATCH = 500
 
 
-class JobStore(JobReads, TemplateRows, ServiceState, DeliveryOutbox):
+class JobStore(JobReads, TemplateRows, JobDeletion, ServiceState, DeliveryOutbox):
     """The single source of truth and the queue. Thread-safe (one Engine, short transactions)."""
 
     def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow) -> None:
@@ -116,6 +119,8 @@ class JobStore(JobReads, TemplateRows, ServiceState, DeliveryOutbox):
         job_id: str | None = None,
         live_key_prefix: str | None = None,
         request_fingerprint: str | None = None,
+        tags: JobTags | None = None,
+        names: InputNames | None = None,
     ) -> tuple[JobRecord, bool]:
         """(job, created): an idempotency key seen before returns that job and False.
 
@@ -123,6 +128,8 @@ class JobStore(JobReads, TemplateRows, ServiceState, DeliveryOutbox):
         live_key_prefix: a queued or running job whose key starts with it is returned instead
         (False): one live job per prefix (a HeyGem code), however many creates race.
         request_fingerprint: kept in the job_created event (request_fingerprint_of).
+        names.template_id: the template must still be registered when the job is written
+        (TemplateNotFoundError otherwise); a template delete sees the job (TemplateDeletion).
         """
         try:
             with self._write() as conn:
@@ -149,9 +156,13 @@ class JobStore(JobReads, TemplateRows, ServiceState, DeliveryOutbox):
                             f"The queue is full ({queued} jobs waiting, limit {max_queued}); "
                             "submit again later."
                         )
+                if names is not None and names.template_id is not None:
+                    self._hold_template(conn, names.template_id)
                 now = self._clock()
                 new_id = job_id or uuid.uuid4().hex
-                values = tables.new_job_values(new_id, inputs, options, priority, idempotency_key)
+                values = tables.new_job_values(
+                    new_id, inputs, options, priority, idempotency_key, tags, names
+                )
                 conn.execute(jobs.insert().values(**values, created_at=now, updated_at=now))
                 created: dict[str, Any] = {"priority": priority}  # Any: JSON-safe values
                 if request_fingerprint is not None:

@@ -32,9 +32,11 @@ from talkingface.errors import MAX_TRACEBACK_BYTES, ErrorCode, ErrorRecord, Stag
 from talkingface.jobs.records import (
     AttemptRecord,
     EventRecord,
+    InputNames,
     JobInputs,
     JobOptions,
     JobRecord,
+    JobTags,
 )
 from talkingface.jobs.states import AttemptOutcome, JobKind, JobState, check_transition
 from talkingface.results import JobResult
@@ -108,10 +110,19 @@ jobs = Table(
     *_error_columns(with_traceback=False),
     # migration 0003: what the job does (JobKind); public job lists show render jobs only
     Column("kind", String(32), nullable=False, server_default=JobKind.RENDER.value),
+    # migration 0004: what the submitter attached, and the inputs by name (JobTags, InputNames)
+    Column("label", String(200)),
+    Column("metadata", JSON(none_as_null=True)),
+    Column("audio_name", Text),
+    Column("video_name", Text),
+    Column("template_id", String(32)),
+    Column("search_text", Text),  # label and input names, casefolded: what `q=` searches
     CheckConstraint(ERROR_MESSAGE_CHECK, name="ck_jobs_error_message"),
 )
 Index("ix_jobs_claim", jobs.c.state, jobs.c.priority.desc(), jobs.c.created_at)
 Index("ix_jobs_finished_at", jobs.c.finished_at)
+Index("ix_jobs_label", jobs.c.label)
+Index("ix_jobs_template_id", jobs.c.template_id)
 Index(  # prefix searches (HeyGem codes) on PostgreSQL under any collation: migration 0002
     "ix_jobs_idempotency_key_prefix",
     jobs.c.idempotency_key,
@@ -226,9 +237,19 @@ def new_job_values(
     options: JobOptions,
     priority: int,
     idempotency_key: str | None,
+    tags: JobTags | None = None,
+    names: InputNames | None = None,
 ) -> dict[str, Any]:  # Any: column values of several types
     """Column values of a new queued job (timestamps added by the caller)."""
+    tags = tags or JobTags()
+    names = names or InputNames()
     return {
+        "label": tags.label,
+        "metadata": tags.metadata,
+        "audio_name": names.audio_name,
+        "video_name": names.video_name,
+        "template_id": names.template_id,
+        "search_text": search_text(tags.label, names.audio_name, names.video_name),
         "id": job_id,
         "idempotency_key": idempotency_key,
         "state": JobState.QUEUED.value,
@@ -242,6 +263,11 @@ def new_job_values(
         "attempt": 0,
         "cancel_requested": False,
     }
+
+
+def search_text(*parts: str | None) -> str:
+    """What `GET /v1/jobs?q=` matches: the label and input names, casefolded, one a line."""
+    return "\n".join(part.casefold() for part in parts if part)
 
 
 def error_values(error: ErrorRecord | None) -> dict[str, Any]:  # Any: column values
@@ -312,6 +338,12 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         error=_error_from(values),
         progress_at=values["progress_at"],
         kind=JobKind(values["kind"]),
+        tags=JobTags(label=values["label"], metadata=values["metadata"]),
+        names=InputNames(
+            audio_name=values["audio_name"],
+            video_name=values["video_name"],
+            template_id=values["template_id"],
+        ),
     )
 
 

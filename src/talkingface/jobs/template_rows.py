@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, func, select
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from talkingface.jobs import tables
@@ -58,7 +59,7 @@ class TemplateRows:
         content registered before returns its existing template and False."""
         try:
             with self._write() as conn:
-                existing = _template(conn, spec.id)
+                existing = read_template(conn, spec.id)
                 if existing is not None:
                     return existing, False
                 now = self._clock()
@@ -83,7 +84,20 @@ class TemplateRows:
     def template(self, template_id: str) -> TemplateRecord | None:
         """The registered template with this id and its job, or None."""
         with self._read() as conn:
-            return _template(conn, template_id)
+            return read_template(conn, template_id)
+
+    def list_templates(self, *, limit: int, offset: int) -> tuple[list[TemplateRecord], int]:
+        """A page of registered templates, newest first, and how many there are."""
+        query = (
+            _joined()
+            .order_by(templates.c.created_at.desc(), templates.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._read() as conn:
+            page = [_record(row) for row in conn.execute(query)]
+            total = int(conn.execute(select(func.count()).select_from(templates)).scalar_one())
+        return page, total
 
     def record_template_outcome(self, job_id: str, outcome: TemplateOutcome) -> None:
         """Keep what preparation found on the template's row (before its job succeeds)."""
@@ -95,24 +109,31 @@ class TemplateRows:
             )
 
 
-def _template(conn: Connection, template_id: str) -> TemplateRecord | None:
-    row = conn.execute(select(templates).where(templates.c.id == template_id)).first()
-    if row is None:
-        return None
+def _joined() -> Select[Any]:
+    """Templates with their preparation job: the job's columns, then the template's as t_*."""
+    labelled = [column.label(f"t_{column.name}") for column in templates.c]
+    return select(jobs, *labelled).join(templates, templates.c.job_id == jobs.c.id)
+
+
+def read_template(conn: Connection, template_id: str) -> TemplateRecord | None:
+    row = conn.execute(_joined().where(templates.c.id == template_id)).first()
+    return None if row is None else _record(row)
+
+
+def _record(row: Row[Any]) -> TemplateRecord:
     values = row._mapping
-    job_row = conn.execute(select(jobs).where(jobs.c.id == values["job_id"])).one()
-    outcome: dict[str, Any] | None = values["outcome"]  # Any: JSON-safe values
+    outcome: dict[str, Any] | None = values["t_outcome"]  # Any: JSON-safe values
     return TemplateRecord(
         spec=TemplateSpec(
-            id=values["id"],
-            video_name=values["video_name"],
-            duration_s=float(values["duration_s"]),
-            width=int(values["width"]),
-            height=int(values["height"]),
-            fps=float(values["fps"]),
-            is_still_image=bool(values["is_still_image"]),
+            id=values["t_id"],
+            video_name=values["t_video_name"],
+            duration_s=float(values["t_duration_s"]),
+            width=int(values["t_width"]),
+            height=int(values["t_height"]),
+            fps=float(values["t_fps"]),
+            is_still_image=bool(values["t_is_still_image"]),
         ),
-        created_at=values["created_at"],
-        job=tables.job_from_row(job_row),
+        created_at=values["t_created_at"],
+        job=tables.job_from_row(row),
         outcome=None if outcome is None else TemplateOutcome(**outcome),
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,13 +20,22 @@ from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
 from talkingface.api.events_stream import iter_job_stream
 from talkingface.api.file_ranges import RangedFileResponse, plan_ranges, range_not_satisfiable
 from talkingface.api.inputs import MediaRef, Upload
+from talkingface.api.job_files import remove_job_files
 from talkingface.api.problems import invalid_request
-from talkingface.api.schemas import EventPublic, JobCreate, JobList, JobOptionsIn, JobPublic
+from talkingface.api.schemas import (
+    LABEL_MAX_CHARS,
+    EventPublic,
+    JobCreate,
+    JobList,
+    JobOptionsIn,
+    JobPublic,
+)
 from talkingface.api.schemas import job_public as build_job_public
 from talkingface.api.submissions import create_keyed_job
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_downloads import UrlDownloads
-from talkingface.errors import JobStateError
+from talkingface.errors import ErrorCode, JobStateError
+from talkingface.jobs.reads import JobQuery
 from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
@@ -32,6 +44,12 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 MAX_ROW_NUMBER = 2**63 - 1  # a 64-bit SQL integer: larger offsets and event ids cannot exist
 FORM_HINT = "send audio and video as files (two at most) and the options as text fields"
+NO_TEMPLATE = "Field required (a file, path or URL), or give template_id instead"
+BOTH_TEMPLATES = "give either video or template_id, not both"
+MEDIA_FIELDS = ("audio", "video", "template_id")
+TEMPLATE_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+METADATA_USE = 'send metadata as a JSON object in text, e.g. {"customer": "acme"}'
+
 JSON_BODY_USE = "a JSON submission (paths, URLs and options); upload media as multipart/form-data"
 
 SUBMIT_BODY: dict[str, Any] = {  # Any: an OpenAPI fragment; JobCreate is added by create_app
@@ -42,14 +60,28 @@ SUBMIT_BODY: dict[str, Any] = {  # Any: an OpenAPI fragment; JobCreate is added 
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["audio", "video"],
+                    "required": ["audio"],
                     "properties": {
                         "audio": {"type": "string", "format": "binary"},
-                        "video": {"type": "string", "format": "binary"},
+                        "video": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The template video; or send template_id.",
+                        },
+                        "template_id": {
+                            "type": "string",
+                            "pattern": "^[0-9a-f]{32}$",
+                            "description": "A registered template, instead of video.",
+                        },
                         "priority": {"type": "integer", "minimum": -100, "maximum": 100},
                         "engine": {"type": "string"},
                         "loop": {"type": "string"},
                         "face_policy": {"type": "string"},
+                        "label": {"type": "string", "maxLength": LABEL_MAX_CHARS},
+                        "metadata": {
+                            "type": "string",
+                            "description": "A JSON object, as text (4096 bytes, 32 keys).",
+                        },
                     },
                 }
             },
@@ -83,34 +115,74 @@ async def read_json_submission(request: Request) -> JobCreate:
         raise invalid_request(exc.errors(include_url=False, include_context=False)) from exc
 
 
-def form_submission(form: FormData) -> tuple[MediaRef, MediaRef, JobOptionsIn]:
-    """Files (or path/URL strings) `audio` and `video`, and the options as form fields."""
-    refs: list[MediaRef] = []
-    missing = []
-    for field in ("audio", "video"):
-        value = form.get(field)
-        if isinstance(value, UploadFile):
-            refs.append(Upload(filename=value.filename, file=value.file))
-        elif isinstance(value, str) and value:
-            refs.append(value)
-        else:
-            missing.append({"loc": (field,), "msg": "Field required (a file, path or URL)"})
+@dataclass(frozen=True, slots=True)
+class FormSubmission:
+    """A multipart submission: the audio, the template (a video, or a registered template's
+    id), and the options from the text fields."""
+
+    audio: MediaRef
+    video: MediaRef | None
+    template_id: str | None
+    options: JobOptionsIn
+
+
+def form_submission(form: FormData) -> FormSubmission:
+    """Files (or path/URL strings) `audio` and `video` (or a `template_id` instead of the
+    video), and the options as form fields (`metadata` as a JSON object in text)."""
+    problems: list[dict[str, Any]] = []  # Any: pydantic-style error entries
     counts = Counter(key for key, _ in form.multi_items())
-    repeated = [
+    problems += [
         {"loc": (key,), "msg": f"given {count} times; send each field once"}
         for key, count in counts.items()
         if count > 1
     ]
-    fields = {k: v for k, v in form.multi_items() if k not in ("audio", "video")}
+    audio = _media_field(form, "audio")
+    video = _media_field(form, "video")
+    template_id = form.get("template_id")
+    if not isinstance(template_id, str) or not template_id:
+        template_id = None
+    if audio is None:
+        problems.append({"loc": ("audio",), "msg": "Field required (a file, path or URL)"})
+    if video is None and template_id is None:
+        problems.append({"loc": ("video",), "msg": NO_TEMPLATE})
+    elif video is not None and template_id is not None:
+        problems.append({"loc": ("template_id",), "msg": BOTH_TEMPLATES})
+    elif template_id is not None and not TEMPLATE_ID_PATTERN.fullmatch(template_id):
+        problems.append({"loc": ("template_id",), "msg": "must be 32 lowercase hex digits"})
+    fields: dict[str, Any] = {  # Any: text fields, metadata parsed from JSON
+        k: v for k, v in form.multi_items() if k not in MEDIA_FIELDS and v != ""
+    }
+    if isinstance(fields.get("metadata"), str):
+        fields["metadata"] = _metadata_field(fields["metadata"], problems)
     try:
-        options = JobOptionsIn.model_validate({k: v for k, v in fields.items() if v != ""})
+        options = JobOptionsIn.model_validate(fields)
     except ValidationError as exc:
         raise invalid_request(
-            repeated + missing + exc.errors(include_url=False, include_context=False)
+            problems + exc.errors(include_url=False, include_context=False)
         ) from exc
-    if missing or repeated:
-        raise invalid_request(repeated + missing)
-    return refs[0], refs[1], options
+    if problems or audio is None:
+        raise invalid_request(problems)
+    return FormSubmission(audio, video, template_id, options)
+
+
+def _media_field(form: FormData, field: str) -> MediaRef | None:
+    value = form.get(field)
+    if isinstance(value, UploadFile):
+        return Upload(filename=value.filename, file=value.file)
+    return value if isinstance(value, str) and value else None
+
+
+def _metadata_field(text: str, problems: list[dict[str, Any]]) -> object:
+    """The `metadata` form field parsed (a problem noted when it is not a JSON object)."""
+    try:
+        value: object = json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        problems.append({"loc": ("metadata",), "msg": f"not valid JSON ({exc}); {METADATA_USE}"})
+        return None
+    if not isinstance(value, dict):
+        problems.append({"loc": ("metadata",), "msg": f"not a JSON object; {METADATA_USE}"})
+        return None
+    return value
 
 
 @router.post(
@@ -135,17 +207,19 @@ async def submit_job(
     if content_type.startswith("multipart/form-data"):
         form = await read_form(request, settings, hint=FORM_HINT)
         try:
-            audio, video, options = form_submission(form)
+            sent = form_submission(form)
+            video = sent.video or template_video(request, sent.template_id or "")
             submission = await downloads.run_submission(
-                (audio, video),
+                (sent.audio, video),
                 create_keyed_job,
-                audio,
+                sent.audio,
                 video,
-                options,
+                sent.options,
                 idempotency_key,
                 settings,
                 store,
                 storage,
+                sent.template_id,
             )
         finally:
             await form.close()
@@ -162,6 +236,7 @@ async def submit_job(
             settings,
             store,
             storage,
+            body.template_id,
         )
     else:
         raise invalid_request(
@@ -180,11 +255,31 @@ def list_jobs(
     request: Request,
     store: StoreDep,
     state: JobState | None = None,
+    label: Annotated[
+        str | None, Query(max_length=LABEL_MAX_CHARS, description="Jobs with exactly this label.")
+    ] = None,
+    error_code: Annotated[
+        ErrorCode | None, Query(description="Jobs whose last error has this code.")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=LABEL_MAX_CHARS,
+            description="Case-insensitive text in the label or an input file name.",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ROW_NUMBER)] = 0,
 ) -> JobList:
-    """Jobs newest first, optionally of one state."""
-    jobs, total = store.list_jobs(state=state, limit=limit, offset=offset)
+    """Jobs newest first; the filters combine (all must match)."""
+    query = JobQuery(
+        state=state,
+        label=label.strip() if label is not None else None,
+        error_code=error_code,
+        text=q,
+    )
+    jobs, total = store.list_jobs(query, limit=limit, offset=offset)
     attempts = store.attempts_of([job.id for job in jobs])
     items = [job_public(request, store, job, attempts.get(job.id, [])) for job in jobs]
     return JobList(items=items, total=total, limit=limit, offset=offset)
@@ -195,6 +290,26 @@ def read_job(request: Request, store: StoreDep, job_id: str) -> JobPublic:
     """The job: state, stage, progress, attempts, error and result."""
     job, attempts = store.get_with_attempts(job_id)
     return job_public(request, store, job, attempts)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    operation_id="delete_job",
+    responses={
+        404: {"description": "No job with that id (JOB_NOT_FOUND)."},
+        409: {"description": "The job is queued or running (JOB_STATE)."},
+    },
+)
+def delete_job(
+    settings: SettingsDep, store: StoreDep, storage: StorageDep, job_id: str
+) -> Response:
+    """Delete a finished job (succeeded, failed or canceled): its record, history and files
+    (the result, uploaded and downloaded inputs; a HeyGem job's `<code>-r.mp4` when it holds
+    this job's video). Server-path inputs and registered templates are left alone."""
+    job = store.delete_finished_job(job_id)
+    remove_job_files(job, store, storage, settings.heygem_temp_dir)
+    return Response(status_code=204)
 
 
 class JobUpdate(BaseModel):

@@ -1,5 +1,6 @@
 """① /v1/templates: register a template once (stored, then face-tracked and cached by a
-prepare_template job that workers run) and describe it (its state is that job's)."""
+prepare_template job that workers run), describe and list templates (a template's state is
+that job's), and delete one with its cached face data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import uuid
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
@@ -17,6 +18,7 @@ from talkingface.api.bodies import read_form, read_json_body
 from talkingface.api.deps import SettingsDep, StorageDep
 from talkingface.api.inputs import Upload, fetch_media
 from talkingface.api.problems import invalid_request
+from talkingface.api.schemas import TemplateList, TemplatePublic
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_downloads import UrlDownloads
 from talkingface.errors import Stage, translate_errors
@@ -26,6 +28,7 @@ FORM_HINT = "send the template as one file in the field `video`"
 JSON_USE = 'a template registration ({"video": path or URL}); upload a file as multipart'
 
 
+MAX_ROW_NUMBER = 2**63 - 1  # a 64-bit SQL integer: a larger offset cannot exist
 TemplateId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="A registered template.")]
 
 REGISTER_BODY: dict[str, Any] = {  # Any: an OpenAPI fragment (the body is read by hand)
@@ -53,12 +56,12 @@ REGISTER_BODY: dict[str, Any] = {  # Any: an OpenAPI fragment (the body is read 
 }
 
 
-def _public(request: Request, meta: dict[str, Any]) -> dict[str, Any]:  # Any: JSON-safe
+def _public(request: Request, meta: dict[str, Any]) -> TemplatePublic:  # Any: JSON-safe
     public = {k: v for k, v in meta.items() if k != "video"}
     public["thumbnail_url"] = str(
         request.url_for("read_template_thumbnail", template_id=meta["id"])
     )
-    return public
+    return TemplatePublic.model_validate(public)
 
 
 @router.post(
@@ -70,7 +73,7 @@ def _public(request: Request, meta: dict[str, Any]) -> dict[str, Any]:  # Any: J
 )
 async def register_template(
     request: Request, response: Response, settings: SettingsDep, storage: StorageDep
-) -> dict[str, Any]:
+) -> TemplatePublic:
     """Store and prepare a template (multipart file `video`, or JSON {"video": path or URL});
     the same content returns the same id (200)."""
     registry: TemplateRegistry = request.app.state.templates
@@ -123,11 +126,42 @@ async def _json_video(request: Request) -> str:
     return video
 
 
+@router.head("", include_in_schema=False)
+@router.get("", operation_id="list_templates")
+def list_templates(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_NUMBER)] = 0,
+) -> TemplateList:
+    """Registered templates, newest first, each as GET /v1/templates/{id} describes it."""
+    registry: TemplateRegistry = request.app.state.templates
+    metas, total = registry.list(limit=limit, offset=offset)
+    items = [_public(request, meta) for meta in metas]
+    return TemplateList(items=items, total=total, limit=limit, offset=offset)
+
+
 @router.get("/{template_id}", operation_id="read_template")
-def read_template(request: Request, template_id: TemplateId) -> dict[str, Any]:
+def read_template(request: Request, template_id: TemplateId) -> TemplatePublic:
     """State (preparing, ready, failed), face count, duration, size and a thumbnail URL."""
     registry: TemplateRegistry = request.app.state.templates
     return _public(request, registry.describe(template_id))
+
+
+@router.delete(
+    "/{template_id}",
+    status_code=204,
+    operation_id="delete_template",
+    responses={
+        404: {"description": "No template with that id (TEMPLATE_NOT_FOUND)."},
+        409: {"description": "Queued or running jobs use it (TEMPLATE_IN_USE)."},
+    },
+)
+def delete_template(request: Request, template_id: TemplateId) -> Response:
+    """Delete the template, its stored video and its prepared face data (refused while a
+    queued or running job uses it; finished jobs that used it keep their results)."""
+    registry: TemplateRegistry = request.app.state.templates
+    registry.delete(template_id)
+    return Response(status_code=204)
 
 
 @router.get(
