@@ -19,6 +19,14 @@ from fastapi.staticfiles import StaticFiles
 ASSETS_PATH = "/docs-assets"  # auth.OPEN_PREFIXES lets it through without a key
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"  # MIT; Swagger UI 5, Redoc 2
 SWAGGER_PARAMETERS = {"validatorUrl": None, "persistAuthorization": False}
+# Nothing on these pages may leave this server: Redoc's sidebar, for one, always loads a logo
+# from cdn.redoc.ly. Inline script and styles are the pages' own (FastAPI's HTML, Redoc's
+# styled components); blob: workers are Redoc's search.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "frame-ancestors 'self'; base-uri 'self'; form-action 'self'"
+)
 
 
 def install_docs_pages(app: FastAPI) -> None:
@@ -29,21 +37,30 @@ def install_docs_pages(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def read_swagger_page() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=openapi_url,
-            title=f"{app.title} API - Swagger UI",
-            swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=favicon,
-            swagger_ui_parameters=SWAGGER_PARAMETERS,
+        return _confined(
+            get_swagger_ui_html(
+                openapi_url=openapi_url,
+                title=f"{app.title} API - Swagger UI",
+                swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+                swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
+                swagger_favicon_url=favicon,
+                swagger_ui_parameters=SWAGGER_PARAMETERS,
+            )
         )
 
     @app.get("/redoc", include_in_schema=False)
     async def read_redoc_page() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=openapi_url,
-            title=f"{app.title} API - ReDoc",
-            redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
-            redoc_favicon_url=favicon,
-            with_google_fonts=False,
+        return _confined(
+            get_redoc_html(
+                openapi_url=openapi_url,
+                title=f"{app.title} API - ReDoc",
+                redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
+                redoc_favicon_url=favicon,
+                with_google_fonts=False,
+            )
         )
+
+
+def _confined(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return page
