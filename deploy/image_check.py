@@ -195,6 +195,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def http_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return str(response.read().decode("utf-8", errors="replace"))
+
+
+def check_pages(base: str) -> None:
+    """The docs' assets come from the installed package; workers show in /metrics."""
+    for path in ("/docs", "/redoc", "/docs-assets/swagger-ui-bundle.js", "/openapi.json"):
+        http_text(base + path)  # raises on any status but 2xx
+    wait_until(
+        lambda: "talkingface_worker_resident_memory_bytes{" in http_text(f"{base}/metrics"),
+        60,
+        "the worker's figures in /metrics",
+    )
+    log("/docs, /redoc, their assets, /openapi.json and the worker's metrics answer")
+
+
 def check(chroot: Chroot, log_path: Path) -> None:
     # the client side of face2face: files in the shared temp folder
     make_inputs = (
@@ -212,8 +229,10 @@ def check(chroot: Chroot, log_path: Path) -> None:
         "TALKINGFACE_API__HOST": "127.0.0.1",
         "TALKINGFACE_API__PORT": str(port),
     }
-    log(f"talkingface serve (the image's settings, port {port})")
-    chroot.start(["talkingface", "serve"], env, log_path)
+    # face2face's own start command, which a compose file swapped to this image keeps: it
+    # execs `talkingface serve` (the Dockerfile's CMD) with the image's settings
+    log(f"python /code/app_local.py → talkingface serve (the image's settings, port {port})")
+    chroot.start(["python", "/code/app_local.py"], env, log_path)
     base = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -224,6 +243,7 @@ def check(chroot: Chroot, log_path: Path) -> None:
         return False
 
     wait_until(ready, START_TIMEOUT_S, "the server to become ready")
+    check_pages(base)
     code = str(uuid.uuid4())
     body = {  # what HeyGem's desktop client sends: a container path and a bare name
         "audio_url": "/code/data/temp/speech.wav",

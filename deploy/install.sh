@@ -5,6 +5,7 @@
 #
 #   /opt/talkingface/venv                the virtual environment (talkingface on its PATH)
 #   /etc/talkingface/talkingface.toml    the image's settings (deploy/talkingface.toml)
+#   /code/app_local.py                   face2face's start command, kept: it runs serve
 #   /code/data/temp                      HeyGem's shared folder (a volume in the image)
 set -eu
 
@@ -24,6 +25,8 @@ python3 -m venv "$PREFIX/venv"
 ln -sf "$PREFIX/venv/bin/talkingface" /usr/local/bin/talkingface
 
 install -D -m 0644 "$SRC/deploy/talkingface.toml" /etc/talkingface/talkingface.toml
+# face2face's start command, `python /code/app_local.py`, starts talkingface serve here.
+install -D -m 0644 "$SRC/deploy/app_local.py" /code/app_local.py
 mkdir -p /code/data/temp
 
 # The engine loads and the installed command answers: fail the build here, not at start-up.
