@@ -131,6 +131,7 @@ class Chroot:
     def close(self) -> None:
         for process in self.processes:
             _stop_group(process)
+        self._kill_processes_inside()
         for point in sorted(mounts_under(self.root), key=len, reverse=True):
             subprocess.run(["umount", "--lazy", point], check=False)
         left = mounts_under(self.root)
@@ -138,6 +139,28 @@ class Chroot:
             log(f"NOT deleting {self.root}: still mounted: {left}")
             return
         subprocess.run(["rm", "-rf", "--one-file-system", str(self.root)], check=False)
+
+    def _kill_processes_inside(self) -> None:
+        """Whatever still runs in this root (an install cut short: apt, pip) was started by
+        this check; SIGKILL it so the unmounts and the removal find nothing busy."""
+        deadline = time.monotonic() + 10
+        while pids := self._pids_inside():
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                log(f"processes still inside the root: {pids}")
+                return
+            time.sleep(0.1)  # polling interval
+
+    def _pids_inside(self) -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.readlink(entry / "root") == str(self.root):
+                        pids.append(int(entry.name))
+        return pids
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
