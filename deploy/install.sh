@@ -14,9 +14,9 @@ PREFIX=/opt/talkingface
 export DEBIAN_FRONTEND=noninteractive
 
 apt-get update
-# python3 3.11 is bookworm's; the wheels carry FFmpeg, OpenCV and the rest. libgomp1: OpenMP
-# for the face models' runtime.
-apt-get install -y --no-install-recommends python3 python3-venv ca-certificates libgomp1
+# python3 3.11 is bookworm's; the wheels carry FFmpeg, OpenCV and the rest of what they link
+# (only libc, libstdc++, libgcc and zlib come from the system).
+apt-get install -y --no-install-recommends python3 python3-venv ca-certificates
 
 python3 -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" install --disable-pip-version-check "$SRC"
