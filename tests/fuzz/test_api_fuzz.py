@@ -69,6 +69,7 @@ schema = schemathesis.openapi.from_dict(
 # Seeded jobs in the states the fuzzer cannot reach on its own; fixed ids, because the
 # hooks below exist before the fixtures run.
 QUEUED_ID, FAILED_ID, SUCCEEDED_ID = ("a" * 32, "b" * 32, "c" * 32)
+DISPOSABLE_IDS = ("d" * 32, "e" * 32)  # canceled jobs that DELETE may take (not the above)
 
 
 @dataclass
@@ -169,8 +170,12 @@ def media_url_fixture(tmp_path_factory: pytest.TempPathFactory, speech_wav: Path
 
 
 def _seed_jobs(store: JobStore, storage: LocalStorage, audio: Path, video: Path) -> None:
-    """A queued, a failed and a succeeded job (with a result file) under the fixed ids."""
+    """A queued, a failed and a succeeded job (with a result file) under the fixed ids, and
+    canceled ones for DELETE to take."""
     inputs = JobInputs(str(audio), str(video), 3.0)
+    for job_id in DISPOSABLE_IDS:
+        store.create(inputs, JobOptions(), job_id=job_id)
+        store.request_cancel(job_id)
     for job_id, priority in ((SUCCEEDED_ID, 100), (FAILED_ID, 50), (QUEUED_ID, -100)):
         store.create(inputs, JobOptions(), priority=priority, job_id=job_id)
     claimed = store.claim_next("w1", lease_s=30)
@@ -256,9 +261,12 @@ def _maybe(choices: list[Any]) -> st.SearchStrategy[Any]:
     return st.sampled_from([None, *choices])
 
 
-def known_ids(path_parameters: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
-    """The generated id, or an existing job's or template's."""
-    if "job_id" in path_parameters:
+def known_ids(path_parameters: dict[str, Any], method: str) -> st.SearchStrategy[dict[str, Any]]:
+    """The generated id, or an existing job's or template's (a DELETE gets the queued job,
+    which it must refuse, or a disposable one: the seeded jobs stay for the other tests)."""
+    if "job_id" in path_parameters and method.upper() == "DELETE":
+        name, known = "job_id", [QUEUED_ID, *DISPOSABLE_IDS]
+    elif "job_id" in path_parameters:
         name, known = "job_id", [QUEUED_ID, FAILED_ID, SUCCEEDED_ID]
     elif "template_id" in path_parameters:
         name, known = "template_id", KNOWN.template_ids
@@ -313,7 +321,8 @@ def real_references(context: Any, case: Any) -> st.SearchStrategy[Any]:  # Any: 
         object.__setattr__(case, "body", drawn[1])
         return case
 
-    return st.tuples(known_ids(case.path_parameters), real_media(case.body)).map(substitute)
+    ids = known_ids(case.path_parameters, case.operation.method)
+    return st.tuples(ids, real_media(case.body)).map(substitute)
 
 
 @dataclass(frozen=True)
@@ -327,6 +336,8 @@ class Call:
 MUST_ANSWER = {
     "POST /v1/jobs": {("application/json", 202), ("multipart/form-data", 202)},
     "POST /easy/submit": {("application/json", 10000)},
+    "DELETE /v1/jobs/{job_id}": {(None, 204), (None, 409)},
+    "DELETE /v1/templates/{template_id}": {(None, 409)},  # its preparation never runs here
 }
 
 

@@ -181,7 +181,11 @@ def test_multipart_bodies_with_missing_repeated_or_unknown_fields_name_them(
         ({"files": files, "data": {"colour": "red"}}, "colour: Extra inputs"),
         ({"files": {**files, "template_id": ("x", b"1")}}, "Too many files"),
         ({"files": {"audio": files["audio"], "extra": ("x.bin", b"1")}}, "extra: Extra inputs"),
-        ({"files": files, "data": {"template_id": "0" * 32}}, "template_id: Extra inputs"),
+        ({"files": files, "data": {"template_id": "0" * 32}}, "template_id: give either video"),
+        (
+            {"files": {"audio": files["audio"], "template_id": ("t", b"0" * 32)}},
+            "template_id: send the id as a text field",
+        ),
     ]
     for request, says in cases:
         message = assert_error(api.client.post("/v1/jobs", **request), 422, "INPUT_INVALID")

@@ -207,6 +207,7 @@ def test_a_template_in_use_is_refused_then_deleted_with_its_files_and_cached_fac
     # Given its preparation still queued: the delete is refused, saying what to do
     error = assert_error(api.client.delete(f"/v1/templates/{template_id}"), 409, "TEMPLATE_IN_USE")
     assert "its own preparation" in error["message"] and "cancel" in error["message"]
+    assert meta["job_id"] in error["message"]  # the job to wait for or cancel
     finish_preparation(api, meta)
 
     # Given two queued renders on it: refused, naming how many
@@ -236,9 +237,7 @@ def test_a_template_registered_again_after_its_delete_is_a_new_template(api: Api
     fail_next(api, first["job_id"])
     assert api.client.delete(f"/v1/templates/{first['id']}").status_code == 204
 
-    again = api.client.post(
-        "/v1/templates", json={"video": str(api.input_root / "template.mp4")}
-    )
+    again = api.client.post("/v1/templates", json={"video": str(api.input_root / "template.mp4")})
 
     assert again.status_code == 202, again.text  # created anew, not the deleted one
     assert again.json()["id"] == first["id"] and again.json()["job_id"] != first["job_id"]

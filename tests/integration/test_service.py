@@ -880,7 +880,7 @@ def test_a_registered_template_is_prepared_once_and_used_by_id(
     unknown = service.http.post(
         "/v1/jobs", json={"audio": str(roots / "voice.wav"), "template_id": "0" * 32}
     )
-    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "INPUT_NOT_FOUND"
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "TEMPLATE_NOT_FOUND"
     both = service.http.post(
         "/v1/jobs", json={"audio": "a", "video": "b", "template_id": template_id}
     )

@@ -17,6 +17,7 @@ from talkingface.vocabulary import FacePolicy, LoopMode
 
 # marks a field the OpenAPI document shows only where workers.allow_faults is set (openapi_doc)
 TEST_ONLY = "x-test-only"
+ERROR_BODY_REF = "#/components/schemas/ErrorBody"  # openapi_doc adds the model
 LABEL_MAX_CHARS = 200
 METADATA_MAX_BYTES = 4096  # compact UTF-8 JSON: what the store keeps
 METADATA_MAX_KEYS = 32
@@ -219,7 +220,7 @@ class TemplatePublic(BaseModel):
 
     id: str
     state: str = Field(description="preparing, ready or failed.")
-    created_at: datetime | None
+    created_at: datetime
     duration_s: float
     width: int
     height: int
@@ -320,3 +321,15 @@ def job_public(
         created_at=job.created_at,
         updated_at=job.updated_at,
     )
+
+
+def error_answers(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=` for error statuses it answers beyond openapi_doc's table, each
+    with the one error body (Any: OpenAPI fragments)."""
+    return {
+        status: {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": ERROR_BODY_REF}}},
+        }
+        for status, text in descriptions.items()
+    }

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
 from talkingface.jobs.template_rows import TemplateRecord, TemplateSpec
 from talkingface.media.input_checks import checked_probe
-from talkingface.media.probe import choose_output_fps
+from talkingface.media.probe import MediaInfo, choose_output_fps
 from talkingface.media.probe_process import IsolatedProbe
 from talkingface.template_cache_files import remove_template_entries
 from talkingface.template_files import (
@@ -53,6 +54,9 @@ class TemplateRegistry:
         self.settings = settings
         self.store = store
         self.root = templates_root(settings.data_dir)
+        # a delete removes <root>/<id>/ after its rows: a registration of the same bytes must
+        # not store its file there in between (this process's; one API process per data dir)
+        self._files = threading.Lock()
 
     def close(self) -> None:
         """Nothing runs here any more (workers prepare templates); kept for the app's lifespan."""
@@ -63,6 +67,10 @@ class TemplateRegistry:
             source, self.settings.limits, IsolatedProbe.from_settings(self.settings)
         )
         digest = content_id(source)
+        with self._files:
+            return self._store(source, digest, info)
+
+    def _store(self, source: Path, digest: str, info: MediaInfo) -> tuple[dict[str, Any], bool]:
         existing = self.store.template(digest)
         if existing is not None:
             source.unlink(missing_ok=True)
@@ -100,19 +108,10 @@ class TemplateRegistry:
     def delete(self, template_id: str) -> None:
         """Delete the template (refused while a queued or running job uses it), then its
         stored video, thumbnail and prepared face data in the template cache."""
-        record = self.store.delete_template(template_id)
-        directory = self.root / record.spec.id
-        try:
-            if directory.exists():
-                shutil.rmtree(directory)
-        except OSError as exc:  # the template is gone from the store: its files are leftovers
-            logger.warning(
-                "could not remove the files of deleted template %s (%s); remove %s by hand",
-                record.spec.id,
-                exc.strerror or exc,
-                directory,
-                extra={"event": "template_files_not_removed", "path": str(directory)},
-            )
+        with self._files:
+            record = self.store.delete_template(template_id)
+            directory = self.root / record.spec.id
+            self._remove_directory(directory, record.spec.id)
         removed = remove_template_entries(self.settings.cache.dir, record.spec.id)
         logger.info(
             "template %s deleted (%d template cache items removed)",
@@ -120,6 +119,20 @@ class TemplateRegistry:
             removed,
             extra={"event": "template_deleted", "template_id": record.spec.id},
         )
+
+    @staticmethod
+    def _remove_directory(directory: Path, template_id: str) -> None:
+        try:
+            if directory.exists():
+                shutil.rmtree(directory)
+        except OSError as exc:  # the template is gone from the store: its files are leftovers
+            logger.warning(
+                "could not remove the files of deleted template %s (%s); remove %s by hand",
+                template_id,
+                exc.strerror or exc,
+                directory,
+                extra={"event": "template_files_not_removed", "path": str(directory)},
+            )
 
     def video_path(self, template_id: str) -> Path:
         meta = self.describe(template_id)

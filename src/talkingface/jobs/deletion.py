@@ -110,23 +110,24 @@ def _live_users(conn: Connection, record: TemplateRecord) -> list[tuple[str, str
 
 
 def _in_use(template_id: str, users: list[tuple[str, str]]) -> TemplateInUseError:
-    preparing = any(kind == JobKind.PREPARE_TEMPLATE.value for _, kind in users)
+    preparation = [job_id for job_id, kind in users if kind == JobKind.PREPARE_TEMPLATE.value]
     renders = [job_id for job_id, kind in users if kind != JobKind.PREPARE_TEMPLATE.value]
     parts = []
     if renders:
         parts.append(f"{len(renders)} queued or running job{'s' if len(renders) != 1 else ''}")
-    if preparing:
-        parts.append("its own preparation")
+    if preparation:
+        parts.append(f"its own preparation (job {preparation[0]})")
+    them = "them" if len(users) > 1 else "it"
     return TemplateInUseError(
-        f"Template {template_id} is in use by {' and '.join(parts)}; wait for "
-        f"{'them' if len(users) > 1 else 'it'} to finish or cancel "
-        f"{'them' if len(users) > 1 else 'it'} (POST /v1/jobs/{{id}}/cancel), then delete "
-        "the template again.",
+        f"Template {template_id} is in use by {' and '.join(parts)}; wait for {them} to "
+        f"finish or cancel {them} (POST /v1/jobs/{{id}}/cancel), then delete the template "
+        "again.",
         details={
             "template_id": template_id,
             "job_count": len(renders),
             "job_ids": renders[:20],
-            "preparing": preparing,
+            "preparing": bool(preparation),
+            "preparation_job_id": preparation[0] if preparation else None,
         },
     )
 

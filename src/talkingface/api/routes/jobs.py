@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,22 +9,22 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.datastructures import FormData, UploadFile
 
 from talkingface.api.bodies import read_form, read_json_body
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
 from talkingface.api.events_stream import iter_job_stream
 from talkingface.api.file_ranges import RangedFileResponse, plan_ranges, range_not_satisfiable
-from talkingface.api.inputs import MediaRef, Upload
+from talkingface.api.inputs import MediaRef
 from talkingface.api.job_files import remove_job_files
+from talkingface.api.job_forms import form_submission
 from talkingface.api.problems import invalid_request
 from talkingface.api.schemas import (
     LABEL_MAX_CHARS,
     EventPublic,
     JobCreate,
     JobList,
-    JobOptionsIn,
     JobPublic,
+    error_answers,
 )
 from talkingface.api.schemas import job_public as build_job_public
 from talkingface.api.submissions import create_keyed_job
@@ -44,11 +40,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 MAX_ROW_NUMBER = 2**63 - 1  # a 64-bit SQL integer: larger offsets and event ids cannot exist
 FORM_HINT = "send audio and video as files (two at most) and the options as text fields"
-NO_TEMPLATE = "Field required (a file, path or URL), or give template_id instead"
-BOTH_TEMPLATES = "give either video or template_id, not both"
-MEDIA_FIELDS = ("audio", "video", "template_id")
-TEMPLATE_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
-METADATA_USE = 'send metadata as a JSON object in text, e.g. {"customer": "acme"}'
 
 JSON_BODY_USE = "a JSON submission (paths, URLs and options); upload media as multipart/form-data"
 
@@ -115,81 +106,14 @@ async def read_json_submission(request: Request) -> JobCreate:
         raise invalid_request(exc.errors(include_url=False, include_context=False)) from exc
 
 
-@dataclass(frozen=True, slots=True)
-class FormSubmission:
-    """A multipart submission: the audio, the template (a video, or a registered template's
-    id), and the options from the text fields."""
-
-    audio: MediaRef
-    video: MediaRef | None
-    template_id: str | None
-    options: JobOptionsIn
-
-
-def form_submission(form: FormData) -> FormSubmission:
-    """Files (or path/URL strings) `audio` and `video` (or a `template_id` instead of the
-    video), and the options as form fields (`metadata` as a JSON object in text)."""
-    problems: list[dict[str, Any]] = []  # Any: pydantic-style error entries
-    counts = Counter(key for key, _ in form.multi_items())
-    problems += [
-        {"loc": (key,), "msg": f"given {count} times; send each field once"}
-        for key, count in counts.items()
-        if count > 1
-    ]
-    audio = _media_field(form, "audio")
-    video = _media_field(form, "video")
-    template_id = form.get("template_id")
-    if not isinstance(template_id, str) or not template_id:
-        template_id = None
-    if audio is None:
-        problems.append({"loc": ("audio",), "msg": "Field required (a file, path or URL)"})
-    if video is None and template_id is None:
-        problems.append({"loc": ("video",), "msg": NO_TEMPLATE})
-    elif video is not None and template_id is not None:
-        problems.append({"loc": ("template_id",), "msg": BOTH_TEMPLATES})
-    elif template_id is not None and not TEMPLATE_ID_PATTERN.fullmatch(template_id):
-        problems.append({"loc": ("template_id",), "msg": "must be 32 lowercase hex digits"})
-    fields: dict[str, Any] = {  # Any: text fields, metadata parsed from JSON
-        k: v for k, v in form.multi_items() if k not in MEDIA_FIELDS and v != ""
-    }
-    if isinstance(fields.get("metadata"), str):
-        fields["metadata"] = _metadata_field(fields["metadata"], problems)
-    try:
-        options = JobOptionsIn.model_validate(fields)
-    except ValidationError as exc:
-        raise invalid_request(
-            problems + exc.errors(include_url=False, include_context=False)
-        ) from exc
-    if problems or audio is None:
-        raise invalid_request(problems)
-    return FormSubmission(audio, video, template_id, options)
-
-
-def _media_field(form: FormData, field: str) -> MediaRef | None:
-    value = form.get(field)
-    if isinstance(value, UploadFile):
-        return Upload(filename=value.filename, file=value.file)
-    return value if isinstance(value, str) and value else None
-
-
-def _metadata_field(text: str, problems: list[dict[str, Any]]) -> object:
-    """The `metadata` form field parsed (a problem noted when it is not a JSON object)."""
-    try:
-        value: object = json.loads(text)
-    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
-        problems.append({"loc": ("metadata",), "msg": f"not valid JSON ({exc}); {METADATA_USE}"})
-        return None
-    if not isinstance(value, dict):
-        problems.append({"loc": ("metadata",), "msg": f"not a JSON object; {METADATA_USE}"})
-        return None
-    return value
-
-
 @router.post(
     "",
     status_code=202,
     operation_id="submit_job",
-    responses={200: {"description": "An existing job with the same Idempotency-Key."}},
+    responses={
+        200: {"description": "An existing job with the same Idempotency-Key."},
+        **error_answers({404: "No registered template with that id (TEMPLATE_NOT_FOUND)."}),
+    },
     openapi_extra=SUBMIT_BODY,
 )
 async def submit_job(
@@ -296,10 +220,13 @@ def read_job(request: Request, store: StoreDep, job_id: str) -> JobPublic:
     "/{job_id}",
     status_code=204,
     operation_id="delete_job",
-    responses={
-        404: {"description": "No job with that id (JOB_NOT_FOUND)."},
-        409: {"description": "The job is queued or running (JOB_STATE)."},
-    },
+    responses=error_answers(
+        {
+            404: "No job with that id (JOB_NOT_FOUND).",
+            409: "The job is queued or running, or prepares a template (JOB_STATE).",
+            503: "The job store cannot be reached; retryable.",
+        }
+    ),
 )
 def delete_job(
     settings: SettingsDep, store: StoreDep, storage: StorageDep, job_id: str

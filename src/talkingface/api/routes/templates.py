@@ -18,7 +18,7 @@ from talkingface.api.bodies import read_form, read_json_body
 from talkingface.api.deps import SettingsDep, StorageDep
 from talkingface.api.inputs import Upload, fetch_media
 from talkingface.api.problems import invalid_request
-from talkingface.api.schemas import TemplateList, TemplatePublic
+from talkingface.api.schemas import TemplateList, TemplatePublic, error_answers
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_downloads import UrlDownloads
 from talkingface.errors import Stage, translate_errors
@@ -28,6 +28,7 @@ FORM_HINT = "send the template as one file in the field `video`"
 JSON_USE = 'a template registration ({"video": path or URL}); upload a file as multipart'
 
 
+TEMPLATE_NOT_FOUND = "No registered template with that id (TEMPLATE_NOT_FOUND)."
 MAX_ROW_NUMBER = 2**63 - 1  # a 64-bit SQL integer: a larger offset cannot exist
 TemplateId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="A registered template.")]
 
@@ -127,7 +128,11 @@ async def _json_video(request: Request) -> str:
 
 
 @router.head("", include_in_schema=False)
-@router.get("", operation_id="list_templates")
+@router.get(
+    "",
+    operation_id="list_templates",
+    responses=error_answers({503: "The job store cannot be reached; retryable."}),
+)
 def list_templates(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -140,7 +145,11 @@ def list_templates(
     return TemplateList(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{template_id}", operation_id="read_template")
+@router.get(
+    "/{template_id}",
+    operation_id="read_template",
+    responses=error_answers({404: TEMPLATE_NOT_FOUND}),
+)
 def read_template(request: Request, template_id: TemplateId) -> TemplatePublic:
     """State (preparing, ready, failed), face count, duration, size and a thumbnail URL."""
     registry: TemplateRegistry = request.app.state.templates
@@ -151,10 +160,13 @@ def read_template(request: Request, template_id: TemplateId) -> TemplatePublic:
     "/{template_id}",
     status_code=204,
     operation_id="delete_template",
-    responses={
-        404: {"description": "No template with that id (TEMPLATE_NOT_FOUND)."},
-        409: {"description": "Queued or running jobs use it (TEMPLATE_IN_USE)."},
-    },
+    responses=error_answers(
+        {
+            404: TEMPLATE_NOT_FOUND,
+            409: "Queued or running jobs use it (TEMPLATE_IN_USE).",
+            503: "The job store cannot be reached; retryable.",
+        }
+    ),
 )
 def delete_template(request: Request, template_id: TemplateId) -> Response:
     """Delete the template, its stored video and its prepared face data (refused while a
@@ -168,7 +180,7 @@ def delete_template(request: Request, template_id: TemplateId) -> Response:
     "/{template_id}/thumbnail",
     operation_id="read_template_thumbnail",
     response_class=FileResponse,
-    responses={200: {"content": {"image/jpeg": {}}}},
+    responses={200: {"content": {"image/jpeg": {}}}, **error_answers({404: TEMPLATE_NOT_FOUND})},
 )
 def read_template_thumbnail(request: Request, template_id: TemplateId) -> FileResponse:
     registry: TemplateRegistry = request.app.state.templates
