@@ -24,15 +24,23 @@ from rich.progress import (
 
 from talkingface import vocabulary
 from talkingface.cli_errors import user_errors
-from talkingface.cli_service import jobs_app, queue_app
+from talkingface.cli_format import format_duration, format_figure
+from talkingface.cli_jobs import jobs_app
+from talkingface.cli_options import CONTEXT_SETTINGS, ApiKeyOpt, ForceOpt, JsonOpt
+from talkingface.cli_output import check_output_file
+from talkingface.cli_service import queue_app
 from talkingface.cli_signals import interrupts
+from talkingface.cli_submit import submit
+from talkingface.cli_templates import templates_app
+from talkingface.cli_usage import run_app
 from talkingface.config import Settings, load_settings
 from talkingface.logs import configure_logging
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
-    help="Lip-synced talking-head videos from a speech file and a template video or photo.",
+    context_settings=CONTEXT_SETTINGS,
+    help="Lip-synced talking-head videos from a speech file and a template video or photo. "
+    "Shell completion: talkingface --install-completion (bash, zsh, fish, PowerShell).",
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -40,6 +48,29 @@ err = Console(stderr=True, soft_wrap=True)
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file (else TALKINGFACE_* env vars).")
 ]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"talkingface {version('talkingface')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = None,
+) -> None:
+    """Lip-synced talking-head videos from a speech file and a template video or photo."""
 
 
 def _settings(config: Path | None, *, verbose: bool = False) -> Settings:
@@ -137,8 +168,9 @@ def generate(
         vocabulary.FacePolicy | None,
         typer.Option(help="Several faces: largest (default) or strict (fail)."),
     ] = None,
+    force: ForceOpt = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON summary instead of text.")
+        bool, typer.Option("--json", help="Print a JSON summary (errors too) instead of text.")
     ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Log the lifecycle to stderr.")
@@ -146,8 +178,9 @@ def generate(
     config: ConfigOpt = None,
 ) -> None:
     """Make OUTPUT: the template person saying the audio, lips in sync."""
-    with user_errors():
+    with user_errors(as_json=as_json):
         settings = _settings(config, verbose=verbose)
+        check_output_file(output, force=force)
         result = run_generate(
             audio,
             video,
@@ -163,9 +196,10 @@ def generate(
         return
     out.print(f"[green]wrote[/] {result.output_path}", highlight=False)
     out.print(
-        f"{result.duration_s:.2f} s, {result.width}x{result.height} @ {result.fps:g} fps, "
-        f"{result.frame_count} frames in {result.processing_s:.1f} s "
-        f"(real-time factor {result.processing_s / max(result.duration_s, 1e-6):.2f})"
+        f"{format_duration(result.duration_s)}, {result.width}x{result.height} "
+        f"@ {result.fps:g} fps, {result.frame_count} frames in "
+        f"{format_duration(result.processing_s)} (real-time factor "
+        f"{result.processing_s / max(result.duration_s, 1e-6):.2f})"
         + (", template from cache" if result.template_from_cache else ""),
         highlight=False,
     )
@@ -192,16 +226,21 @@ def demo(
     directory: Annotated[
         Path, typer.Option("--dir", help="Where to write the inputs and the result.")
     ] = Path("talkingface-demo"),
+    force: ForceOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Make sample inputs (a photo shipped in scikit-image, synthetic speech), generate, score."""
+    """Make sample inputs (a photo from scikit-image, synthetic speech), generate, score.
+
+    Writes DIR/result.mp4 and DIR/contact_sheet.png; --force replaces them."""
     from talkingface.quality import evaluate as evaluate_video
     from talkingface.samples import make_demo_inputs
 
     with user_errors():
         settings = _settings(config)
-        inputs = make_demo_inputs(directory)
         output = directory / "result.mp4"
+        check_output_file(output, force=force)
+        check_output_file(directory / "contact_sheet.png", force=force)
+        inputs = make_demo_inputs(directory)
         out.print(f"inputs: {inputs.audio_path}  {inputs.video_path}", highlight=False)
         result = run_generate(inputs.audio_path, inputs.video_path, output, settings)
         report = evaluate_video(
@@ -258,14 +297,17 @@ def evaluate(
     max_frames: Annotated[
         int | None, typer.Option(help="Measure at most this many frames.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Objective quality figures: lip sync (independent mouth meter), amplitude, fidelity."""
     from talkingface.quality import evaluate as evaluate_video
     from talkingface.quality_checks import describe_report
 
-    with user_errors():
+    with user_errors(as_json=as_json):
         _settings(None)
+        if contact_sheet is not None:
+            check_output_file(contact_sheet, force=force)
         report = evaluate_video(
             video,
             audio_path=audio,
@@ -300,14 +342,14 @@ def bench(
     """Measure end-to-end fps and real-time factor at 512x512 and 1280x720, cold and cached."""
     from talkingface.bench import run_bench
 
-    with user_errors():
+    with user_errors(as_json=as_json):
         _settings(None)
         figures = run_bench(duration_s=seconds, log=None if as_json else err.print)
     if as_json:
         out.print_json(json.dumps(figures))
     else:
         for key, value in figures.items():
-            out.print(f"{key:24} {value}", highlight=False)
+            out.print(f"{key:24} {format_figure(key, value)}", highlight=False)
 
 
 @app.command()
@@ -336,49 +378,6 @@ def serve(
 
 
 @app.command()
-def submit(
-    audio: Annotated[
-        str,
-        typer.Option("--audio", "-a", help="Speech file (uploaded; a server path with --by-path)."),
-    ],
-    video: Annotated[str, typer.Option("--video", "-v", help="Template video or photo.")],
-    server: Annotated[
-        str, typer.Option(envvar="TALKINGFACE_SERVER", help="Server URL.")
-    ] = "http://127.0.0.1:8383",
-    by_path: Annotated[
-        bool, typer.Option("--by-path", help="Send server-side paths instead of uploading.")
-    ] = False,
-    wait: Annotated[
-        bool, typer.Option("--wait", help="Follow the job with a progress bar until it ends.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the job object.")] = False,
-    priority: Annotated[int, typer.Option(help="Higher runs first (-100..100).")] = 0,
-    idempotency_key: Annotated[
-        str | None, typer.Option(help="Resubmitting with the same key returns the same job.")
-    ] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="With --wait: download the result here.")
-    ] = None,
-) -> None:
-    """Submit a job; prints its id, or with --wait its result (exit 1 failed, 2 canceled)."""
-    from talkingface.cli_service import submit_command
-
-    with user_errors():
-        code = submit_command(
-            audio,
-            video,
-            server,
-            by_path=by_path,
-            wait=wait,
-            as_json=as_json,
-            priority=priority,
-            idempotency_key=idempotency_key,
-            output=output,
-        )
-    raise typer.Exit(code)
-
-
-@app.command()
 def batch(
     manifest: Annotated[
         Path, typer.Argument(help="CSV with columns audio, video, output, priority.")
@@ -393,6 +392,7 @@ def batch(
     by_path: Annotated[
         bool, typer.Option("--by-path", help="audio/video are server paths, not uploads.")
     ] = False,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Submit a manifest of jobs, follow them, download results; a re-run resumes them."""
     from talkingface.cli_batch import BatchRun, read_manifest, write_report
@@ -400,7 +400,7 @@ def batch(
     reports = []
     with user_errors():
         rows = read_manifest(manifest)
-        run = BatchRun(server, manifest, by_path=by_path, concurrency=concurrency)
+        run = BatchRun(server, manifest, by_path=by_path, concurrency=concurrency, api_key=api_key)
         try:
             reports = run.run(rows, err)
         finally:
@@ -424,16 +424,19 @@ def stats(
     server: Annotated[
         str, typer.Option(envvar="TALKINGFACE_SERVER", help="Server URL.")
     ] = "http://127.0.0.1:8383",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Job statistics of a server: counts, success rates, durations, queue wait, retries."""
     from talkingface.cli_service import stats_command
 
-    with user_errors():
-        stats_command(server, as_json)
+    with user_errors(as_json=as_json):
+        stats_command(server, as_json, api_key)
 
 
+app.command()(submit)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(templates_app, name="templates")
 app.add_typer(queue_app, name="queue")
 
 
@@ -442,7 +445,7 @@ def main() -> None:
     the process exits 130 or 143, even where the interrupt itself got lost on the way."""
     interrupts.install()
     try:
-        app(prog_name="talkingface")
+        run_app(app, prog_name="talkingface")
     except (SystemExit, KeyboardInterrupt):
         if interrupts.received:
             raise SystemExit(interrupts.exit_code) from None

@@ -85,8 +85,17 @@ def row_key(manifest: Path, row: Row) -> str:
 class BatchRun:
     """Runs rows with at most `concurrency` in flight; stop() ends it at the next poll."""
 
-    def __init__(self, server: str, manifest: Path, *, by_path: bool, concurrency: int) -> None:
+    def __init__(
+        self,
+        server: str,
+        manifest: Path,
+        *,
+        by_path: bool,
+        concurrency: int,
+        api_key: str | None = None,
+    ) -> None:
         self.server, self.manifest, self.by_path = server, manifest, by_path
+        self.api_key = api_key
         self.concurrency = max(1, concurrency)
         self.stopping = threading.Event()
 
@@ -117,7 +126,7 @@ class BatchRun:
         if self.stopping.is_set():
             return
         try:
-            with ApiClient(self.server) as client:
+            with ApiClient(self.server, api_key=self.api_key) as client:
                 job = self._submit(client, row)
                 report.job_id, report.status = job["id"], job["state"]
                 job = self._follow(client, job)

@@ -1,27 +1,34 @@
-"""CLI commands of the job service: serve (server side); submit, jobs, stats (client side)."""
+"""CLI commands of the job service: serve (server side); submit, stats, queue (client side)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from talkingface.cli_errors import user_errors
-from talkingface.client import DEFAULT_SERVER, ApiClient, Job, iter_job_updates
+from talkingface.cli_format import format_duration, format_figure
+from talkingface.cli_options import (
+    CONTEXT_SETTINGS,
+    DEFAULT_SERVER,
+    ApiKeyOpt,
+    JsonOpt,
+    ServerOpt,
+)
+from talkingface.client import ApiClient
 
 if TYPE_CHECKING:
     from talkingface.config import Settings
 
-ServerOpt = Annotated[
-    str, typer.Option("--server", envvar="TALKINGFACE_SERVER", help="The talkingface server URL.")
-]
-jobs_app = typer.Typer(help="List, show, cancel and retry jobs on a server.", no_args_is_help=True)
-queue_app = typer.Typer(help="The queue of a server: list, pause, resume.", no_args_is_help=True)
+queue_app = typer.Typer(
+    help="The queue of a server: list, pause, resume.",
+    no_args_is_help=True,
+    context_settings=CONTEXT_SETTINGS,
+)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -97,171 +104,23 @@ def _open_store(settings: Settings) -> None:
         store.close()
 
 
-def submit_command(
-    audio: str,
-    video: str,
-    server: str,
-    *,
-    by_path: bool,
-    wait: bool,
-    as_json: bool,
-    priority: int,
-    idempotency_key: str | None,
-    output: Path | None,
-) -> int:
-    """Submit one job; with wait, follow it to the end. Returns the exit code."""
-    with ApiClient(server) as client:
-        if by_path:
-            job = client.submit_paths(
-                audio, video, priority=priority, idempotency_key=idempotency_key
-            )
-        else:
-            job = client.submit_files(
-                _local(audio), _local(video), priority=priority, idempotency_key=idempotency_key
-            )
-        if not wait:
-            if as_json:
-                out.print_json(json.dumps(job))
-            else:
-                out.print(job["id"], highlight=False)
-            return 0
-        final = _follow(client, job["id"])
-        if as_json:
-            out.print_json(json.dumps(final))
-        return _report_final(client, final, output)
-
-
-def _local(path: str) -> Path:
-    from talkingface.errors import InputNotFoundError
-
-    local = Path(path)
-    if not local.is_file():
-        raise InputNotFoundError(f"File not found: {path}; check the path (or use --by-path).")
-    return local
-
-
-def _follow(client: ApiClient, job_id: str) -> Job:
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err) as bar:
-        task = bar.add_task(job_id, total=1.0, detail="queued")
-        job: Job = {}
-        for job in iter_job_updates(client, job_id):
-            progress = job.get("progress") or {}
-            detail = f"{job['state']} {job.get('stage') or ''}".strip()
-            if progress.get("frames_total"):
-                detail += f" {progress['frames_done']}/{progress['frames_total']} frames"
-            if progress.get("eta_s") is not None and job["state"] == "running":
-                detail += f" ETA {progress['eta_s']:.0f} s"
-            bar.update(task, completed=progress.get("fraction") or 0.0, detail=detail)
-        return job
-
-
-def _report_final(client: ApiClient, job: Job, output: Path | None) -> int:
-    if job["state"] == "succeeded":
-        if output is not None:
-            client.download_result(job["id"], output)
-            out.print(str(output.resolve()), highlight=False)
-        else:
-            out.print(f"{client.server}{job['result']['url']}", highlight=False)
-        return 0
-    error = job.get("error") or {}
-    err.print(f"[bold red]{job['state']}[/] {error.get('code', '')}: {error.get('message', '')}")
-    return EXIT_CANCELED if job["state"] == "canceled" else EXIT_FAILED
-
-
-@jobs_app.command("list")
-def list_jobs(
-    server: ServerOpt = DEFAULT_SERVER,
-    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
-    limit: Annotated[int, typer.Option(help="Page size.")] = 50,
-    offset: Annotated[int, typer.Option(help="Skip this many (newest first).")] = 0,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """List jobs, newest first."""
-
-    with user_errors(), ApiClient(server) as client:
-        page = client.jobs(state=state, limit=limit, offset=offset)
-    if as_json:
-        out.print_json(json.dumps(page))
-        return
-    table = Table("state", "stage", "progress", "attempt", "created", "error")
-    table.add_column("id", no_wrap=True, min_width=32)
-    for job in page["items"]:
-        fraction = (job.get("progress") or {}).get("fraction") or 0.0
-        error = (job.get("error") or {}).get("code") or ""
-        table.add_row(
-            job["state"],
-            job.get("stage") or "",
-            f"{fraction:.0%}",
-            str(job["attempt"]),
-            job["created_at"][:19],
-            error,
-            job["id"],
-        )
-    out.print(table)
-    out.print(f"{len(page['items'])} of {page['total']}")
-
-
-@jobs_app.command("show")
-def show_job(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
-    """Show one job (JSON), with its attempts and error."""
-
-    with user_errors(), ApiClient(server) as client:
-        out.print_json(json.dumps(client.job(job_id)))
-
-
-@jobs_app.command("cancel")
-def cancel_job(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
-    """Cancel a queued job at once, or a running one (its worker is stopped)."""
-
-    with user_errors(), ApiClient(server) as client:
-        job = client.cancel(job_id)
-    out.print(
-        f"{job['id']} {job['state']}{' (cancel requested)' if job['state'] == 'running' else ''}"
-    )
-
-
-@jobs_app.command("retry")
-def retry_job(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
-    """Queue a failed or canceled job again."""
-
-    with user_errors(), ApiClient(server) as client:
-        job = client.retry(job_id)
-    out.print(f"{job['id']} {job['state']}")
-
-
-def stats_command(server: str, as_json: bool) -> None:
-    with ApiClient(server) as client:
+def stats_command(server: str, as_json: bool, api_key: str | None = None) -> None:
+    with ApiClient(server, api_key=api_key) as client:
         stats = client.stats()
     if as_json:
         out.print_json(json.dumps(stats))
         return
     for key, value in stats.items():
-        out.print(f"{key:24} {json.dumps(value)}", highlight=False)
-
-
-@jobs_app.command("prioritize")
-def prioritize_job(job_id: str, priority: int, server: ServerOpt = DEFAULT_SERVER) -> None:
-    """Give a queued job a new priority (-100..100, higher starts first)."""
-
-    with user_errors(), ApiClient(server) as client:
-        job = client.prioritize(job_id, priority)
-    out.print(f"{job['id']} priority {job['priority']}")
+        out.print(f"{key:24} {format_figure(key, value)}", highlight=False)
 
 
 @queue_app.command("list")
 def list_queue(
-    server: ServerOpt = DEFAULT_SERVER, as_json: Annotated[bool, typer.Option("--json")] = False
+    server: ServerOpt = DEFAULT_SERVER, api_key: ApiKeyOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Queued jobs in the order they will start, with estimated start times."""
 
-    with user_errors(), ApiClient(server) as client:
+    with user_errors(as_json=as_json), ApiClient(server, api_key=api_key) as client:
         queue = client.queue()
     if as_json:
         out.print_json(json.dumps(queue))
@@ -273,7 +132,7 @@ def list_queue(
         table.add_row(
             str(item["position"]),
             str(item["priority"]),
-            "paused" if eta is None else f"{eta:.0f} s",
+            "paused" if eta is None else format_duration(eta),
             str(item["attempt"]),
             item["id"],
         )
@@ -283,18 +142,18 @@ def list_queue(
 
 
 @queue_app.command("pause")
-def pause_queue(server: ServerOpt = DEFAULT_SERVER) -> None:
+def pause_queue(server: ServerOpt = DEFAULT_SERVER, api_key: ApiKeyOpt = None) -> None:
     """Start nothing new (running jobs finish, submissions still queue)."""
 
-    with user_errors(), ApiClient(server) as client:
+    with user_errors(), ApiClient(server, api_key=api_key) as client:
         client.set_paused(True)
     out.print("paused")
 
 
 @queue_app.command("resume")
-def resume_queue(server: ServerOpt = DEFAULT_SERVER) -> None:
+def resume_queue(server: ServerOpt = DEFAULT_SERVER, api_key: ApiKeyOpt = None) -> None:
     """Dispatch queued jobs again."""
 
-    with user_errors(), ApiClient(server) as client:
+    with user_errors(), ApiClient(server, api_key=api_key) as client:
         client.set_paused(False)
     out.print("resumed")

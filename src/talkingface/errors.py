@@ -32,6 +32,9 @@
     ├── TemplateNotFoundError    TEMPLATE_NOT_FOUND · 404
     ├── TemplateInUseError       TEMPLATE_IN_USE · 409
     ├── JobCanceledError         CANCELED
+    ├── ClientError              raised by the CLI's client only, never stored
+    │   ├── AuthRequiredError    AUTH_REQUIRED (the server answered 401/403)
+    │   └── ServerUnreachableError SERVER_UNREACHABLE
     └── UnexpectedError          INTERNAL (not retried; traceback kept)
 
 Whether a code is retried is written once, in `RETRYABLE`: each class's `retryable` follows
@@ -85,6 +88,8 @@ class ErrorCode(StrEnum):
     TEMPLATE_NOT_FOUND = "TEMPLATE_NOT_FOUND"
     TEMPLATE_IN_USE = "TEMPLATE_IN_USE"
     INTERNAL = "INTERNAL"
+    AUTH_REQUIRED = "AUTH_REQUIRED"  # client-side: the server refused the API key
+    SERVER_UNREACHABLE = "SERVER_UNREACHABLE"  # client-side: no server answered
 
 
 # The one retry table (DESIGN.md: the `retryable` flag and the retry policy come from one table).
@@ -125,6 +130,8 @@ RETRYABLE: MappingProxyType[ErrorCode, bool] = MappingProxyType(
         ErrorCode.TEMPLATE_NOT_FOUND: False,
         ErrorCode.TEMPLATE_IN_USE: False,  # the client deletes once the jobs using it end
         ErrorCode.INTERNAL: False,  # unknown errors are reported in full, not retried
+        ErrorCode.AUTH_REQUIRED: False,  # client-side codes: never a job's error
+        ErrorCode.SERVER_UNREACHABLE: False,
     }
 )
 
@@ -444,6 +451,23 @@ class JobCanceledError(TalkingFaceError):
 
     code = ErrorCode.CANCELED
     http_status = 409
+
+
+class ClientError(TalkingFaceError):
+    """The command line client could not get an answer from the server."""
+
+
+class AuthRequiredError(ClientError):
+    """The server needs an API key; set TALKINGFACE_API_KEY or pass --api-key."""
+
+    code = ErrorCode.AUTH_REQUIRED
+    http_status = 401
+
+
+class ServerUnreachableError(ClientError):
+    """No talkingface server answered; start one with `talkingface serve` or pass --server."""
+
+    code = ErrorCode.SERVER_UNREACHABLE
 
 
 class UnexpectedError(TalkingFaceError):
