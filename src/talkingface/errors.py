@@ -27,6 +27,8 @@
     │   └── DiskFullError        DISK_FULL
     ├── QueueFullError           QUEUE_FULL · 429 + Retry-After
     ├── DownloadsBusyError       DOWNLOADS_BUSY · 503 + Retry-After
+    ├── ServerBusyError          SERVER_BUSY · 503 + Retry-After
+    ├── NotReadyError            NOT_READY · 404
     ├── JobNotFoundError         JOB_NOT_FOUND · 404
     ├── JobStateError            JOB_STATE · 409
     ├── TemplateNotFoundError    TEMPLATE_NOT_FOUND · 404
@@ -83,6 +85,8 @@ class ErrorCode(StrEnum):
     CANCELED = "CANCELED"
     QUEUE_FULL = "QUEUE_FULL"
     DOWNLOADS_BUSY = "DOWNLOADS_BUSY"
+    SERVER_BUSY = "SERVER_BUSY"  # too many event streams or quality evaluations at once
+    NOT_READY = "NOT_READY"  # a derived file (quality figures, template preview) not made yet
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
     JOB_STATE = "JOB_STATE"
     TEMPLATE_NOT_FOUND = "TEMPLATE_NOT_FOUND"
@@ -125,6 +129,8 @@ RETRYABLE: MappingProxyType[ErrorCode, bool] = MappingProxyType(
         ErrorCode.CANCELED: False,
         ErrorCode.QUEUE_FULL: False,
         ErrorCode.DOWNLOADS_BUSY: False,  # the client retries later; the job never existed
+        ErrorCode.SERVER_BUSY: False,  # the client retries later; nothing was started
+        ErrorCode.NOT_READY: False,
         ErrorCode.JOB_NOT_FOUND: False,
         ErrorCode.JOB_STATE: False,
         ErrorCode.TEMPLATE_NOT_FOUND: False,
@@ -416,6 +422,26 @@ class DownloadsBusyError(TalkingFaceError):
     ) -> None:
         super().__init__(message, **kwargs)
         self.retry_after_s = retry_after_s
+
+
+class ServerBusyError(TalkingFaceError):
+    """The server is serving as many of these requests as it allows; retry after Retry-After."""
+
+    code = ErrorCode.SERVER_BUSY
+    http_status = 503
+
+    def __init__(
+        self, message: str | None = None, *, retry_after_s: int = 10, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after_s = retry_after_s
+
+
+class NotReadyError(TalkingFaceError):
+    """That file is not made yet; the message says how to have it made."""
+
+    code = ErrorCode.NOT_READY
+    http_status = 404
 
 
 class JobNotFoundError(TalkingFaceError):

@@ -21,12 +21,23 @@ from urllib.parse import urlsplit
 
 import pytest
 from bench.service_process import Service, start_service
-from playwright.sync_api import Browser, Page, Playwright, Request, Route, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    Page,
+    Playwright,
+    Request,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT_DIR = REPO_ROOT / "browser-screenshots"
 API_KEY = "browser-test-key-6f1c"
 VIEWPORT = {"width": 1280, "height": 720}
+# Deadlines for a page to show something (polled, never slept): generous, since `make test`
+# shares two cores with the render workers.
+ACTION_TIMEOUT_MS = 20_000
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -59,6 +70,7 @@ def browser(playwright_driver: Playwright) -> Iterator[Browser]:
             f"chromium not found at {path}: run `make .venv/.installed` (it installs Debian's "
             "chromium) or set TALKINGFACE_CHROMIUM to a chromium binary"
         )
+    expect.set_options(timeout=ACTION_TIMEOUT_MS)
     launched = playwright_driver.chromium.launch(
         executable_path=str(path), headless=True, args=CHROMIUM_ARGS
     )
@@ -125,7 +137,7 @@ def open_page(browser: Browser, page_log: PageLog) -> Iterator[Callable[[Service
         contexts.append(context)
         context.route("**/*", guard)
         page = context.new_page()
-        page.set_default_timeout(15_000)
+        page.set_default_timeout(ACTION_TIMEOUT_MS)
         page.on("request", lambda request: page_log.urls.append(request.url))
         page.on("pageerror", lambda error: page_log.script_errors.append(str(error)))
         page.goto(server.url + path)

@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from bench.service_process import Service, start_service
-from playwright.sync_api import Locator, Page, expect
+from bench.service_process import Service, start_service, wait_until
+from playwright.sync_api import Locator, Page, Response, expect
 
 from tests.browser.conftest import PageLog
 
@@ -62,8 +61,8 @@ def test_upload_template_and_speech_watch_progress_and_play(
     shared_media: Path,
 ) -> None:
     page = open_page(server)
-    responses: list[httpx.Response | Any] = []
-    page.on("response", responses.append)
+    responses: list[Response] = []
+    page.on("response", lambda response: responses.append(response))
     expect(page.get_by_role("heading", name="Create a video")).to_be_visible()
 
     page.get_by_label("Upload a video or photo").set_input_files(shared_media / TEMPLATE)
@@ -141,19 +140,27 @@ def test_record_speech_then_change_priority_and_cancel_a_queued_job(
 
         page.get_by_role("link", name="Jobs", exact=True).click()
         row = page.locator(f'tr[data-job-id="{job_id}"]')
+        # within the default deadline: the stream sends a queue snapshot every 5 s
         expect(row.locator(".eta")).to_contain_text("dispatch paused")
-        row.get_by_label(f"Priority of job {job_id[:8]}").fill("7")
+        priority = row.get_by_role("spinbutton", name=f"Priority of job {job_id[:8]}")
+        priority.fill("7")
         row.get_by_role("button", name=f"Apply the priority of job {job_id[:8]}").click()
-        expect(row.get_by_label(f"Priority of job {job_id[:8]}")).to_have_value("7")
-        assert server.job(job_id)["priority"] == 7
+        wait_until(
+            lambda: server.job(job_id)["priority"] == 7, timeout_s=20, what="the new priority"
+        )
         shoot(page, "jobs-queued")
         row.get_by_role("button", name=f"Cancel job {job_id[:8]}").click()
         expect(row.locator(".badge")).to_have_text("canceled")
         expect(row.get_by_role("button", name=f"Retry job {job_id[:8]}")).to_be_visible()
         assert server.job(job_id)["state"] == "canceled"
         shoot(page, "jobs-canceled")
+        row.get_by_role("button", name=f"Retry job {job_id[:8]}").click()
+        expect(row.locator(".badge")).to_have_text("queued")
     finally:
         server.http.post("/v1/queue/resume").raise_for_status()
+    # the retried job renders the recorded WebM/Opus speech; the list follows it live
+    expect(row.locator(".badge")).to_have_text("succeeded", timeout=RENDER_TIMEOUT_MS)
+    expect(row.locator(".progress-text")).to_have_text("100 %")
 
 
 def test_failed_job_shows_its_code_stage_and_message(
@@ -187,6 +194,10 @@ def test_failed_job_shows_its_code_stage_and_message(
     expect(attempts).to_contain_text(failed["attempts"][0]["error"]["message"])
     expect(page.locator("#job-media")).to_contain_text("The job failed: no video.")
     shoot(page, "job-failed")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=f"Delete job {job_id[:8]} and its files").click()
+    expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
+    assert server.http.get(f"/v1/jobs/{job_id}").status_code == 404
 
 
 def test_batch_manifest_dropped_on_the_page_runs_each_row(
@@ -216,6 +227,7 @@ def test_batch_manifest_dropped_on_the_page_runs_each_row(
     expect(rows.nth(0).locator(".badge")).to_have_text("succeeded", timeout=RENDER_TIMEOUT_MS)
     expect(rows.nth(1).locator(".badge")).to_have_text("failed", timeout=RENDER_TIMEOUT_MS)
     expect(page.locator("#batch .progress-text")).to_have_text("100 %")
+    page.locator("table.batch").scroll_into_view_if_needed()
     shoot(page, "batch")
     listed = server.http.get("/v1/jobs", params={"label": "browser batch"}).json()
     assert sorted(job["state"] for job in listed["items"]) == ["failed", "succeeded"]
@@ -254,8 +266,33 @@ def test_language_switches_to_chinese_is_remembered_and_switches_back(
     shoot(page, "jobs-zh")
     page.get_by_role("link", name="运维", exact=True).click()
     expect(page.get_by_role("button", name=re.compile("暂停调度|恢复调度"))).to_be_visible()
+    expect(page.get_by_role("img", name=re.compile("^成功率"))).to_be_visible()
+    expect(page.locator("table.workers")).to_contain_text("工作进程")
     shoot(page, "operate-zh")
     page.get_by_label("语言").select_option("en")
     expect(page.get_by_role("heading", name="Operate")).to_be_visible()
     page.reload()
     expect(page.get_by_role("heading", name="Operate")).to_be_visible()
+
+
+UNLABELLED_CONTROLS = """() => [...document.querySelectorAll("input, select, button, a[href]")]
+    .filter(el => el.offsetParent !== null || el.type === "file")
+    .filter(el => !((el.labels && el.labels.length) || el.getAttribute("aria-label")
+                    || el.textContent.trim()))
+    .map(el => el.outerHTML.slice(0, 120))"""
+
+
+def test_every_control_is_labelled_and_the_keyboard_reaches_the_content(
+    server: Service, open_page: Callable[..., Page]
+) -> None:
+    page = open_page(server)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#view")).to_be_focused()
+    for route, heading in (("create", "Create a video"), ("jobs", "Jobs"), ("operate", "Operate")):
+        page.get_by_role("link", name=heading.split()[0], exact=True).click()
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        if route == "operate":
+            expect(page.locator("figure.chart")).to_have_count(5)
+        assert page.evaluate(UNLABELLED_CONTROLS) == [], f"unlabelled controls on #{route}"

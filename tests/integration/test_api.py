@@ -413,7 +413,17 @@ def test_result_supports_range_requests(api: ApiHarness) -> None:
 def test_healthz_and_workers(api: ApiHarness) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
     workers = api.client.get("/v1/workers").json()
-    assert workers == [{"id": "w1", "pid": 4242, "state": "ready", "job_id": None}]
+    assert workers == [
+        {
+            "id": "w1",
+            "pid": 4242,
+            "state": "ready",
+            "job_id": None,
+            "attempt_id": None,
+            "jobs_done": 0,
+            "uptime_s": 0.0,
+        }
+    ]
 
 
 def test_readyz_reports_each_check(api: ApiHarness) -> None:

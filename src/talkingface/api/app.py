@@ -25,7 +25,17 @@ from talkingface.api.docs_pages import install_docs_pages
 from talkingface.api.events_stream import StreamPoll
 from talkingface.api.openapi_doc import openapi_builder
 from talkingface.api.problems import install_problem_handlers
-from talkingface.api.routes import easy, jobs, ops, queue, templates
+from talkingface.api.quality_runs import QualityRuns
+from talkingface.api.routes import (
+    easy,
+    events,
+    jobs,
+    ops,
+    quality,
+    queue,
+    template_pictures,
+    templates,
+)
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.api.url_downloads import UrlDownloads
 from talkingface.config import Settings
@@ -104,6 +114,7 @@ def _lifespan(
             yield
         finally:
             app.state.url_downloads.stop()  # a download must not hold the exit
+            app.state.quality_runs.stop()  # nor a quality evaluation
             alerts.stop()
             app.state.templates.close()
             if webhooks is not None:
@@ -150,6 +161,7 @@ def create_app(
     app.state.settings = settings
     app.state.storage = LocalStorage(settings.data_dir)
     app.state.url_downloads = UrlDownloads(settings.api)
+    app.state.quality_runs = QualityRuns(app.state.storage)
     if store is not None:
         app.state.store = store
         app.state.stream_poll = StreamPoll(store)
@@ -160,6 +172,9 @@ def create_app(
     app.include_router(easy.router, dependencies=[Depends(API_KEY_QUERY)] if keyed else None)
     app.include_router(queue.router)
     app.include_router(templates.router)
+    app.include_router(events.router)  # dashboard: all-jobs stream (docs/dashboard-api.md)
+    app.include_router(quality.router)  # dashboard: a job's quality figures, on request
+    app.include_router(template_pictures.router)  # dashboard: thumbnail.jpg, preview.jpg
     app.include_router(dashboard.router)  # the web page at /
     install_problem_handlers(app)
     app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api.keys])

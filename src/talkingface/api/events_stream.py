@@ -7,7 +7,9 @@ one replaces it. The stream ends after the job's terminal event.
 
 A stream reads its history itself, then follows the job through one StreamPoll shared by
 every open stream: one store read per tick for all of them, not one each (a hundred held
-streams polled separately cost the server more than two hundred polling clients).
+streams polled separately cost the server more than two hundred polling clients). The same
+poll ticks the all-jobs streams (api/activity_stream.py, GET /v1/events): one more read per
+tick for all of them together.
 
 When the server stops, `StreamPoll.close_threadsafe()` (called from its signal handler) ends
 every open stream with a `shutdown` event and a `retry:` delay: an EventSource reconnects on
@@ -25,6 +27,16 @@ from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
+from talkingface.api.activity_stream import (
+    MAX_STREAMS,
+    ActivityFollower,
+    ActivityHub,
+    QueueView,
+    iter_backlog,
+    ready_message,
+    shutdown_message,
+)
+from talkingface.errors import ServerBusyError
 from talkingface.jobs.records import EventRecord, JobRecord
 from talkingface.jobs.states import TERMINAL_STATES
 from talkingface.jobs.store import JobStore
@@ -91,6 +103,8 @@ class StreamPoll:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.is_closing = False
+        self.activity = ActivityHub(store)
+        self.ticks = 0  # polls made (tests compare it with the store reads)
 
     def close_threadsafe(self) -> None:
         """End every open stream, and any opened from now on; safe from a signal handler
@@ -103,6 +117,53 @@ class StreamPoll:
     def _stop_followers(self) -> None:
         for follower in list(self._followers):
             follower.stop()
+        self.activity.stop_all()
+
+    def check_activity_room(self) -> None:
+        """Refuse a new all-jobs stream past MAX_STREAMS (ServerBusyError, 503)."""
+        if self.activity.open_streams >= MAX_STREAMS:
+            raise ServerBusyError(
+                f"{MAX_STREAMS} event streams are already open (the limit); close another "
+                "dashboard tab, or retry after Retry-After.",
+                details={"limit": MAX_STREAMS},
+            )
+
+    async def iter_activity(
+        self, after_id: int | None, queue_view: QueueView
+    ) -> AsyncGenerator[str]:
+        """The all-jobs stream: `ready`, the backlog after `after_id`, then what every tick
+        brings (job events, progress, queue snapshots) until the server stops."""
+        self._loop = asyncio.get_running_loop()
+        self.activity.open_streams += 1
+        try:
+            if self.is_closing:
+                yield shutdown_message()
+                return
+            if after_id is None:
+                after_id = await run_in_threadpool(self._store.last_event_id)
+            yield "retry: 2000\n\n" + ready_message(after_id)
+            follower = ActivityFollower(after_id)
+            async for message in iter_backlog(self._store, follower):
+                yield message
+            self.activity.join(follower, queue_view)
+            if self.is_closing:
+                follower.stop()
+            self._ensure_running()
+            try:
+                idle_s = 0.0
+                while (messages := await follower.next()) is not None:
+                    for message in messages:
+                        yield message
+                    idle_s = 0.0 if messages else idle_s + self._interval_s
+                    if idle_s >= KEEPALIVE_S:
+                        idle_s = 0.0
+                        yield ": keep-alive\n\n"
+            finally:
+                self.activity.followers.discard(follower)
+            if self.is_closing:
+                yield shutdown_message()
+        finally:
+            self.activity.open_streams -= 1
 
     async def iter_snapshots(self, job_id: str, after_id: int) -> AsyncGenerator[Snapshot]:
         """The job and its events after `after_id` now, then what changed at each tick, until
@@ -131,8 +192,12 @@ class StreamPoll:
             self._task = loop.create_task(self._run())
 
     async def _run(self) -> None:
-        while self._followers and not self.is_closing:
+        while (self._followers or self.activity.followers) and not self.is_closing:
             await asyncio.sleep(self._interval_s)
+            self.ticks += 1
+            await self.activity.tick()
+            if not self._followers:
+                continue
             followers = list(self._followers)
             cursors: dict[str, int] = {}
             for follower in followers:

@@ -16,6 +16,7 @@ from talkingface.errors import (
     DownloadsBusyError,
     ErrorCode,
     QueueFullError,
+    ServerBusyError,
     TalkingFaceError,
     UnexpectedError,
 )
@@ -54,7 +55,8 @@ def error_response(exc: TalkingFaceError) -> JSONResponse:
         details=exc.details,
     )
     headers = None
-    if isinstance(exc, QueueFullError | DownloadsBusyError):  # come back later: say when
+    # come back later: say when
+    if isinstance(exc, QueueFullError | DownloadsBusyError | ServerBusyError):
         headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(body, status_code=exc.http_status, headers=headers)
 

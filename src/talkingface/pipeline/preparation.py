@@ -20,6 +20,8 @@ from talkingface.logs import bind_job
 from talkingface.media.decode import iter_frames
 from talkingface.media.probe import choose_output_fps, probe
 from talkingface.results import JobResult
+from talkingface.template_files import TEMPLATE_PREVIEW_NAME
+from talkingface.template_preview import write_preview
 from talkingface.templates import TemplateCache, prepare_template
 from talkingface.vocabulary import FacePolicy, JobTag, Progress
 
@@ -69,6 +71,7 @@ def run_preparation(
             cache=TemplateCache(settings.cache.dir if settings.cache.enabled else None),
             on_frame=on_frame,
         )
+        write_preview(video, thumbnail.with_name(TEMPLATE_PREVIEW_NAME), fps, prepared.track)
     result = JobResult(
         path=str(video),
         duration_s=info.duration_s,

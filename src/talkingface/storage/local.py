@@ -15,6 +15,7 @@ from talkingface.errors import InputTooLargeError, Stage, translate_errors
 logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial.mp4"
+QUALITY_SUFFIX = ".quality"  # a folder: <job_id>.quality/ holds its quality figures
 _MAX_NAME_BYTES = 150  # UTF-8 bytes: the stored name adds a field prefix; NAME_MAX is 255
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
 
@@ -36,7 +37,8 @@ def sanitize_filename(filename: str | None, fallback: str) -> str:
 
 
 class LocalStorage:
-    """Layout: <data>/inputs/<job_id>/, <data>/results/<job_id>.mp4 and
+    """Layout: <data>/inputs/<job_id>/, <data>/results/<job_id>.mp4,
+    <data>/results/<job_id>.quality/ (quality figures, made on request) and
     <data>/results/.<job_id>.<attempt_id>.partial.mp4 (a worker's unpublished output)."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -49,6 +51,10 @@ class LocalStorage:
 
     def result_path(self, job_id: str) -> Path:
         return self.results_root / f"{job_id}.mp4"
+
+    def quality_dir(self, job_id: str) -> Path:
+        """The job's quality figures and contact sheet (api/quality_runs.py), beside its result."""
+        return self.results_root / f"{job_id}{QUALITY_SUFFIX}"
 
     def partial_result_path(self, job_id: str, attempt_id: str) -> Path:
         return self.results_root / f".{job_id}.{attempt_id}{PARTIAL_SUFFIX}"
@@ -147,6 +153,8 @@ class LocalStorage:
             if self.inputs_dir(job_id).exists():
                 shutil.rmtree(self.inputs_dir(job_id))
             self.result_path(job_id).unlink(missing_ok=True)
+            if self.quality_dir(job_id).exists():
+                shutil.rmtree(self.quality_dir(job_id))
             if self.results_root.is_dir():
                 for partial in self.results_root.glob(f".{job_id}.*{PARTIAL_SUFFIX}"):
                     partial.unlink(missing_ok=True)
@@ -166,7 +174,8 @@ class LocalStorage:
         if self.results_root.is_dir():
             for path in self.results_root.iterdir():
                 is_partial = path.name.endswith(PARTIAL_SUFFIX) or path.name.startswith(".")
-                unowned = path.suffix != ".mp4" or path.stem not in known_job_ids
+                owned = path.suffix in (".mp4", QUALITY_SUFFIX) and path.stem in known_job_ids
+                unowned = not owned
                 if is_partial or (unowned and _mtime(path) < cutoff):
                     orphans.append(path)
         return sorted(orphans)

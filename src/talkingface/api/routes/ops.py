@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -11,11 +12,12 @@ import psutil
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
-from talkingface.api.schemas import WorkerPublic
-from talkingface.errors import TalkingFaceError
+from talkingface.errors import InvalidRequestError, TalkingFaceError
 from talkingface.jobs.stats import compute_stats
+from talkingface.jobs.stats_history import MAX_BUCKETS, MAX_HOURS, bucket_count, stats_history
 from talkingface.ops.alerts import AlertManager
 from talkingface.ops.metrics import ServiceMetrics
 
@@ -28,11 +30,56 @@ def read_stats(store: StoreDep) -> dict[str, Any]:  # Any: the stats object of j
     return compute_stats(store, now=datetime.now(UTC))
 
 
+@router.get("/v1/stats/history", operation_id="read_stats_history")
+def read_stats_history(
+    store: StoreDep, hours: float = 24.0, bucket_minutes: int = 60
+) -> dict[str, Any]:  # Any: the buckets of jobs.stats_history
+    """Render jobs per time bucket: outcomes, success rate, throughput, duration and
+    queue-wait percentiles, errors by code (docs/dashboard-api.md)."""
+    problems = []
+    if not 0 < hours <= MAX_HOURS:
+        problems.append(f"hours must be more than 0 and at most {MAX_HOURS} (7 days)")
+    if bucket_minutes < 1:
+        problems.append("bucket_minutes must be at least 1")
+    elif not problems and bucket_count(hours, bucket_minutes) > MAX_BUCKETS:
+        fewest = max(1, int(-(-hours * 60 // MAX_BUCKETS)))
+        problems.append(
+            f"{hours:g} hours in {bucket_minutes}-minute buckets is "
+            f"{bucket_count(hours, bucket_minutes)} buckets, over the {MAX_BUCKETS} allowed; "
+            f"use bucket_minutes={fewest} or more, or fewer hours"
+        )
+    if problems:
+        raise InvalidRequestError(
+            "; ".join(problems) + ".",
+            details={"hours": hours, "bucket_minutes": bucket_minutes},
+        )
+    return stats_history(store, now=datetime.now(UTC), hours=hours, bucket_minutes=bucket_minutes)
+
+
+class WorkerStatus(BaseModel):
+    id: str
+    pid: int | None
+    state: str  # starting, ready, busy, lost
+    job_id: str | None  # the job a busy worker runs
+    attempt_id: str | None
+    jobs_done: int  # attempts it finished since it was spawned
+    uptime_s: float  # since it was spawned
+
+
 @router.get("/v1/workers", operation_id="list_workers")
-def list_workers(scheduler: SchedulerDep) -> list[WorkerPublic]:
-    """Every worker with its process id, state and the job it runs."""
+def list_workers(scheduler: SchedulerDep) -> list[WorkerStatus]:
+    """Every worker with its process id, state, the job it runs, jobs done and uptime."""
+    now_s = time.monotonic()
     return [
-        WorkerPublic(id=w.id, pid=w.pid, state=w.state.value, job_id=w.job_id)
+        WorkerStatus(
+            id=w.id,
+            pid=w.pid,
+            state=w.state.value,
+            job_id=w.job_id,
+            attempt_id=w.attempt_id,
+            jobs_done=w.jobs_done,
+            uptime_s=round(max(0.0, now_s - w.started_at_s), 1) if w.started_at_s else 0.0,
+        )
         for w in scheduler.workers()
     ]
 

@@ -7,40 +7,44 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from talkingface.api.activity_stream import estimate_rows
 from talkingface.api.deps import SchedulerDep, StoreDep
-from talkingface.jobs.states import JobState, WorkerState
-from talkingface.jobs.stats import compute_stats
+from talkingface.jobs.activity import read_queue as read_queue_rows
+from talkingface.jobs.states import JobState
 
 router = APIRouter(prefix="/v1/queue", tags=["queue"])
-
-DEFAULT_JOB_S = 60.0  # a job's expected duration before any job has finished here
 
 
 @router.get("", operation_id="read_queue")
 def read_queue(store: StoreDep, scheduler: SchedulerDep) -> dict[str, Any]:
-    """Queued jobs in the order they will start, with an estimated start time each."""
-    queued = store.queued_in_order()
-    typical_s = compute_stats(store, now=datetime.now(UTC))["duration_s"]["p50"] or DEFAULT_JOB_S
-    workers = [w for w in scheduler.workers() if w.state != WorkerState.LOST]
-    slots = max(1, len(workers))
-    busy = sum(1 for w in workers if w.state == WorkerState.BUSY)
-    paused = scheduler.is_paused()
-    items = []
-    for position, job in enumerate(queued):
-        waves = position // slots + (1 if busy >= slots else 0)
-        items.append(
-            {
-                "position": position + 1,
-                "id": job.id,
-                "priority": job.priority,
-                "created_at": job.created_at.isoformat(),
-                "not_before": job.not_before.isoformat() if job.not_before else None,
-                "attempt": job.attempt,
-                "estimated_start_s": None if paused else round(waves * typical_s, 1),
-            }
-        )
+    """Queued jobs in the order they will start, with estimated start and end times (the
+    same estimate as the dashboard's event stream: docs/dashboard-api.md)."""
+    rows = read_queue_rows(store)
+    estimate, _, slots, paused = estimate_rows(rows, scheduler, datetime.now(UTC))
+    items = [
+        {
+            "position": position,
+            "id": view.job.id,
+            "job_kind": view.job.kind.value,
+            "priority": view.job.priority,
+            "created_at": view.job.created_at.isoformat(),
+            "not_before": view.job.not_before.isoformat() if view.job.not_before else None,
+            "attempt": view.job.attempt,
+            "estimated_start_s": None if paused else estimate.queued_start_s[view.job.id],
+            "eta_s": None if paused else estimate.queued_eta_s[view.job.id],
+        }
+        for position, view in enumerate(rows.queued, start=1)
+    ]
     running = store.list_jobs(state=JobState.RUNNING, limit=1)[1]
-    return {"paused": paused, "queued": len(items), "running": running, "items": items}
+    return {
+        "paused": paused,
+        "queued": len(items),
+        "running": running,
+        "worker_slots": slots,
+        "typical_duration_s": estimate.typical_duration_s,
+        "estimate_basis": estimate.basis,
+        "items": items,
+    }
 
 
 @router.post("/pause", operation_id="pause_queue")

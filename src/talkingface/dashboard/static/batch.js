@@ -122,4 +122,5 @@ async function submitAll() {
   }
   batch.sending = false;
   render();
+  if (box) box.querySelector("#batch-rows").scrollIntoView({ block: "nearest" });
 }

@@ -14,11 +14,17 @@ function s(tag, attrs = {}, ...children) {
   return el;
 }
 
-function niceMax(value) {
-  if (!(value > 0)) return 1;
-  const step = 10 ** Math.floor(Math.log10(value));
-  for (const f of [1, 2, 2.5, 5, 10]) if (value <= f * step) return f * step;
-  return 10 * step;
+const TICKS = 4;
+
+// The top of the axis: four round steps (1, 2, 2.5 or 5 × 10^k) that reach the value;
+// whole steps for counts.
+function niceMax(value, integer = false) {
+  if (!(value > 0)) return integer ? TICKS : 1;
+  const wanted = value / TICKS;
+  const power = 10 ** Math.floor(Math.log10(wanted));
+  const steps = [1, 2, 2.5, 5, 10].map((f) => f * power).filter((step) => !integer || Number.isInteger(step));
+  const step = steps.find((candidate) => candidate >= wanted) ?? Math.ceil(wanted);
+  return Math.max(integer ? 1 : 0, step) * TICKS;
 }
 
 function timeLabel(date, spanMs) {
@@ -34,8 +40,8 @@ function frame(times, yMax, format) {
   const x = (i) => M.left + (i + 0.5) * slot; // the middle of bucket i
   const y = (v) => M.top + plotH - (v / yMax) * plotH;
   const grid = s("g", { class: "grid" });
-  for (let k = 0; k <= 4; k++) {
-    const v = (yMax * k) / 4;
+  for (let k = 0; k <= TICKS; k++) {
+    const v = (yMax * k) / TICKS;
     grid.append(s("line", { x1: M.left, x2: W - M.right, y1: y(v), y2: y(v) }));
     const label = s("text", { x: M.left - 6, y: y(v) + 4, "text-anchor": "end" });
     label.textContent = format(v);
@@ -83,10 +89,10 @@ export function lineChart(title, times, series, { format = String, yMax, summary
   return figure(title, summary, svg, series);
 }
 
-// barChart(title, times, series) with the series stacked in each bucket.
+// barChart(title, times, series) of counts, the series stacked in each bucket.
 export function barChart(title, times, series, { format = String, summary = "" } = {}) {
   const totals = times.map((_, k) => series.reduce((sum, one) => sum + (one.values[k] || 0), 0));
-  const { x, y, grid, barW } = frame(times, niceMax(Math.max(0, ...totals)), format);
+  const { x, y, grid, barW } = frame(times, niceMax(Math.max(0, ...totals), true), format);
   const svg = s("svg", {}, grid);
   times.forEach((_, k) => {
     let base = 0;

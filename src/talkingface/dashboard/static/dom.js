@@ -35,6 +35,7 @@ export function shortId(id) {
 
 export function fmtSeconds(s) {
   if (s === null || s === undefined || Number.isNaN(s)) return "—";
+  if (s === 0) return "0 s";
   if (s < 1) return `${Math.round(s * 1000)} ms`;
   if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
   const m = Math.floor(s / 60);

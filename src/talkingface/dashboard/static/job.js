@@ -4,7 +4,7 @@ import { api, apiKey, blobUrl, localPath } from "./api.js";
 import { jobActions } from "./actions.js";
 import { clear, errorText, fmtSeconds, fmtTime, h, notice, progressBar, shortId, stateBadge } from "./dom.js";
 import { t } from "./i18n.js";
-import { listen, remember, summaryOf } from "./live.js";
+import { listen, remember, streamStatus, summaryOf } from "./live.js";
 import { mountQuality, unmountQuality } from "./quality.js";
 
 let root = null;
@@ -14,6 +14,8 @@ let events = [];
 let shownState = null; // the state the media section was drawn for
 let stopListening = null;
 let reloadTimer = null;
+let fallbackTimer = null;
+const FALLBACK_MS = 5000; // while the stream is down only: re-read this one job
 
 export function enter(container, route) {
   root = container;
@@ -24,11 +26,15 @@ export function enter(container, route) {
   clear(root, h("p", {}, t("app.loading")));
   stopListening = listen(onLive);
   load();
+  fallbackTimer = setInterval(() => {
+    if (streamStatus() !== "live" && job && ["queued", "running"].includes(job.state)) load();
+  }, FALLBACK_MS);
 }
 
 export function leave() {
   if (stopListening) stopListening();
   clearTimeout(reloadTimer);
+  clearInterval(fallbackTimer);
   unmountQuality();
   root = null;
 }
@@ -58,7 +64,7 @@ function onLive(kind, payload) {
   if (kind === "progress") {
     Object.assign(job, { stage: payload.stage, progress: { ...job.progress, fraction: payload.fraction, frames_done: payload.frames_done, frames_total: payload.frames_total || 0 } });
     renderHead();
-  } else if (kind === "job") {
+  } else if (kind === "job" && (payload.state !== job.state || payload.updated_at !== job.updated_at)) {
     clearTimeout(reloadTimer);
     reloadTimer = setTimeout(load, 150);
   }

@@ -3,7 +3,7 @@ import { api } from "./api.js";
 import { jobActions, priorityControl } from "./actions.js";
 import { clear, errorText, fmtSeconds, fmtTime, h, notice, progressBar, shortId, stateBadge } from "./dom.js";
 import { t } from "./i18n.js";
-import { listen, queueSnapshot, remember, summary, summaryOf } from "./live.js";
+import { listen, queueSnapshot, remember, streamStatus, summary, summaryOf } from "./live.js";
 
 export const STATES = ["queued", "running", "succeeded", "failed", "canceled"];
 export const ERROR_CODES = [
@@ -22,6 +22,8 @@ let total = 0;
 let shown = 0;
 let stopListening = null;
 let reloadTimer = null;
+let fallbackTimer = null;
+const FALLBACK_MS = 10000; // while the stream is down only: re-read the page of jobs
 
 export function enter(container, route) {
   root = container;
@@ -34,11 +36,13 @@ export function enter(container, route) {
   render();
   stopListening = listen(onLive);
   load();
+  fallbackTimer = setInterval(() => streamStatus() !== "live" && load(), FALLBACK_MS);
 }
 
 export function leave() {
   if (stopListening) stopListening();
   clearTimeout(reloadTimer);
+  clearInterval(fallbackTimer);
   root = null;
 }
 

@@ -32,10 +32,13 @@ function emit(kind, payload) {
   for (const listener of listeners) listener(kind, payload);
 }
 
-// Keep a job read from the API; newer news (updated_at) wins over older.
+// Keep a job read from the API; newer news (updated_at) wins over older, and listeners hear
+// only of a change (a view that re-reads a job on "job" would otherwise loop).
 export function remember(summary) {
   const known = summaries.get(summary.id);
-  if (known && Date.parse(known.updated_at) > Date.parse(summary.updated_at)) return known;
+  if (known && Date.parse(known.updated_at) >= Date.parse(summary.updated_at) && known.state === summary.state) {
+    return known;
+  }
   summaries.set(summary.id, summary);
   emit("job", summary);
   return summary;

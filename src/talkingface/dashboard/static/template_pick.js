@@ -6,11 +6,13 @@ import { t } from "./i18n.js";
 import { listen, summary } from "./live.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
+const PREPARING_REREAD_MS = 3000; // a safety net: the stream normally says when it is ready
 
 export const picked = { template: null, uploading: null, error: null, registered: [] };
 let box = null; // the element this module renders into
 let onChange = () => {};
 let stopListening = null;
+let rereadTimer = null;
 
 export function mountTemplatePicker(element, changed) {
   box = element;
@@ -21,6 +23,7 @@ export function mountTemplatePicker(element, changed) {
 }
 
 export function unmountTemplatePicker() {
+  clearTimeout(rereadTimer);
   if (stopListening) stopListening();
   stopListening = null;
   box = null;
@@ -37,7 +40,12 @@ async function loadRegistered() {
 }
 
 function set(template) {
+  clearTimeout(rereadTimer);
+  if (template && template.state === "preparing" && box) {
+    rereadTimer = setTimeout(() => reread(template.id), PREPARING_REREAD_MS);
+  }
   picked.template = template;
+  picked.registered = picked.registered.map((item) => (template && item.id === template.id ? template : item));
   picked.error = null;
   renderStatus();
   onChange();
@@ -45,9 +53,11 @@ function set(template) {
   if (prep && TERMINAL.has(prep.state)) reread(template.id);
 }
 
-async function reread(id) {
+async function reread(id, { chosen = false } = {}) {
   try {
-    set(await api(`/v1/templates/${id}`));
+    const template = await api(`/v1/templates/${id}`);
+    if (!chosen && picked.template && picked.template.id !== id) return; // another was chosen
+    set(template);
   } catch (err) {
     picked.error = err;
     renderStatus();
@@ -108,20 +118,21 @@ function card(template) {
     const fraction = p.frames_total ? p.frames_done / p.frames_total : 0;
     parts.push(
       h("div", { id: "template-prep" }, progressBar(fraction, t("create.template.preparing")),
-        h("span", { class: "muted small" }, t("create.template.prepstage", { stage: p.stage ? t(`stage.${p.stage}`) : "…", done: p.frames_done || 0, total: p.frames_total || "?" }))),
+        h("span", { class: "muted small" }, p.frames_total
+          ? t("create.template.prepstage", { stage: p.stage ? t(`stage.${p.stage}`) : "…", done: p.frames_done || 0, total: p.frames_total })
+          : t("create.template.waiting"))),
     );
   }
   if (template.state === "failed") {
     parts.push(h("p", { class: "notice error", role: "alert" }, errorText(template.error || { message: t("template.failed") })));
   }
-  parts.push(
-    h("div", { class: "pictures" },
-      h("figure", {}, picture(localPath(template.thumbnail_url), t("create.template.thumbnail.alt"), "thumb"), h("figcaption", {}, t("create.template.thumbnail"))),
-      template.state === "ready"
-        ? h("figure", {}, picture(`/v1/templates/${template.id}/preview.jpg`, t("create.template.preview.alt"), "thumb"), h("figcaption", {}, t("create.template.preview")))
-        : null,
-    ),
-  );
+  if (template.state === "ready") {
+    parts.push(
+      h("div", { class: "pictures" },
+        h("figure", {}, picture(localPath(template.thumbnail_url), t("create.template.thumbnail.alt"), "thumb"), h("figcaption", {}, t("create.template.thumbnail"))),
+        h("figure", {}, picture(`/v1/templates/${template.id}/preview.jpg`, t("create.template.preview.alt"), "thumb"), h("figcaption", {}, t("create.template.preview")))),
+    );
+  }
   return h("div", { class: "template-card", dataset: { templateId: template.id, state: template.state } }, parts);
 }
 
@@ -140,13 +151,13 @@ export function renderPicker() {
   if (!box) return;
   clear(
     box,
-    h("div", { class: "row" },
+    h("div", {},
       h("div", { class: "field" },
         h("label", { for: "template-file" }, t("create.template.upload")),
         h("input", { id: "template-file", type: "file", accept: "video/*,image/*", onchange: (e) => uploadTemplate(e.target.files[0]) })),
       h("div", { class: "field" },
         h("label", { for: "template-pick" }, t("create.template.pick")),
-        h("select", { id: "template-pick", onchange: (e) => e.target.value && reread(e.target.value) }, registeredOptions())),
+        h("select", { id: "template-pick", onchange: (e) => e.target.value && reread(e.target.value, { chosen: true }) }, registeredOptions())),
     ),
     h("div", { id: "template-status", "aria-live": "polite" }),
   );

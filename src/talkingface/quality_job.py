@@ -1,0 +1,59 @@
+"""⑥ A job's quality figures, in a process of their own: `python -m talkingface.quality_job`.
+
+The API (api/quality_runs.py) starts this so that the face models `evaluate` needs load here,
+never in the server. It measures the result against the job's audio and template, exactly as
+`talkingface evaluate --json` does, and writes into the folder it is given `figures.json`
+(`{"figures": …, "verdicts": […]}`) and `sheet.png` (the mouth contact sheet), or, on a
+failure, `error.json` (`{"code", "message"}`) and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+FIGURES_NAME = "figures.json"
+SHEET_NAME = "sheet.png"
+ERROR_NAME = "error.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m talkingface.quality_job")
+    parser.add_argument("--video", type=Path, required=True)
+    parser.add_argument("--audio", type=Path)
+    parser.add_argument("--template", type=Path)
+    parser.add_argument("--loop", default="pingpong")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    from talkingface.errors import Stage, TalkingFaceError, UnexpectedError
+    from talkingface.quality import evaluate
+    from talkingface.quality_checks import describe_report
+    from talkingface.vocabulary import LoopMode
+
+    out: Path = args.out
+    try:
+        report = evaluate(
+            args.video,
+            audio_path=args.audio,
+            template_path=args.template,
+            loop=LoopMode(args.loop),
+            contact_sheet_path=out / SHEET_NAME,
+        )
+        body = {"figures": report.to_dict(), "verdicts": describe_report(report)}
+        (out / FIGURES_NAME).write_text(json.dumps(body), encoding="utf-8")
+        return 0
+    except Exception as exc:  # the boundary of this process: report it as data, then exit
+        error = (
+            exc
+            if isinstance(exc, TalkingFaceError)
+            else UnexpectedError.from_exception(exc, stage=Stage.EVALUATE)
+        )
+        payload = {"code": error.code.value, "message": error.message}
+        (out / ERROR_NAME).write_text(json.dumps(payload), encoding="utf-8")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
