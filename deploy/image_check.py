@@ -224,15 +224,17 @@ def http_text(url: str) -> str:
 
 
 def check_pages(base: str) -> None:
-    """The docs' assets come from the installed package; workers show in /metrics."""
-    for path in ("/docs", "/redoc", "/docs-assets/swagger-ui-bundle.js", "/openapi.json"):
+    """The dashboard's and the docs' files come from the installed package (not the source
+    tree); workers show in /metrics."""
+    pages = ("/", "/ui/app.js", "/docs", "/redoc", "/docs-assets/swagger-ui-bundle.js")
+    for path in (*pages, "/openapi.json"):
         http_text(base + path)  # raises on any status but 2xx
     wait_until(
         lambda: "talkingface_worker_resident_memory_bytes{" in http_text(f"{base}/metrics"),
         60,
         "the worker's figures in /metrics",
     )
-    log("/docs, /redoc, their assets, /openapi.json and the worker's metrics answer")
+    log("the dashboard, /docs, /redoc, their files, /openapi.json and a worker's metrics answer")
 
 
 def check(chroot: Chroot, log_path: Path) -> None:
