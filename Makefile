@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench load chaos lint format clean
+.PHONY: demo test bench load chaos image-check lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,9 +36,14 @@ load: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos --report reliability-report.json
 
+# The image's install script (deploy/install.sh) in a fresh debootstrap root, then a HeyGem
+# job through /easy (root; ~1 min with a warm cache in /var/cache/talkingface-image-check).
+image-check:
+	$(PYTHON) deploy/image_check.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/mypy
 
 format: $(STAMP)

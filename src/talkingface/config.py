@@ -6,7 +6,7 @@ import ipaddress
 import os
 import tomllib
 from contextvars import ContextVar
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -137,6 +137,9 @@ class ApiSettings(_Section):
     janitor_interval_s: float = Field(300.0, gt=0)
     min_free_disk_bytes: int = Field(2**30, ge=0)
     heygem_temp_dir: Path | None = None  # HeyGem clients' shared folder; None: <data_dir>/temp
+    # HeyGem clients' container paths → this machine's, e.g. {"/code/data" = "/srv/heygem"};
+    # the targets are input roots for /easy. Not needed in the image, where /code/data is real.
+    heygem_path_map: dict[str, Path] = Field(default_factory=dict)
     keys: list[SecretStr] = Field(default_factory=list)  # API keys; empty: no auth (loopback)
     allow_unauthenticated: bool = False  # serve a non-loopback address without keys, on purpose
     trusted_hosts: list[str] = Field(default_factory=list)  # Host names a keyless server answers
@@ -147,6 +150,21 @@ class ApiSettings(_Section):
     @classmethod
     def _absolute_roots(cls, value: list[Path]) -> list[Path]:
         return [root.expanduser().resolve() for root in value]
+
+    @field_validator("heygem_path_map")
+    @classmethod
+    def _path_map(cls, value: dict[str, Path]) -> dict[str, Path]:
+        """Prefixes absolute POSIX paths without '..', normalised; targets absolute."""
+        mapped = {}
+        for prefix, target in value.items():
+            pure = PurePosixPath(prefix)
+            if not pure.is_absolute() or ".." in pure.parts or str(pure) == "/":
+                raise ValueError(
+                    f"heygem_path_map key {prefix!r} must be an absolute container path "
+                    "without '..' and not '/', such as /code/data"
+                )
+            mapped[str(pure)] = target.expanduser().resolve()
+        return mapped
 
     @field_validator("url_allowed_networks")
     @classmethod

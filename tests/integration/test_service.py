@@ -686,7 +686,7 @@ def test_metrics_parse_and_move_when_jobs_run(
     assert after[("talkingface_queue_wait_seconds_count", ())] == 1
     assert after[("talkingface_frames_rendered_total", ())] == 75
     assert after[("talkingface_queue_depth", ())] == 0
-    assert after[("talkingface_process_rss_bytes", ())] > 0
+    assert after[("process_resident_memory_bytes", ())] > 0
 
 
 class _Receiver(ThreadingHTTPServer):

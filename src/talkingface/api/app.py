@@ -9,11 +9,19 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from talkingface.api.auth import ApiKeyMiddleware, BrowserGuardMiddleware, is_loopback
+from talkingface.api.auth import (
+    API_KEY_HEADER,
+    API_KEY_QUERY,
+    BEARER,
+    ApiKeyMiddleware,
+    BrowserGuardMiddleware,
+    is_loopback,
+)
 from talkingface.api.deps import SchedulerView
+from talkingface.api.docs_pages import install_docs_pages
 from talkingface.api.events_stream import StreamPoll
 from talkingface.api.openapi_doc import openapi_builder
 from talkingface.api.problems import install_problem_handlers
@@ -113,6 +121,7 @@ def _lifespan(
                 webhooks.stop()
             if owned_scheduler is not None:
                 owned_scheduler.stop()
+            metrics.close()
             if owned_store is not None:
                 owned_store.close()
             logger.info("api stopped", extra={"event": "api_stopped"})
@@ -138,12 +147,17 @@ def create_app(
 ) -> FastAPI:
     """The v1 API. Without `store`/`scheduler` the lifespan opens the store (and migrates it)
     and starts the real scheduler, and stops both on shutdown."""
+    keyed = bool(settings.api.keys)  # then the document declares the key schemes (auth.py)
     app = FastAPI(
         title="talkingface",
         version="1",
         summary="Lip-sync jobs: speech audio + template video → MP4.",
         lifespan=_lifespan(settings, store, scheduler),
+        docs_url=None,  # docs_pages serves /docs and /redoc with local assets
+        redoc_url=None,
+        dependencies=[Depends(API_KEY_HEADER), Depends(BEARER)] if keyed else None,
     )
+    install_docs_pages(app)
     app.state.settings = settings
     app.state.storage = LocalStorage(settings.data_dir)
     app.state.url_downloads = UrlDownloads(settings.api)
@@ -155,7 +169,7 @@ def create_app(
         app.state.scheduler = scheduler
     app.include_router(jobs.router)
     app.include_router(ops.router)
-    app.include_router(easy.router)
+    app.include_router(easy.router, dependencies=[Depends(API_KEY_QUERY)] if keyed else None)
     app.include_router(queue.router)
     app.include_router(templates.router)
     app.include_router(events.router)  # dashboard: all-jobs stream (docs/dashboard-api.md)
@@ -170,7 +184,7 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.openapi = openapi_builder(  # type: ignore[method-assign]
         app,
-        keyed=bool(settings.api.keys),
+        keyed=keyed,
         guarded=guarded,
         test_only=settings.workers.allow_faults,
     )

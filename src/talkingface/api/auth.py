@@ -15,6 +15,7 @@ import ipaddress
 import json
 from urllib.parse import parse_qs, urlsplit
 
+from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from talkingface.config import Settings
@@ -25,11 +26,36 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # probes of load balancers carr
 # they hold no data, and every API call the page makes still needs the key.
 DASHBOARD_PATHS = frozenset({"/"})
 DASHBOARD_PREFIX = "/ui/"
+# The API's docs pages, their assets and the document itself: reading them needs no key, the
+# calls made from them do.
+DOCS_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
+DOCS_PREFIX = "/docs-assets/"
+
+# The schemes the OpenAPI document declares (create_app adds them as dependencies, so the docs
+# page has an Authorize button); ApiKeyMiddleware enforces them. auto_error=False: they check
+# nothing themselves.
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key from api.keys."
+)
+BEARER = HTTPBearer(
+    auto_error=False, description="`Authorization: Bearer <key>`, a key from api.keys."
+)
+API_KEY_QUERY = APIKeyQuery(
+    name="api_key",
+    auto_error=False,
+    description="HeyGem clients that cannot add headers: `?api_key=<key>` (/easy only).",
+)
 QUERY_KEY_PREFIX = "/easy/"
 
 
 def _is_open(path: str) -> bool:
-    return path in OPEN_PATHS or path in DASHBOARD_PATHS or path.startswith(DASHBOARD_PREFIX)
+    return (
+        path in OPEN_PATHS
+        or path in DASHBOARD_PATHS
+        or path.startswith(DASHBOARD_PREFIX)
+        or path in DOCS_PATHS
+        or path.startswith(DOCS_PREFIX)
+    )
 
 
 def is_loopback(host: str) -> bool:

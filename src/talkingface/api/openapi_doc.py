@@ -1,5 +1,8 @@
 """① The served OpenAPI document: FastAPI's, plus JobCreate and the error answers each
-operation really gives (the problems.py body, or the HeyGem envelope on /easy)."""
+operation really gives (the problems.py body, or the HeyGem envelope on /easy).
+
+The key schemes come from FastAPI's own security dependencies (auth.py, wired in create_app
+when keys are set); here the probes, which need no key, lose them."""
 
 from __future__ import annotations
 
@@ -121,7 +124,9 @@ def describe_errors(document: Document, *, keyed: bool, guarded: bool = False) -
                 continue
             statuses = set(ERROR_STATUSES.get(operation.get("operationId", ""), ()))
             statuses.add(500)
-            if keyed and operation.get("operationId") not in OPEN_OPERATIONS:
+            if operation.get("operationId") in OPEN_OPERATIONS:
+                operation.pop("security", None)
+            elif keyed:
                 statuses.add(401)
             if guarded:
                 statuses.add(403)

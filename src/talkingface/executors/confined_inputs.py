@@ -38,7 +38,8 @@ _PROC_FD = Path("/proc/self/fd")
 
 def input_roots(settings: Settings) -> list[Path]:
     """Where a job's inputs may be: what submit confines paths to, plus the data directory."""
-    return [*settings.api.input_roots, settings.heygem_temp_dir, settings.data_dir]
+    mapped = settings.api.heygem_path_map.values()  # /easy's container paths, mapped here
+    return [*settings.api.input_roots, settings.heygem_temp_dir, *mapped, settings.data_dir]
 
 
 class ConfinedInputs:

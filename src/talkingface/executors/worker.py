@@ -34,6 +34,7 @@ from talkingface.errors import (
 )
 from talkingface.executors.confined_inputs import ConfinedInputs, input_roots
 from talkingface.executors.messages import Assignment, Failed, Heartbeat, Ready, Succeeded
+from talkingface.executors.worker_metrics import start_worker_metrics
 from talkingface.jobs.states import JobKind
 from talkingface.logs import bind, bind_job, configure_logging
 from talkingface.pipeline.attempt import (
@@ -58,6 +59,7 @@ def worker_main(conn: Connection, settings_json: dict[str, Any], worker_id: str)
     _set_process_name(PROCESS_NAME)
     settings = Settings(**settings_json)
     configure_logging(settings.logging.level, json_lines=True)
+    start_worker_metrics(settings.data_dir, worker_id)
     channel = _Channel(conn)
     with bind(worker=worker_id):
         engines = _Engines()

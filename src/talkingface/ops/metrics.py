@@ -1,29 +1,49 @@
 """Prometheus metrics: live figures read from the store and the executor at scrape time,
-plus counters and histograms the scheduler updates as attempts end.
+counters and histograms the scheduler updates as attempts end, the server process's own
+figures (prometheus-client's ProcessCollector), and the workers' figures.
 
-One registry per service (no global state): `ServiceMetrics(store, workers_view)` is built
-by create_app and handed to the scheduler, which calls `attempt_ended` / `job_succeeded`.
+One registry per service: `ServiceMetrics(store, workers_view, data_dir)` is built by
+create_app and handed to the scheduler, which calls `attempt_ended` / `job_succeeded`.
+Worker processes are separate processes, so they write their figures in prometheus-client's
+multiprocess mode (executors/worker_metrics.py) into `<data_dir>/prometheus/<server pid>/`, a
+directory this server creates, reads on each scrape (MultiProcessCollector), cleans of dead
+workers' live gauges, and removes when it stops; directories of dead servers are removed at
+start. The `_created` series are off (`disable_created_metrics`): they double the output and
+no dashboard here reads them. docs/metrics.md lists every name; a test checks it against a
+real scrape.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from talkingface.executors.base import WorkerInfo
+from talkingface.executors.worker_metrics import MULTIPROCESS_DIR_NAME, multiprocess_dir
 from talkingface.jobs.states import JobState, WorkerState
 from talkingface.jobs.stats import compute_stats
 from talkingface.jobs.store import JobStore
 
 DURATION_BUCKETS_S = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
 WAIT_BUCKETS_S = (0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+_PID_OF_FILE = re.compile(r"_(\d+)\.db$")  # prometheus-client's <type>[_<mode>]_<pid>.db
 
 
 class _LiveCollector(Collector):
@@ -59,18 +79,6 @@ class _LiveCollector(Collector):
         yield from self._resources()
 
     def _resources(self) -> Iterator[GaugeMetricFamily]:
-        process = psutil.Process()
-        with process.oneshot():
-            cpu = process.cpu_times()
-            rss = process.memory_info().rss
-        yield GaugeMetricFamily(
-            "talkingface_process_cpu_seconds",
-            "CPU time of the service process",
-            value=cpu.user + cpu.system,
-        )
-        yield GaugeMetricFamily(
-            "talkingface_process_rss_bytes", "Resident memory of the service process", value=rss
-        )
         free = shutil.disk_usage(self.data_dir).free if self.data_dir.exists() else 0
         yield GaugeMetricFamily(
             "talkingface_disk_free_bytes", "Free space in the data directory", value=free
@@ -99,13 +107,18 @@ def _gpu_metrics() -> Iterator[GaugeMetricFamily]:
 
 
 class ServiceMetrics:
-    """The service's registry: live gauges plus what the scheduler observes."""
+    """The service's registry: live gauges, what the scheduler observes, this process, and
+    the workers' multiprocess files. `close()` removes the workers' directory."""
 
     def __init__(
         self, store: JobStore, workers: Callable[[], list[WorkerInfo]], data_dir: Path
     ) -> None:
+        disable_created_metrics()  # process-wide in prometheus-client; this is its only user
         self.registry = CollectorRegistry()
         self.registry.register(_LiveCollector(store, workers, data_dir))
+        ProcessCollector(registry=self.registry)
+        self.multiprocess_dir = _fresh_multiprocess_dir(data_dir)
+        MultiProcessCollector(self.registry, path=str(self.multiprocess_dir))
         self.attempts = Counter(
             "talkingface_attempts",
             "Attempts ended, by outcome and error code",
@@ -140,4 +153,29 @@ class ServiceMetrics:
         self.frames.inc(frames)
 
     def render(self) -> bytes:
+        _forget_dead_processes(self.multiprocess_dir)
         return generate_latest(self.registry)
+
+    def close(self) -> None:
+        shutil.rmtree(self.multiprocess_dir, ignore_errors=True)
+
+
+def _fresh_multiprocess_dir(data_dir: Path) -> Path:
+    """This server's empty directory; those of servers no longer running are removed."""
+    parent = data_dir / MULTIPROCESS_DIR_NAME
+    if parent.is_dir():
+        for entry in parent.iterdir():
+            if not entry.name.isdigit() or not psutil.pid_exists(int(entry.name)):
+                shutil.rmtree(entry, ignore_errors=True)
+    path = multiprocess_dir(data_dir, os.getpid())
+    shutil.rmtree(path, ignore_errors=True)  # a previous run with this pid (a container's 1)
+    path.mkdir(parents=True)
+    return path
+
+
+def _forget_dead_processes(path: Path) -> None:
+    """Drop the live gauges of workers that have exited (their counters stay, summed)."""
+    for file in path.glob("*.db"):
+        found = _PID_OF_FILE.search(file.name)
+        if found and not psutil.pid_exists(int(found.group(1))):
+            mark_process_dead(int(found.group(1)), str(path))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from fastapi.responses import JSONResponse
 
 from talkingface.api.bodies import JSON_BODY_MAX_BYTES, read_body
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
+from talkingface.api.heygem_paths import heygem_settings, resolve_heygem_ref
 from talkingface.api.schemas import JobOptionsIn
 from talkingface.api.submissions import create_job
 from talkingface.api.url_downloads import UrlDownloads
@@ -146,24 +146,9 @@ def _client_wording(message: str) -> str:
     return message
 
 
-def _resolve_ref(value: str, temp_dir: Path) -> str:
-    """Bare file names are the client's copies in the shared temp folder."""
-    if "://" in value or os.path.isabs(value):
-        return value
-    return str(temp_dir / value)
-
-
 def _job_key(code: str, audio: str, video: str, pn: int) -> str:
     digest = hashlib.sha256(f"{audio}\n{video}\n{pn}".encode()).hexdigest()[:16]
     return job_key(code, digest)
-
-
-def _with_temp_root(settings: Settings) -> Settings:
-    """Server paths may name files in the HeyGem temp folder as well as the input roots."""
-    roots = [*settings.api.input_roots, settings.heygem_temp_dir]
-    return settings.model_copy(
-        update={"api": settings.api.model_copy(update={"input_roots": roots})}
-    )
 
 
 SUBMIT_BODY: dict[str, Any] = {  # Any: an OpenAPI fragment (the body is read by hand)
@@ -243,9 +228,8 @@ def _submit(
     current = store.latest_with_key_prefix(code_key_prefix(code))
     if current is not None and current.state in (JobState.QUEUED, JobState.RUNNING):
         return envelope(SUCCESS, {}, SUCCESS)  # the same task is already on its way
-    temp_dir = settings.heygem_temp_dir
-    audio = _resolve_ref(str(body["audio_url"]).strip(), temp_dir)
-    video = _resolve_ref(str(body["video_url"]).strip(), temp_dir)
+    audio = resolve_heygem_ref(str(body["audio_url"]).strip(), settings)
+    video = resolve_heygem_ref(str(body["video_url"]).strip(), settings)
     pn = _flag(body, "pn", 1)
     options = JobOptionsIn(loop=LoopMode.PINGPONG if pn else LoopMode.RESTART)
     submission = create_job(
@@ -253,7 +237,7 @@ def _submit(
         video,
         options,
         _job_key(code, audio, video, pn),
-        _with_temp_root(settings),
+        heygem_settings(settings),
         store,
         storage,
         live_key_prefix=code_key_prefix(code),  # a race past the check above folds here

@@ -109,7 +109,8 @@ def read_process() -> dict[str, Any]:  # Any: JSON-safe figures
 @router.get("/metrics", operation_id="read_metrics", response_class=PlainTextResponse)
 def read_metrics(request: Request) -> Response:
     """Prometheus text format: jobs by state and error code, attempt outcomes, durations and
-    queue wait, queue depth, workers, frames, process CPU and RSS, disk free, GPU (NVML)."""
+    queue wait, queue depth, workers, frames, disk free, GPU (NVML), this process (the
+    standard `process_*`) and each live worker's CPU and memory; docs/metrics.md lists them."""
     metrics: ServiceMetrics = request.app.state.metrics
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
