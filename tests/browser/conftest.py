@@ -1,7 +1,9 @@
 """Browser fixtures: Debian's chromium driven by Playwright against a real `talkingface serve`.
 
-* `browser`: one headless chromium per session (`/usr/bin/chromium`, installed by the Makefile;
-  `TALKINGFACE_CHROMIUM` overrides the path). Missing chromium fails the run: it is not skipped.
+* `browser`: one headless chromium for the tests in this folder (`/usr/bin/chromium`, installed
+  by `make browser`; `TALKINGFACE_CHROMIUM` overrides the path). Package scope, not session:
+  Playwright's sync API keeps an event loop in the main thread while it runs, and later tests
+  that call asyncio.run() fail under it. Missing chromium fails the run: it is not skipped.
 * `keyless_server`, `keyed_server`: a real server process each (module scope), on a free
   loopback port; the keyed one accepts `API_KEY`.
 * `open_page(server)`: a fresh 1280×720 page that records every request URL
@@ -56,18 +58,18 @@ def chromium_path() -> Path:
     return Path(os.environ.get("TALKINGFACE_CHROMIUM", "/usr/bin/chromium"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_driver() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     path = chromium_path()
     if not path.is_file():
         pytest.fail(
-            f"chromium not found at {path}: run `make .venv/.installed` (it installs Debian's "
+            f"chromium not found at {path}: run `make browser` (it installs Debian's "
             "chromium) or set TALKINGFACE_CHROMIUM to a chromium binary"
         )
     expect.set_options(timeout=ACTION_TIMEOUT_MS)
