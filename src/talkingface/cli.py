@@ -26,7 +26,14 @@ from talkingface import vocabulary
 from talkingface.cli_errors import user_errors
 from talkingface.cli_format import format_duration, format_figure
 from talkingface.cli_jobs import jobs_app
-from talkingface.cli_options import CONTEXT_SETTINGS, ApiKeyOpt, ForceOpt, JsonOpt
+from talkingface.cli_options import (
+    CONTEXT_SETTINGS,
+    ApiKeyOpt,
+    FacePolicyOpt,
+    ForceOpt,
+    JsonOpt,
+    LoopOpt,
+)
 from talkingface.cli_output import check_output_file
 from talkingface.cli_service import queue_app
 from talkingface.cli_signals import interrupts
@@ -160,14 +167,8 @@ def generate(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the MP4.")],
     engine: Annotated[str | None, typer.Option(help="Render engine (default: classic).")] = None,
-    loop: Annotated[
-        vocabulary.LoopMode | None,
-        typer.Option(help="Template shorter than the audio: pingpong (default) or restart."),
-    ] = None,
-    face_policy: Annotated[
-        vocabulary.FacePolicy | None,
-        typer.Option(help="Several faces: largest (default) or strict (fail)."),
-    ] = None,
+    loop: LoopOpt = None,
+    face_policy: FacePolicyOpt = None,
     force: ForceOpt = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON summary (errors too) instead of text.")

@@ -12,10 +12,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from talkingface import vocabulary
 from talkingface.cli_errors import user_errors
 from talkingface.cli_format import format_duration
-from talkingface.cli_options import DEFAULT_SERVER, ApiKeyOpt, ForceOpt, JsonOpt, ServerOpt
+from talkingface.cli_options import (
+    DEFAULT_SERVER,
+    ApiKeyOpt,
+    FacePolicyOpt,
+    ForceOpt,
+    JsonOpt,
+    LoopOpt,
+    ServerOpt,
+)
 from talkingface.cli_output import check_output_file
 from talkingface.client import ApiClient, Job, Submission, iter_job_updates
 from talkingface.errors import InputNotFoundError, InvalidRequestError
@@ -47,14 +54,8 @@ def submit(
         bool, typer.Option("--by-path", help="Send server-side paths or URLs instead of uploading.")
     ] = False,
     engine: Annotated[str | None, typer.Option(help="Render engine (server default).")] = None,
-    loop: Annotated[
-        vocabulary.LoopMode | None,
-        typer.Option(help="Template shorter than the audio: pingpong (default) or restart."),
-    ] = None,
-    face_policy: Annotated[
-        vocabulary.FacePolicy | None,
-        typer.Option(help="Several faces: largest (default) or strict (fail)."),
-    ] = None,
+    loop: LoopOpt = None,
+    face_policy: FacePolicyOpt = None,
     priority: Annotated[int, typer.Option(help="Higher runs first (-100..100).")] = 0,
     label: Annotated[
         str | None, typer.Option(help="A name for the job, shown in lists (≤ 200 characters).")
