@@ -32,6 +32,11 @@ class EngineSettings(_Section):
     face_policy: FacePolicy = FacePolicy.LARGEST
     crf: int = Field(18, ge=0, le=51)
     preset: str = "veryfast"
+    # A grainy template is encoded at a lower CRF (never below min_crf) so that its first second,
+    # re-encoded, keeps this PSNR against itself; whole outputs measure about 0.5 dB less outside
+    # the mouth. 0 always encodes at `crf` (media/encode_fidelity).
+    min_psnr_db: float = Field(41.0, ge=0, le=60)
+    min_crf: int = Field(10, ge=0, le=51)
 
 
 class LimitSettings(_Section):

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
+import av
+import av.error
 import numpy as np
 
 from talkingface.audio.features import articulation_track
@@ -29,6 +31,7 @@ from talkingface.errors import InvalidMediaError, Stage, translate_errors
 from talkingface.face.track import track_frames
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_frames
+from talkingface.media.encode_fidelity import PROBE_FRAMES, reencode_psnr_db
 from talkingface.media.probe import MediaInfo
 from talkingface.template_cache_files import META_FILE, hash_memo_path, mark_used
 from talkingface.vocabulary import (
@@ -41,7 +44,7 @@ from talkingface.vocabulary import (
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # 2: the person's articulation model
+CACHE_FORMAT = 3  # 2: the person's articulation model; 3: re-encode PSNR per CRF
 OWN_SPEECH_MIN_FRACTION = 0.2  # below this the template's audio is not someone talking
 
 
@@ -164,6 +167,7 @@ def _write_entry(directory: Path, t: PreparedTemplate, content_sha256: str) -> N
         "prepare_s": t.prepare_s,
         "has_own_drive": t.own_drive is not None,
         "articulation": t.articulation_summary(),
+        "reencode_psnr_db": {str(crf): db for crf, db in t.reencode_psnr_db.items()},
     }
     (directory / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
@@ -203,6 +207,7 @@ def _read_entry(directory: Path) -> PreparedTemplate:
         engine_data=engine_data,
         prepare_s=float(meta["prepare_s"]),
         person_model=PersonModel.from_arrays(person) if person else None,
+        reencode_psnr_db={int(crf): float(db) for crf, db in meta["reencode_psnr_db"].items()},
         from_cache=True,
     )
 
@@ -251,6 +256,7 @@ def prepare_template(
         engine_data=engine_data,
         prepare_s=time.monotonic() - started,
         person_model=person_model,
+        reencode_psnr_db=_reencode_psnr(path, info, fps),
     )
     cache.save(template, content_sha256=digest)
     logger.info(
@@ -286,6 +292,21 @@ def _track_template(
             observer=collector.add,
         )
     return track, collector.finish(), track.frame_count
+
+
+def _reencode_psnr(path: Path, info: MediaInfo, fps: float) -> dict[int, float]:
+    """How well the template's own detail survives encoding (encode_fidelity); a template the
+    probe cannot encode is simply encoded at engines.crf."""
+    try:
+        return reencode_psnr_db(iter_frames(path, fps=fps, info=info, max_frames=PROBE_FRAMES), fps)
+    except (av.error.FFmpegError, InvalidMediaError, ValueError, OSError) as exc:
+        logger.warning(
+            "Could not measure how %s survives encoding (%s); encoding at engines.crf",
+            path.name,
+            exc,
+            extra={"event": "reencode_probe_failed"},
+        )
+        return {}
 
 
 def _own_drive(path: Path, info: MediaInfo, fps: float, frame_count: int) -> Articulation | None:

@@ -71,7 +71,9 @@ def test_fit_is_reported_with_its_held_out_figures(shared_media: Path, tmp_path:
     fit = summary["person_fit"]
     assert set(fit["held_out_r"]) == {"gap", "width", "upper_lip", "lower_lip"}
     assert fit["held_out_frames"] >= 25 and fit["training_frames"] > fit["held_out_frames"]
-    assert summary["model"] == ("person" if fit["held_out_r"]["gap"] >= 0.5 else "generic")
+    assert summary["model"] == (
+        "person" if fit["held_out_r"]["gap"] >= fit["threshold_r"] else "generic"
+    )
 
 
 def test_a_photo_falls_back_to_the_generic_articulation(photo_png: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ lets both import it without a cycle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +33,8 @@ class PreparedTemplate:
     engine_data: dict[str, np.ndarray]
     prepare_s: float
     person_model: PersonModel | None = None  # this person's audio → mouth model (talking only)
+    # PSNR (dB) of the template's first second re-encoded at each probed CRF (encode_fidelity)
+    reencode_psnr_db: dict[int, float] = field(default_factory=dict)
     from_cache: bool = False
 
     def covers(self, frame_count: int) -> bool:

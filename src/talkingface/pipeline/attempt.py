@@ -26,6 +26,7 @@ from talkingface.logs import bind_job
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_template_frames
 from talkingface.media.encode import VideoWriter
+from talkingface.media.encode_fidelity import crf_for_fidelity
 from talkingface.media.input_checks import check_inputs, check_output_path
 from talkingface.media.probe import MediaInfo, choose_output_fps
 from talkingface.pipeline.graph import StageSpec, run_chain
@@ -202,7 +203,7 @@ def _stream(
         height=template.height,
         fps=template.fps,
         audio_path=request.audio_path,
-        crf=settings.engines.crf,
+        crf=encode_crf(template, settings),
         preset=settings.engines.preset,
         sample_aspect_ratio=video_info.sample_aspect_ratio,
     ) as writer:
@@ -236,6 +237,24 @@ def _stream(
         )
         _check_canceled(tag, Stage.ENCODE, cancel)  # a cancel after the last frame: no publish
     return passthrough
+
+
+def encode_crf(template: PreparedTemplate, settings: Settings) -> int:
+    """engines.crf, or lower for a template whose own grain it would smooth away."""
+    crf = crf_for_fidelity(
+        template.reencode_psnr_db,
+        max_crf=settings.engines.crf,
+        min_crf=settings.engines.min_crf,
+        min_psnr_db=settings.engines.min_psnr_db,
+    )
+    if crf != settings.engines.crf:
+        logger.info(
+            "encoding at CRF %d instead of %d to keep the template's detail",
+            crf,
+            settings.engines.crf,
+            extra={"event": "encode_crf_lowered", "crf": crf},
+        )
+    return crf
 
 
 def _track_progress(
