@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Protocol
+from collections.abc import Callable
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from talkingface.config import Settings
 from talkingface.executors.base import WorkerInfo
@@ -50,6 +52,20 @@ def get_storage(request: Request) -> LocalStorage:
 def get_scheduler(request: Request) -> SchedulerView:
     scheduler: SchedulerView = request.app.state.scheduler
     return scheduler
+
+
+T = TypeVar("T")
+
+
+async def read_store(request: Request, read: Callable[..., T], *args: object) -> T:
+    """Run a short store read for an async route: in the event loop on SQLite, whose reads
+    of a local file in WAL mode never wait for a writer (the thread pool's hand-off cost
+    more than the read: bench/load.py), in the thread pool on a server database, where a
+    stalled connection must not stop the loop (health probes, event streams)."""
+    store: JobStore = request.app.state.store
+    if store.reads_are_local:
+        return read(*args)
+    return await run_in_threadpool(read, *args)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

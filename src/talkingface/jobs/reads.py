@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, select
+from sqlalchemy import ColumnElement, Connection, bindparam, func, select
 
 from talkingface.errors import ErrorCode, JobNotFoundError
 from talkingface.jobs import tables
@@ -87,10 +87,15 @@ class JobReads:
             return attempts_of_jobs(conn, job_ids)
 
     def get_with_attempts(self, job_id: str) -> tuple[JobRecord, list[AttemptRecord]]:
-        """The job and its attempts from one consistent read."""
+        """The job and its attempts from one statement (GET /v1/jobs/{id}: the hot read)."""
         with self._read() as conn:
-            job = self._get(conn, job_id)
-            return job, attempts_of_jobs(conn, [job_id]).get(job_id, [])
+            rows = conn.execute(_JOB_WITH_ATTEMPTS, {"job_id": job_id}).all()
+        if not rows:
+            raise _job_not_found(job_id)
+        attempts_found = [
+            tables.attempt_from_row(row, prefix="a_") for row in rows if row.a_id is not None
+        ]
+        return tables.job_from_row(rows[0]), attempts_found
 
     def events(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
         with self._read() as conn:
@@ -168,16 +173,16 @@ class JobReads:
 
     def queue_position(self, job: JobRecord) -> int:
         """How many queued jobs run before this one (higher priority, or same and older)."""
-        ahead = (jobs.c.priority > job.priority) | (
-            (jobs.c.priority == job.priority) & (jobs.c.created_at < job.created_at)
-        )
-        query = (
-            select(func.count())
-            .select_from(jobs)
-            .where((jobs.c.state == JobState.QUEUED.value) & ahead)
-        )
         with self._read() as conn:
-            return int(conn.execute(query).scalar_one())
+            return queued_ahead_of(conn, job)
+
+    def latest_with_key_prefix_and_position(self, prefix: str) -> tuple[JobRecord | None, int]:
+        """latest_with_key_prefix and, when that job is queued, its queue_position, from one
+        read (a HeyGem poll: /easy/query)."""
+        with self._read() as conn:
+            job = newest_with_key_prefix(conn, prefix, self._is_sqlite)
+            queued = job is not None and job.state is JobState.QUEUED
+            return job, queued_ahead_of(conn, job) if queued and job is not None else 0
 
     def running(self) -> list[tuple[JobRecord, AttemptRecord]]:
         """Every running job with its current attempt (supervision and recovery)."""
@@ -194,11 +199,7 @@ class JobReads:
             query = query.with_for_update()
         row = conn.execute(query).first()
         if row is None:
-            raise JobNotFoundError(
-                f"No job with id {job_id}; check the id (finished jobs are deleted when their "
-                "retention ends).",
-                details={"job_id": job_id},
-            )
+            raise _job_not_found(job_id)
         return tables.job_from_row(row)
 
     def _running_where(self, *conditions: Any) -> list[tuple[JobRecord, AttemptRecord]]:
@@ -216,6 +217,44 @@ class JobReads:
                 (tables.job_from_row(row), tables.attempt_from_row(row, prefix="a_"))
                 for row in conn.execute(query)
             ]
+
+
+def _job_not_found(job_id: str) -> JobNotFoundError:
+    return JobNotFoundError(
+        f"No job with id {job_id}; check the id (finished jobs are deleted when their "
+        "retention ends).",
+        details={"job_id": job_id},
+    )
+
+
+# Built once: the statement of the hottest read (SQLAlchemy caches its compiled form; building
+# the expression itself per call cost as much as running it on SQLite).
+_JOB_WITH_ATTEMPTS = (
+    select(jobs, *[column.label(f"a_{column.name}") for column in attempts.c])
+    .outerjoin(attempts, attempts.c.job_id == jobs.c.id)
+    .where(jobs.c.id == bindparam("job_id"))
+    .order_by(attempts.c.number)
+)
+_QUEUED_AHEAD = (
+    select(func.count())
+    .select_from(jobs)
+    .where(
+        (jobs.c.state == JobState.QUEUED.value)
+        & (
+            (jobs.c.priority > bindparam("priority"))
+            | (
+                (jobs.c.priority == bindparam("priority"))
+                & (jobs.c.created_at < bindparam("created_at"))
+            )
+        )
+    )
+)
+
+
+def queued_ahead_of(conn: Connection, job: JobRecord) -> int:
+    """How many queued jobs run before `job` (higher priority, or same and older)."""
+    values = {"priority": job.priority, "created_at": job.created_at}
+    return int(conn.execute(_QUEUED_AHEAD, values).scalar_one())
 
 
 def newest_with_key_prefix(

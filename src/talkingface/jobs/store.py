@@ -75,6 +75,11 @@ class JobStore(JobReads, TemplateRows, JobDeletion, ServiceState, DeliveryOutbox
         self._engine = sqlite_engine(url) if self._is_sqlite else server_engine(url)
 
     @property
+    def reads_are_local(self) -> bool:
+        """Reads are of a local SQLite file (short, never waiting on a network)."""
+        return self._is_sqlite
+
+    @property
     def engine(self) -> Engine:
         """The SQLAlchemy engine (tests and tools; the service goes through the methods)."""
         return self._engine
