@@ -10,6 +10,7 @@ server CPU per read (the figure least moved by other load), and the machine's bu
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -87,20 +88,14 @@ def api_processes(service: Service, count: int, root: Path) -> Iterator[tuple[st
             command += ["--data-dir", str(service.data_dir), "--ready-file", str(ready)]
             with (root / f"api-{index}.log").open("ab") as log:
                 started.append(
-                    subprocess.Popen(
-                        command, env=service.env, stdout=log, stderr=subprocess.STDOUT
-                    )
+                    subprocess.Popen(command, env=service.env, stdout=log, stderr=subprocess.STDOUT)
                 )
         for index, process in enumerate(started):
-            ready = root / f"ready-{index}"
-
-            def up(process: subprocess.Popen[bytes] = process, ready: Path = ready) -> bool:
-                if process.poll() is not None:
-                    log = (root / f"api-{index}.log").read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"API process {index} exited:\n{log}")
-                return ready.exists()
-
-            wait_until(up, timeout_s=START_TIMEOUT_S, what=f"API process {index} to start")
+            wait_until(
+                functools.partial(_started, process, root, index),
+                timeout_s=START_TIMEOUT_S,
+                what=f"API process {index} to start",
+            )
         yield f"http://127.0.0.1:{port}", [psutil.Process(p.pid) for p in started]
     finally:
         for process in started:
@@ -112,6 +107,13 @@ def api_processes(service: Service, count: int, root: Path) -> Iterator[tuple[st
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+def _started(process: subprocess.Popen[bytes], root: Path, index: int) -> bool:
+    if process.poll() is not None:
+        log = (root / f"api-{index}.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"API process {index} exited:\n{log}")
+    return (root / f"ready-{index}").exists()
 
 
 def compare_reads(

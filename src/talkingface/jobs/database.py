@@ -16,7 +16,10 @@ SQLITE_POOL_SIZE = 40
 SQLITE_DAMAGE_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)
 
 
-def sqlite_engine(url: str) -> Engine:
+def sqlite_engine(url: str, *, transactions: bool = True) -> Engine:
+    """transactions=False: an engine for single read statements only, in autocommit, with no
+    `begin` listener (a Connection event makes SQLAlchemy dispatch events on every execute:
+    a fifth of a status read's store time)."""
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +41,9 @@ def sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    if not transactions:
+        return engine
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:

@@ -9,10 +9,15 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, select
 
-from talkingface.errors import ErrorCode, JobNotFoundError
+from talkingface.errors import ErrorCode
 from talkingface.jobs import tables
 from talkingface.jobs.records import AttemptRecord, EventRecord, JobRecord
 from talkingface.jobs.states import JobKind, JobState
+from talkingface.jobs.status_reads import (
+    job_not_found,
+    job_with_attempts,
+    newest_with_key_prefix_and_position,
+)
 from talkingface.jobs.tables import attempts, events, jobs
 
 
@@ -47,6 +52,9 @@ class JobReads:
 
     def _read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError  # JobStore: a read transaction with errors translated
+
+    def _read_statement(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError  # JobStore: one read statement, no transaction
 
     def get(self, job_id: str) -> JobRecord:
         with self._read() as conn:
@@ -87,15 +95,9 @@ class JobReads:
             return attempts_of_jobs(conn, job_ids)
 
     def get_with_attempts(self, job_id: str) -> tuple[JobRecord, list[AttemptRecord]]:
-        """The job and its attempts from one statement (GET /v1/jobs/{id}: the hot read)."""
-        with self._read() as conn:
-            rows = conn.execute(_JOB_WITH_ATTEMPTS, {"job_id": job_id}).all()
-        if not rows:
-            raise _job_not_found(job_id)
-        attempts_found = [
-            tables.attempt_from_row(row, prefix="a_") for row in rows if row.a_id is not None
-        ]
-        return tables.job_from_row(rows[0]), attempts_found
+        """The job and its attempts from one statement (GET /v1/jobs/{id}: a hot read)."""
+        with self._read_statement() as conn:
+            return job_with_attempts(conn, job_id)
 
     def events(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
         with self._read() as conn:
@@ -173,16 +175,15 @@ class JobReads:
 
     def queue_position(self, job: JobRecord) -> int:
         """How many queued jobs run before this one (higher priority, or same and older)."""
+        values = {"priority": job.priority, "created_at": job.created_at}
         with self._read() as conn:
-            return queued_ahead_of(conn, job)
+            return int(conn.execute(_QUEUED_AHEAD, values).scalar_one())
 
     def latest_with_key_prefix_and_position(self, prefix: str) -> tuple[JobRecord | None, int]:
         """latest_with_key_prefix and, when that job is queued, its queue_position, from one
-        read (a HeyGem poll: /easy/query)."""
-        with self._read() as conn:
-            job = newest_with_key_prefix(conn, prefix, self._is_sqlite)
-            queued = job is not None and job.state is JobState.QUEUED
-            return job, queued_ahead_of(conn, job) if queued and job is not None else 0
+        statement (a HeyGem poll, /easy/query: a hot read)."""
+        with self._read_statement() as conn:
+            return newest_with_key_prefix_and_position(conn, prefix, self._is_sqlite)
 
     def running(self) -> list[tuple[JobRecord, AttemptRecord]]:
         """Every running job with its current attempt (supervision and recovery)."""
@@ -199,7 +200,7 @@ class JobReads:
             query = query.with_for_update()
         row = conn.execute(query).first()
         if row is None:
-            raise _job_not_found(job_id)
+            raise job_not_found(job_id)
         return tables.job_from_row(row)
 
     def _running_where(self, *conditions: Any) -> list[tuple[JobRecord, AttemptRecord]]:
@@ -219,22 +220,6 @@ class JobReads:
             ]
 
 
-def _job_not_found(job_id: str) -> JobNotFoundError:
-    return JobNotFoundError(
-        f"No job with id {job_id}; check the id (finished jobs are deleted when their "
-        "retention ends).",
-        details={"job_id": job_id},
-    )
-
-
-# Built once: the statement of the hottest read (SQLAlchemy caches its compiled form; building
-# the expression itself per call cost as much as running it on SQLite).
-_JOB_WITH_ATTEMPTS = (
-    select(jobs, *[column.label(f"a_{column.name}") for column in attempts.c])
-    .outerjoin(attempts, attempts.c.job_id == jobs.c.id)
-    .where(jobs.c.id == bindparam("job_id"))
-    .order_by(attempts.c.number)
-)
 _QUEUED_AHEAD = (
     select(func.count())
     .select_from(jobs)
@@ -251,24 +236,20 @@ _QUEUED_AHEAD = (
 )
 
 
-def queued_ahead_of(conn: Connection, job: JobRecord) -> int:
-    """How many queued jobs run before `job` (higher priority, or same and older)."""
-    values = {"priority": job.priority, "created_at": job.created_at}
-    return int(conn.execute(_QUEUED_AHEAD, values).scalar_one())
-
-
 def newest_with_key_prefix(
     conn: Connection, prefix: str, is_sqlite: bool, *, states: list[JobState] | None = None
 ) -> JobRecord | None:
     """The newest job whose idempotency key starts with `prefix`, optionally in `states`."""
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    matches: ColumnElement[bool] = jobs.c.idempotency_key.like(escaped + "%", escape="\\")
+    matches: ColumnElement[bool]
     if is_sqlite and prefix:
-        # SQLite never uses an index for LIKE (case-insensitive); the same prefix as a
-        # byte-wise range does use the key's unique index, so a HeyGem poll stays one
-        # index lookup however many jobs the store holds.
+        # SQLite never uses an index for LIKE (case-insensitive there, and slow); the prefix
+        # as a byte-wise range is exactly "starts with" and uses the key's unique index, so
+        # a HeyGem lookup stays one index lookup however many jobs the store holds.
         after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        matches = matches & (jobs.c.idempotency_key >= prefix) & (jobs.c.idempotency_key < after)
+        matches = (jobs.c.idempotency_key >= prefix) & (jobs.c.idempotency_key < after)
+    else:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matches = jobs.c.idempotency_key.like(escaped + "%", escape="\\")
     if states is not None:
         matches = matches & jobs.c.state.in_([state.value for state in states])
     query = (
