@@ -73,10 +73,13 @@ class JobStore(JobReads, TemplateRows, JobDeletion, ServiceState, DeliveryOutbox
         self._where = self._url.render_as_string(hide_password=True)
         self._is_sqlite = self._url.get_backend_name() == "sqlite"
         self._engine = sqlite_engine(url) if self._is_sqlite else server_engine(url)
-        # Single read statements (the status reads) on SQLite: a second pool of connections
-        # to the same file, in autocommit (see _read_statement); one engine elsewhere.
-        on_file = self._is_sqlite and self._url.database not in (None, "", ":memory:")
-        self._statement_engine = sqlite_engine(url, transactions=False) if on_file else None
+        # Single read statements (the status reads): a second pool of connections to the
+        # same database, in autocommit (see _read_statement); not for an in-memory SQLite.
+        self._statement_engine: Engine | None = None
+        if not self._is_sqlite:
+            self._statement_engine = server_engine(url, transactions=False)
+        elif self._url.database not in (None, "", ":memory:"):
+            self._statement_engine = sqlite_engine(url, transactions=False)
 
     @property
     def reads_are_local(self) -> bool:
@@ -486,8 +489,8 @@ class JobStore(JobReads, TemplateRows, JobDeletion, ServiceState, DeliveryOutbox
 
     @contextmanager
     def _read_statement(self) -> Iterator[Connection]:
-        """For one read statement, which reads one consistent snapshot by itself: on a SQLite
-        file no BEGIN and COMMIT around it; elsewhere a read transaction, as _read."""
+        """For one read statement, which reads one consistent snapshot by itself: no BEGIN
+        and COMMIT around it (an in-memory SQLite: a read transaction, as _read)."""
         if self._statement_engine is None:
             with self._read() as conn:
                 yield conn
