@@ -8,8 +8,10 @@ code, then measures, in one run:
 - dispatch latency: submit → `attempt_started` event with an idle worker (p50/p99);
 - cancel latency of a running job (request → canceled, server clock; target < 2 s);
 - scheduler overhead per job: service wall time (job_created → job_succeeded, server clock)
-  vs the same job through
-  `run_attempt` in process (the work `talkingface generate` does), as a percentage.
+  vs the same job through `run_attempt` in process (the work `talkingface generate` does),
+  as a percentage of medians and as the median ratio of each service job to the direct run
+  just before it (interleaved, so drift on a shared machine cancels); and the render alone
+  in the worker (its processing_s) against the direct run, the worker process's own part.
 """
 
 from __future__ import annotations
@@ -200,6 +202,16 @@ def measure(
         "job_wall_s_direct_p50": round(direct_median, 3),
         "worker_processing_s_p50": round(statistics.median(worker_s), 3),
         "scheduler_overhead_pct": round(100 * (service_median - direct_median) / direct_median, 1),
+        # the same as ratios of neighbours in time (each service job against the direct run
+        # just before it), median: drift on a shared machine cancels out
+        "service_vs_direct_ratio_p50": round(
+            statistics.median(s / d for s, d in zip(service_s, direct_s, strict=True)), 3
+        ),
+        # the render alone, in the worker against in process: the part the worker process
+        # itself adds (threads, affinity, caches), without dispatch and publishing
+        "worker_vs_direct_ratio_p50": round(
+            statistics.median(w / d for w, d in zip(worker_s, direct_s, strict=True)), 3
+        ),
         # wall time not spent rendering in the worker: submit bookkeeping, dispatch, publish
         "service_minus_worker_ms_p50": round(
             statistics.median(w - p for w, p in zip(service_s, worker_s, strict=True)) * 1000, 1
