@@ -19,6 +19,7 @@ from pathlib import Path
 import uvicorn
 
 from talkingface.api.app import create_app
+from talkingface.api.http_protocol import GatheringHttpToolsProtocol
 from talkingface.config import load_settings
 from talkingface.executors.base import WorkerInfo
 
@@ -71,7 +72,9 @@ def main() -> int:
     args = parser.parse_args()
     settings = load_settings(data_dir=args.data_dir, api={"host": args.host, "port": args.port})
     app = create_app(settings, scheduler=NoScheduler())
-    config = uvicorn.Config(app, log_config=None, access_log=False)  # as `serve` runs it
+    config = uvicorn.Config(  # as `serve` runs it (api/server.py)
+        app, log_config=None, access_log=False, http=GatheringHttpToolsProtocol
+    )
     ReadyServer(config, args.ready_file).run(sockets=[shared_socket(args.host, args.port)])
     return 0
 
