@@ -1,6 +1,7 @@
 """Job-service figures: submit latency, status-query throughput, dispatch latency, overhead.
 
 Usage: python bench/service.py [--jobs 20] [--queries 2000] [--seconds 3] [--size 256] [--json]
+       [--server-env NAME=VALUE]…
 Starts `talkingface serve` (SQLite, one worker) on a free loopback port with inputs made in
 code, then measures, in one run:
 - submit latency p50/p99 (multipart upload of a 3 s speech clip + 256 px template);
@@ -150,6 +151,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="speech length per job")
     parser.add_argument("--size", type=int, default=256, help="template size in pixels")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the server and its worker only (the direct runs "
+        "keep this process's): e.g. OMP_NUM_THREADS=1 to test a thread-count hypothesis",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="talkingface-bench-service-"))
     audio, video = make_inputs(root, args.seconds, args.size)
@@ -157,6 +166,7 @@ def main() -> int:
         "TALKINGFACE_WORKERS__HEARTBEAT_S": "5",
         "TALKINGFACE_WORKERS__STALL_S": "120",
         "TALKINGFACE_LOGGING__LEVEL": "warning",
+        **dict(item.split("=", 1) for item in args.server_env),
     }
     service = start_service(root / "data", root / "server.log", workers=1, extra_env=production)
     try:
