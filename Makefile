@@ -31,7 +31,8 @@ test: lint browser
 bench: $(STAMP)
 	$(BIN)/talkingface bench
 
-# HTTP load on a real server (~1 min): bursts past api.max_queued, 200 pollers, 100 SSE streams.
+# HTTP load on a real server (~1.5 min): bursts past api.max_queued, 200 pollers, 100 SSE streams,
+# then status reads from a separate load process against 1 and N API processes (and their ratio).
 load: $(STAMP)
 	$(BIN)/python bench/load.py --json bench-load.json
 

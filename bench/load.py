@@ -16,6 +16,10 @@ httpx clients, in phases:
 3. sse: `--streams` event streams held open (GET /v1/jobs/{id}/events, text/event-stream)
    while the polling goes on; each must still be open at the end.
 4. ops: the polling plus clients reading the list, stats, queue and metrics endpoints.
+5-6. reads (bench/reads_phase.py): GET /v1/jobs/{id} and /easy/query from a separate lean load
+   process (bench/read_load.py: the httpx clients above cost more CPU than the server),
+   against the one `serve` process and then against `--api-processes` API processes on one
+   port, in the same run: reads/s, p50/p99, CPU per read and the ratio N/1.
 A probe reads /healthz twice a second in phases 2-4: the wait of a request that reads
 nothing (sync routes share one thread pool, so it queues behind the store reads).
 
@@ -50,6 +54,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.service_process
 
+from bench.reads_phase import compare_reads, print_reads
 from bench.service import make_inputs, percentile
 from bench.service_process import Service, fresh_postgres_database, start_service
 
@@ -421,16 +426,19 @@ async def sse_phase(url: str, phase: Phase, burst: Burst, args: argparse.Namespa
     }
 
 
-async def drive(service: Service, audio: Path, video: Path, args: argparse.Namespace) -> list[Any]:
+async def drive(
+    service: Service, audio: Path, video: Path, args: argparse.Namespace
+) -> tuple[list[Any], Burst]:
     sampler = ResourceSampler(service.process.pid)
     phases: list[Phase] = []
+    burst = Burst()
     try:
         async with own_client(service.url) as http:
             (await http.post("/v1/queue/pause")).raise_for_status()
             phases.append(Phase("1 burst", sampler))
             burst = await burst_phase(http, phases[-1], audio, video, args)
-            if not burst.job_ids:
-                return [p.figures() for p in phases]
+            if not burst.job_ids or args.reads_only:
+                return [p.figures() for p in phases], burst
             phases.append(Phase("2 poll", sampler))
             await run_load(phases[-1], service.url, burst, args)
             phases.append(Phase("3 poll + sse", sampler))
@@ -448,7 +456,7 @@ async def drive(service: Service, audio: Path, video: Path, args: argparse.Names
             )
     finally:
         sampler.stop()
-    return [p.figures() for p in phases]
+    return [p.figures() for p in phases], burst
 
 
 def failed_checks(phases: list[dict[str, Any]]) -> list[str]:
@@ -467,6 +475,17 @@ def failed_checks(phases: list[dict[str, Any]]) -> list[str]:
             bad = {s: n for s, n in figures["statuses"].items() if s not in ("200", "202", "429")}
             if bad:
                 failures.append(f"{name}: {endpoint} replied {bad}")
+    return failures
+
+
+def failed_reads(reads: dict[str, Any] | None) -> list[str]:
+    if reads is None:
+        return ["reads: no job was accepted to read"]
+    failures = []
+    for key in ("one_process", "n_processes"):
+        bad = {s: n for s, n in reads[key]["statuses"].items() if not s.endswith(" 200")}
+        if bad:
+            failures.append(f"reads {key}: replies {bad}")
     return failures
 
 
@@ -504,6 +523,12 @@ def main() -> int:
     parser.add_argument("--max-queued", type=int, default=50)
     parser.add_argument("--submits", type=int, default=200, help="phase 1 submissions")
     parser.add_argument("--burst-clients", type=int, default=100)
+    parser.add_argument("--read-seconds", type=float, default=10.0, help="length of phases 5-6")
+    parser.add_argument("--read-connections", type=int, default=64, help="phases 5-6")
+    parser.add_argument(
+        "--api-processes", type=int, default=os.cpu_count() or 2, help="API processes, phase 6"
+    )
+    parser.add_argument("--reads-only", action="store_true", help="phases 1, 5 and 6 only")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="talkingface-bench-load-"))
     inputs = root / "inputs"
@@ -523,15 +548,29 @@ def main() -> int:
         service = start_service(root / "data", root / "server.log", workers=1, extra_env=env)
         cleanup.callback(service.stop)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            phases = runner.run(drive(service, audio, video, args))
+            phases, burst = runner.run(drive(service, audio, video, args))
+        reads = None
+        if burst.job_ids:
+            reads = compare_reads(
+                service,
+                burst.job_ids,
+                burst.codes,
+                root,
+                processes=args.api_processes,
+                connections=args.read_connections,
+                seconds=args.read_seconds,
+            )
     report = {
         "db": args.db,
         "cpu_count": os.cpu_count(),
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
         "phases": phases,
-        "failed_checks": failed_checks(phases),
+        "reads": reads,
+        "failed_checks": failed_checks(phases) + failed_reads(reads),
     }
     print_table(phases)
+    if reads is not None:
+        print_reads(reads)
     for failure in report["failed_checks"]:
         print(f"FAILED {failure}")
     if args.json:

@@ -1,6 +1,7 @@
 """Job-service figures: submit latency, status-query throughput, dispatch latency, overhead.
 
 Usage: python bench/service.py [--jobs 20] [--queries 2000] [--seconds 3] [--size 256] [--json]
+       [--server-env NAME=VALUE]…
 Starts `talkingface serve` (SQLite, one worker) on a free loopback port with inputs made in
 code, then measures, in one run:
 - submit latency p50/p99 (multipart upload of a 3 s speech clip + 256 px template);
@@ -8,8 +9,10 @@ code, then measures, in one run:
 - dispatch latency: submit → `attempt_started` event with an idle worker (p50/p99);
 - cancel latency of a running job (request → canceled, server clock; target < 2 s);
 - scheduler overhead per job: service wall time (job_created → job_succeeded, server clock)
-  vs the same job through
-  `run_attempt` in process (the work `talkingface generate` does), as a percentage.
+  vs the same job through `run_attempt` in process (the work `talkingface generate` does),
+  as a percentage of medians and as the median ratio of each service job to the direct run
+  just before it (interleaved, so drift on a shared machine cancels); and the render alone
+  in the worker (its processing_s) against the direct run, the worker process's own part.
 """
 
 from __future__ import annotations
@@ -148,6 +151,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="speech length per job")
     parser.add_argument("--size", type=int, default=256, help="template size in pixels")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the server and its worker only (the direct runs "
+        "keep this process's): e.g. OMP_NUM_THREADS=1 to test a thread-count hypothesis",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="talkingface-bench-service-"))
     audio, video = make_inputs(root, args.seconds, args.size)
@@ -155,6 +166,7 @@ def main() -> int:
         "TALKINGFACE_WORKERS__HEARTBEAT_S": "5",
         "TALKINGFACE_WORKERS__STALL_S": "120",
         "TALKINGFACE_LOGGING__LEVEL": "warning",
+        **dict(item.split("=", 1) for item in args.server_env),
     }
     service = start_service(root / "data", root / "server.log", workers=1, extra_env=production)
     try:
@@ -200,6 +212,16 @@ def measure(
         "job_wall_s_direct_p50": round(direct_median, 3),
         "worker_processing_s_p50": round(statistics.median(worker_s), 3),
         "scheduler_overhead_pct": round(100 * (service_median - direct_median) / direct_median, 1),
+        # the same as ratios of neighbours in time (each service job against the direct run
+        # just before it), median: drift on a shared machine cancels out
+        "service_vs_direct_ratio_p50": round(
+            statistics.median(s / d for s, d in zip(service_s, direct_s, strict=True)), 3
+        ),
+        # the render alone, in the worker against in process: the part the worker process
+        # itself adds (threads, affinity, caches), without dispatch and publishing
+        "worker_vs_direct_ratio_p50": round(
+            statistics.median(w / d for w, d in zip(worker_s, direct_s, strict=True)), 3
+        ),
         # wall time not spent rendering in the worker: submit bookkeeping, dispatch, publish
         "service_minus_worker_ms_p50": round(
             statistics.median(w - p for w, p in zip(service_s, worker_s, strict=True)) * 1000, 1

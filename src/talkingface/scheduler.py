@@ -30,7 +30,7 @@ from talkingface.errors import (
     TalkingFaceError,
     WorkerLostError,
 )
-from talkingface.executors.base import Executor, WorkerInfo, get_executor
+from talkingface.executors.base import Executor, Interruptible, WorkerInfo, get_executor
 from talkingface.executors.messages import (
     Assignment,
     Failed,
@@ -132,6 +132,8 @@ class Scheduler:
 
     def wake(self) -> None:
         self._wake.set()
+        if isinstance(self.executor, Interruptible):  # end the dispatch loop's wait now
+            self.executor.interrupt()
 
     def set_paused(self, paused: bool) -> None:
         """Maintenance: no new job starts while paused; running jobs finish; submissions queue.

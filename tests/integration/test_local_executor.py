@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -441,3 +442,28 @@ def test_a_fault_limited_to_the_first_attempt_spares_the_retry() -> None:
     assert get_fault("hang", controls, attempt_number=4) is not None
     with pytest.raises(ConfigError, match="after '@'"):
         get_fault("hang@x", controls)
+
+
+def test_interrupt_ends_a_poll_at_once_so_a_submitted_job_is_dispatched_without_waiting(
+    worker_cache_dir: Path,
+) -> None:
+    # Given a ready, idle worker and the scheduler's poll waiting for worker messages
+    with running_executor(make_settings(worker_cache_dir)) as executor:
+        Collector(executor).ready()
+        polled = threading.Event()
+
+        def poll() -> None:
+            executor.poll(timeout_s=DEADLINE_S)
+            polled.set()
+
+        waiting = threading.Thread(target=poll, daemon=True)
+        waiting.start()
+
+        # When a submission wakes the scheduler (Scheduler.wake → interrupt)
+        started_s = time.monotonic()
+        executor.interrupt()
+
+        # Then the poll returns now, not at the end of its timeout
+        assert polled.wait(timeout=5.0), "poll() was not interrupted"
+        assert time.monotonic() - started_s < 1.0
+        waiting.join(timeout=5.0)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError
 
 from talkingface.errors import (
@@ -757,6 +757,14 @@ def test_a_heygem_code_finds_its_newest_job_and_no_other_codes(
     found = store.latest_with_key_prefix("heygem:a_b%:")
     assert found is not None and found.id == odd.id
     assert store.latest_with_key_prefix("heygem:a:") is None
+    assert store.latest_with_key_prefix("heygem:AB:") is None  # codes are case-sensitive
+    # and /easy/query's one-statement read finds the same jobs, with their queue positions
+    hot = store.latest_with_key_prefix_and_position
+    for prefix, job in (("heygem:ab:", newer), ("heygem:a_b%:", odd)):
+        assert hot(prefix) == (store.get(job.id), store.queue_position(job))
+    assert hot("heygem:ab:")[1] == 1  # the older job of the same priority runs first
+    assert hot("heygem:a:") == (None, 0)
+    assert hot("heygem:AB:") == (None, 0)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -769,22 +777,32 @@ def test_a_heygem_lookup_is_an_index_search_not_a_table_scan(
     seen: list[tuple[str, Any]] = []  # Any: DBAPI parameters
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "idempotency_key LIKE" in statement:
+        if "WHERE jobs.idempotency_key" in statement:
             seen.append((statement, parameters))
 
-    event.listen(fresh.engine, "before_cursor_execute", capture)
+    # every engine: the status reads on SQLite go through a second pool (JobStore)
+    event.listen(Engine, "before_cursor_execute", capture)
     try:
         fresh.latest_with_key_prefix("heygem:code-1:")
-        statement, parameters = seen[0]
+        fresh.latest_with_key_prefix_and_position("heygem:code-1:")  # /easy/query's read
+        event.remove(Engine, "before_cursor_execute", capture)
+        assert len(seen) == 2, seen
+        plans = []
         with fresh.engine.connect() as conn:
             if backend == "postgresql":  # an empty table: make the planner show the index
                 conn.exec_driver_sql("SET enable_seqscan = off")
             explain = "EXPLAIN QUERY PLAN " if backend == "sqlite" else "EXPLAIN "
-            plan = conn.exec_driver_sql(explain + statement, parameters).all()
+            for statement, parameters in seen:
+                plans.append(conn.exec_driver_sql(explain + statement, parameters).all())
     finally:
+        if event.contains(Engine, "before_cursor_execute", capture):
+            event.remove(Engine, "before_cursor_execute", capture)
         fresh.close()
-    details = " ".join(str(row[-1]) for row in plan)
-    if backend == "sqlite":
-        assert "USING INDEX" in details and "SCAN jobs" not in details, details
-    else:
-        assert "ix_jobs_idempotency_key_prefix" in details and "Seq Scan" not in details, details
+    for plan in plans:
+        details = " ".join(str(row[-1]) for row in plan)
+        if backend == "sqlite":
+            assert "USING INDEX ix_jobs_idempotency_key" in details, details
+            assert "SCAN jobs" not in details, details
+        else:
+            assert "ix_jobs_idempotency_key_prefix" in details, details
+            assert "Seq Scan on jobs" not in details, details

@@ -156,6 +156,9 @@ def create_app(
         docs_url=None,  # docs_pages serves /docs and /redoc with local assets
         redoc_url=None,
         dependencies=[Depends(API_KEY_HEADER), Depends(BEARER)] if keyed else None,
+        # FastAPI's own OpenTelemetry hooks: off, as talkingface exports Prometheus metrics
+        # (/metrics); on, each request looked up the global providers (~7 % of a status read).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_docs_pages(app)
     app.state.settings = settings

@@ -10,6 +10,7 @@ loopback server is still reachable from web pages in the operator's browser, so
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import json
@@ -58,6 +59,7 @@ def _is_open(path: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=1024)  # asked on every request (BrowserGuardMiddleware)
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

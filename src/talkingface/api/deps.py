@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Protocol
+import functools
+from collections.abc import Callable
+from typing import Annotated, Protocol, TypeVar
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, Request
 
 from talkingface.config import Settings
 from talkingface.executors.base import WorkerInfo
+from talkingface.jobs.database import STATEMENT_POOL_SIZE
 from talkingface.jobs.store import JobStore
 from talkingface.storage.local import LocalStorage
 
@@ -50,6 +54,24 @@ def get_storage(request: Request) -> LocalStorage:
 def get_scheduler(request: Request) -> SchedulerView:
     scheduler: SchedulerView = request.app.state.scheduler
     return scheduler
+
+
+T = TypeVar("T")
+
+
+async def read_store(request: Request, read: Callable[..., T], *args: object) -> T:
+    """Run a short store read for an async route: in the event loop on SQLite, whose reads
+    of a local file in WAL mode never wait for a writer (the thread pool's hand-off cost
+    more than the read: bench/load.py); in the thread pool on a server database, where a
+    stalled connection must not stop the loop (health probes, event streams), at most
+    STATEMENT_POOL_SIZE at once (the connections of JobStore._read_statement)."""
+    store: JobStore = request.app.state.store
+    if store.reads_are_local:
+        return read(*args)
+    limiter = getattr(request.app.state, "store_read_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.store_read_limiter = CapacityLimiter(STATEMENT_POOL_SIZE)
+    return await to_thread.run_sync(functools.partial(read, *args), limiter=limiter)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 
 from talkingface.api.app import begin_shutdown
+from talkingface.api.http_protocol import GatheringHttpToolsProtocol
 from talkingface.config import Settings
 
 
@@ -43,6 +44,7 @@ def serve_app(app: FastAPI, settings: Settings) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=settings.api.shutdown_timeout_s,
+        http=GatheringHttpToolsProtocol,  # one write per reply (api/http_protocol.py)
     )
     server = _StoppingServer(config, app)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises the stop signal again

@@ -11,11 +11,13 @@ the pipeline or torch: workers start at worker_entry.run_worker, which imports t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from itertools import count
@@ -98,6 +100,11 @@ class LocalExecutor:
         self._startup_failures = 0  # consecutive workers that died before Ready
         self._started = False
         self._shutting_down = False
+        # interrupt(): a byte on this pipe ends the wait in poll() (a self-pipe; non-blocking)
+        self._interrupt_r, self._interrupt_w = os.pipe()
+        os.set_blocking(self._interrupt_r, False)
+        os.set_blocking(self._interrupt_w, False)
+        self._interrupt_lock = threading.Lock()  # no write to the pipe once it is closed
 
     # --- the Executor protocol ------------------------------------------------------------
 
@@ -170,6 +177,14 @@ class LocalExecutor:
     def workers(self) -> list[WorkerInfo]:
         return [worker.info() for worker in self._workers.values()]
 
+    def interrupt(self) -> None:
+        """End a poll() in progress now (any thread: the API's wake() on a submit)."""
+        with self._interrupt_lock:
+            if self._interrupt_w < 0:  # shut down
+                return
+            with contextlib.suppress(BlockingIOError):  # already full of wake-ups
+                os.write(self._interrupt_w, b"!")
+
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Close every pipe, then SIGTERM → join → SIGKILL each process group, and reap all."""
         self._shutting_down = True
@@ -194,6 +209,11 @@ class LocalExecutor:
             )
         self._workers.clear()
         self._pending.clear()
+        with self._interrupt_lock:
+            if self._interrupt_w >= 0:
+                os.close(self._interrupt_w)
+                os.close(self._interrupt_r)
+                self._interrupt_w = self._interrupt_r = -1
 
     # --- spawning and replacing -----------------------------------------------------------
 
@@ -255,9 +275,14 @@ class LocalExecutor:
             if worker.conn is not None:
                 handles.append(worker.conn)
                 owners[worker.conn] = worker
+        if self._interrupt_r >= 0:
+            handles.append(self._interrupt_r)
         ready = wait(handles, timeout=min(timeout_s, self._next_due_s()))
         exited: dict[str, _Worker] = {}
         for handle in ready:
+            if handle == self._interrupt_r:
+                self._drain_interrupts()
+                continue
             worker = owners[handle]
             if handle is worker.conn:
                 self._drain(worker)
@@ -266,6 +291,11 @@ class LocalExecutor:
         for worker in exited.values():
             if worker.id in self._workers:
                 self._lose(worker, "its process exited")
+
+    def _drain_interrupts(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._interrupt_r, 4096):
+                pass
 
     def _next_due_s(self) -> float:
         """Seconds until the next respawn or deadline (a bound on how long to wait)."""

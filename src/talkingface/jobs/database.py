@@ -13,10 +13,17 @@ from sqlalchemy.exc import DBAPIError
 from talkingface.errors import StoreUnavailableError
 
 SQLITE_POOL_SIZE = 40
+# Connections for single read statements (the status reads) on a server database, and so at
+# most this many such reads at once per API process (api/deps.py read_store): more would open
+# and close overflow connections under load, each a new PostgreSQL backend process.
+STATEMENT_POOL_SIZE = 8
 SQLITE_DAMAGE_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)
 
 
-def sqlite_engine(url: str) -> Engine:
+def sqlite_engine(url: str, *, transactions: bool = True) -> Engine:
+    """transactions=False: an engine for single read statements only, in autocommit, with no
+    `begin` listener (a Connection event makes SQLAlchemy dispatch events on every execute:
+    a fifth of a status read's store time)."""
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -39,6 +46,9 @@ def sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    if not transactions:
+        return engine
+
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
@@ -47,10 +57,21 @@ def sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def server_engine(url: str) -> Engine:
+def server_engine(url: str, *, transactions: bool = True) -> Engine:
+    """transactions=False: an engine for single read statements only, in AUTOCOMMIT (no
+    BEGIN and COMMIT round trips), with a fixed pool of STATEMENT_POOL_SIZE connections."""
     connect_args = (
         {"connect_timeout": 5} if make_url(url).get_backend_name() == "postgresql" else {}
     )
+    if not transactions:
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args=connect_args,
+            isolation_level="AUTOCOMMIT",
+            pool_size=STATEMENT_POOL_SIZE,
+            max_overflow=0,
+        )
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 

@@ -7,12 +7,17 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, select
+from sqlalchemy import ColumnElement, Connection, bindparam, func, select
 
-from talkingface.errors import ErrorCode, JobNotFoundError
+from talkingface.errors import ErrorCode
 from talkingface.jobs import tables
 from talkingface.jobs.records import AttemptRecord, EventRecord, JobRecord
 from talkingface.jobs.states import JobKind, JobState
+from talkingface.jobs.status_reads import (
+    job_not_found,
+    job_with_attempts,
+    newest_with_key_prefix_and_position,
+)
 from talkingface.jobs.tables import attempts, events, jobs
 
 
@@ -47,6 +52,9 @@ class JobReads:
 
     def _read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError  # JobStore: a read transaction with errors translated
+
+    def _read_statement(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError  # JobStore: one read statement, no transaction
 
     def get(self, job_id: str) -> JobRecord:
         with self._read() as conn:
@@ -87,10 +95,9 @@ class JobReads:
             return attempts_of_jobs(conn, job_ids)
 
     def get_with_attempts(self, job_id: str) -> tuple[JobRecord, list[AttemptRecord]]:
-        """The job and its attempts from one consistent read."""
-        with self._read() as conn:
-            job = self._get(conn, job_id)
-            return job, attempts_of_jobs(conn, [job_id]).get(job_id, [])
+        """The job and its attempts from one statement (GET /v1/jobs/{id}: a hot read)."""
+        with self._read_statement() as conn:
+            return job_with_attempts(conn, job_id)
 
     def events(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
         with self._read() as conn:
@@ -168,16 +175,15 @@ class JobReads:
 
     def queue_position(self, job: JobRecord) -> int:
         """How many queued jobs run before this one (higher priority, or same and older)."""
-        ahead = (jobs.c.priority > job.priority) | (
-            (jobs.c.priority == job.priority) & (jobs.c.created_at < job.created_at)
-        )
-        query = (
-            select(func.count())
-            .select_from(jobs)
-            .where((jobs.c.state == JobState.QUEUED.value) & ahead)
-        )
+        values = {"priority": job.priority, "created_at": job.created_at}
         with self._read() as conn:
-            return int(conn.execute(query).scalar_one())
+            return int(conn.execute(_QUEUED_AHEAD, values).scalar_one())
+
+    def latest_with_key_prefix_and_position(self, prefix: str) -> tuple[JobRecord | None, int]:
+        """latest_with_key_prefix and, when that job is queued, its queue_position, from one
+        statement (a HeyGem poll, /easy/query: a hot read)."""
+        with self._read_statement() as conn:
+            return newest_with_key_prefix_and_position(conn, prefix, self._is_sqlite)
 
     def running(self) -> list[tuple[JobRecord, AttemptRecord]]:
         """Every running job with its current attempt (supervision and recovery)."""
@@ -194,11 +200,7 @@ class JobReads:
             query = query.with_for_update()
         row = conn.execute(query).first()
         if row is None:
-            raise JobNotFoundError(
-                f"No job with id {job_id}; check the id (finished jobs are deleted when their "
-                "retention ends).",
-                details={"job_id": job_id},
-            )
+            raise job_not_found(job_id)
         return tables.job_from_row(row)
 
     def _running_where(self, *conditions: Any) -> list[tuple[JobRecord, AttemptRecord]]:
@@ -218,18 +220,36 @@ class JobReads:
             ]
 
 
+_QUEUED_AHEAD = (
+    select(func.count())
+    .select_from(jobs)
+    .where(
+        (jobs.c.state == JobState.QUEUED.value)
+        & (
+            (jobs.c.priority > bindparam("priority"))
+            | (
+                (jobs.c.priority == bindparam("priority"))
+                & (jobs.c.created_at < bindparam("created_at"))
+            )
+        )
+    )
+)
+
+
 def newest_with_key_prefix(
     conn: Connection, prefix: str, is_sqlite: bool, *, states: list[JobState] | None = None
 ) -> JobRecord | None:
     """The newest job whose idempotency key starts with `prefix`, optionally in `states`."""
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    matches: ColumnElement[bool] = jobs.c.idempotency_key.like(escaped + "%", escape="\\")
+    matches: ColumnElement[bool]
     if is_sqlite and prefix:
-        # SQLite never uses an index for LIKE (case-insensitive); the same prefix as a
-        # byte-wise range does use the key's unique index, so a HeyGem poll stays one
-        # index lookup however many jobs the store holds.
+        # SQLite never uses an index for LIKE (case-insensitive there, and slow); the prefix
+        # as a byte-wise range is exactly "starts with" and uses the key's unique index, so
+        # a HeyGem lookup stays one index lookup however many jobs the store holds.
         after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        matches = matches & (jobs.c.idempotency_key >= prefix) & (jobs.c.idempotency_key < after)
+        matches = (jobs.c.idempotency_key >= prefix) & (jobs.c.idempotency_key < after)
+    else:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matches = jobs.c.idempotency_key.like(escaped + "%", escape="\\")
     if states is not None:
         matches = matches & jobs.c.state.in_([state.value for state in states])
     query = (

@@ -73,6 +73,18 @@ class JobStore(JobReads, TemplateRows, JobDeletion, ServiceState, DeliveryOutbox
         self._where = self._url.render_as_string(hide_password=True)
         self._is_sqlite = self._url.get_backend_name() == "sqlite"
         self._engine = sqlite_engine(url) if self._is_sqlite else server_engine(url)
+        # Single read statements (the status reads): a second pool of connections to the
+        # same database, in autocommit (see _read_statement); not for an in-memory SQLite.
+        self._statement_engine: Engine | None = None
+        if not self._is_sqlite:
+            self._statement_engine = server_engine(url, transactions=False)
+        elif self._url.database not in (None, "", ":memory:"):
+            self._statement_engine = sqlite_engine(url, transactions=False)
+
+    @property
+    def reads_are_local(self) -> bool:
+        """Reads are of a local SQLite file (short, never waiting on a network)."""
+        return self._is_sqlite
 
     @property
     def engine(self) -> Engine:
@@ -105,6 +117,8 @@ class JobStore(JobReads, TemplateRows, JobDeletion, ServiceState, DeliveryOutbox
 
     def close(self) -> None:
         self._engine.dispose()
+        if self._statement_engine is not None:
+            self._statement_engine.dispose()
 
     # -- creation and reads ------------------------------------------------------------------
 
@@ -471,6 +485,17 @@ class JobStore(JobReads, TemplateRows, JobDeletion, ServiceState, DeliveryOutbox
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         with self._translated(), self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _read_statement(self) -> Iterator[Connection]:
+        """For one read statement, which reads one consistent snapshot by itself: no BEGIN
+        and COMMIT around it (an in-memory SQLite: a read transaction, as _read)."""
+        if self._statement_engine is None:
+            with self._read() as conn:
+                yield conn
+            return
+        with self._translated(), self._statement_engine.connect() as conn:
             yield conn
 
     @contextmanager

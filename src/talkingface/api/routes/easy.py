@@ -35,7 +35,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from talkingface.api.bodies import JSON_BODY_MAX_BYTES, read_body
-from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
+from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep, read_store
 from talkingface.api.heygem_paths import heygem_settings, resolve_heygem_ref
 from talkingface.api.schemas import JobOptionsIn
 from talkingface.api.submissions import create_job
@@ -261,18 +261,20 @@ def _submit(
 
 
 @router.get("/query", operation_id="heygem_query")
-def heygem_query(settings: SettingsDep, store: StoreDep, code: str | None = None) -> JSONResponse:
+async def heygem_query(request: Request, code: str | None = None) -> JSONResponse:
     """face2face query: status 1 running (or queued), 2 done, 3 failed; never deleted."""
     task = (code or "").strip()
     if not task:
         return envelope(PARAM_ERROR, {}, "code参数缺失", success=False)
     if not _valid_code(task):
         return envelope(PARAM_ERROR, {}, CODE_INVALID, success=False)
-    try:
-        job = store.latest_with_key_prefix(code_key_prefix(task))
-        if job is None:
+    settings: Settings = request.app.state.settings
+    store: JobStore = request.app.state.store
+    try:  # a hot read of polling clients: one store read, no dependencies to solve
+        data = await read_store(request, _find_task, store, settings, task)
+        if data is None:
             return envelope(NOT_FOUND, {}, "任务不存在")
-        return envelope(SUCCESS, _query_data(task, job, store, settings), "")
+        return envelope(SUCCESS, data, "")
     except TalkingFaceError as exc:
         return envelope(SYSTEM_ERROR, {}, f"系统异常: {exc.message}", success=False)
     except Exception as exc:  # the API boundary: never a 500 or an empty message here
@@ -281,10 +283,18 @@ def heygem_query(settings: SettingsDep, store: StoreDep, code: str | None = None
         return envelope(SYSTEM_ERROR, {}, f"系统异常: {error.message}", success=False)
 
 
-def _query_data(code: str, job: JobRecord, store: JobStore, settings: Settings) -> dict[str, Any]:
+def _find_task(store: JobStore, settings: Settings, code: str) -> dict[str, Any] | None:
+    """The query's `data` for the task's newest job, or None when there is none: one store
+    read and, for a finished job, two file stats (read_store runs it off the event loop
+    where the store is a server database)."""
+    job, ahead = store.latest_with_key_prefix_and_position(code_key_prefix(code))
+    return None if job is None else _query_data(code, job, ahead, settings)
+
+
+def _query_data(code: str, job: JobRecord, ahead: int, settings: Settings) -> dict[str, Any]:
+    """`ahead`: the queued jobs that run before `job` (when it is queued)."""
     data: dict[str, Any] = {"code": code, "status": STATUS_RUNNING, "progress": 0, "result": ""}
     if job.state == JobState.QUEUED:
-        ahead = store.queue_position(job)
         data["msg"] = f"排队中，前面还有{ahead}个任务" if ahead else "排队中，即将开始"
     elif job.state == JobState.RUNNING:
         fraction = job.frames_done / job.frames_total if job.frames_total else 0.0

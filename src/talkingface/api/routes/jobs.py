@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from talkingface.api.bodies import read_form, read_json_body
-from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
+from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep, read_store
 from talkingface.api.events_stream import iter_job_stream
 from talkingface.api.file_ranges import RangedFileResponse, plan_ranges, range_not_satisfiable
 from talkingface.api.inputs import MediaRef
@@ -209,11 +209,16 @@ def list_jobs(
     return JobList(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{job_id}", operation_id="read_job")
-def read_job(request: Request, store: StoreDep, job_id: str) -> JobPublic:
+@router.get("/{job_id}", operation_id="read_job", response_model=JobPublic)
+async def read_job(request: Request, job_id: str) -> Response:
     """The job: state, stage, progress, attempts, error and result."""
-    job, attempts = store.get_with_attempts(job_id)
-    return job_public(request, store, job, attempts)
+    # The hot read of status polling: no dependencies, serialised once by its model (FastAPI
+    # would validate the returned model again), the URL looked up only when there is a result.
+    store: JobStore = request.app.state.store
+    job, attempts = await read_store(request, store.get_with_attempts, job_id)
+    url = str(request.url_for("download_result", job_id=job.id)) if job.result else ""
+    body = build_job_public(job, attempts, url).model_dump_json()
+    return Response(body, media_type="application/json")
 
 
 @router.delete(
