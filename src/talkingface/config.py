@@ -131,6 +131,7 @@ class ApiSettings(_Section):
     url_timeout_s: float = Field(120.0, gt=0)
     max_url_downloads: int = Field(16, ge=1, le=1000)  # submissions fetching URLs at once
     shutdown_timeout_s: int = Field(10, ge=1)  # a stop waits this long for open requests
+    processes: int = Field(1, ge=1, le=64)  # API processes (serve --api-workers); >1: PostgreSQL
     max_queued: int = Field(10_000, ge=1)
     retry_after_s: int = Field(30, ge=1)
     result_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
