@@ -159,6 +159,38 @@ def test_sigkill_of_the_leader_hands_over_within_the_lease_and_its_jobs_finish(
     print(f"leader failover: {takeover_s:.2f} s (lease {LEASE_S:g} s)")
 
 
+def test_a_stopped_leader_hands_its_running_job_over_at_once(
+    cluster: Cluster, long_speech: Path, short_template_clip: Path
+) -> None:
+    # Given a leader rendering a job, and a follower
+    leader = cluster.start()
+    follower = cluster.start()
+    job_id = _submit(follower, long_speech, short_template_clip)
+
+    def rendering() -> bool:
+        job = follower.job(job_id)
+        return job["state"] == "running" and job["progress"]["frames_done"] > 0
+
+    wait_until(rendering, timeout_s=90, what="the job to render on the leader")
+
+    # When the leader is stopped (a rolling restart)
+    leader.process.send_signal(signal.SIGTERM)
+    assert leader.process.wait(timeout=60) == 128 + signal.SIGTERM
+
+    # Then the follower leads at once, and the job is retried without waiting for its lease
+    wait_until(
+        lambda: leader_pid(follower) == follower.process.pid,
+        timeout_s=LEASE_S + 5,
+        what="the follower to take the leadership over",
+    )
+    done = follower.wait_state(job_id, "succeeded", "failed", timeout_s=150)
+    assert done["state"] == "succeeded", done
+    first = done["attempts"][0]
+    assert first["error"]["code"] == "WORKER_LOST"
+    assert "stopped leading" in first["error"]["message"]
+    assert len(done["attempts"]) == 2
+
+
 def test_api_workers_serve_one_port_from_several_processes_with_one_leader(
     cluster: Cluster, speech_wav: Path, short_template_clip: Path
 ) -> None:
