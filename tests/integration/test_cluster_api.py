@@ -191,6 +191,39 @@ def test_a_stopped_leader_hands_its_running_job_over_at_once(
     assert len(done["attempts"]) == 2
 
 
+def test_a_leader_whose_session_drops_takes_the_lock_back_without_costing_its_job_a_retry(
+    cluster: Cluster, long_speech: Path, short_template_clip: Path
+) -> None:
+    # Given a single server on PostgreSQL rendering a job
+    server = cluster.start()
+    job_id = _submit(server, long_speech, short_template_clip)
+
+    def rendering() -> bool:
+        job = server.job(job_id)
+        return job["state"] == "running" and job["progress"]["frames_done"] > 0
+
+    wait_until(rendering, timeout_s=90, what="the job to render")
+    elected_at = cluster_view(server)["leader"]["elected_at"]
+
+    # When its leader session is ended by the database (a restart, a dropped connection)
+    assert len(_lock_holders(cluster)) == 1
+    cluster.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+        "AND classid = 0 AND objid = %s AND granted",
+        LEADER_LOCK_KEY,
+    )
+
+    # Then it takes the lock back as the same leader, and the job finishes in one attempt
+    wait_until(
+        lambda: len(_lock_holders(cluster)) == 1, timeout_s=LEASE_S + 5, what="the lock retaken"
+    )
+    done = server.wait_state(job_id, "succeeded", "failed", timeout_s=150)
+    assert done["state"] == "succeeded", done
+    assert [a[2] for a in _attempts(cluster, job_id)] == ["succeeded"]
+    assert cluster_view(server)["leader"]["elected_at"] == elected_at
+    assert "leader_suspended" in server.log() and "leader_resumed" in server.log()
+
+
 def test_api_workers_serve_one_port_from_several_processes_with_one_leader(
     cluster: Cluster, speech_wav: Path, short_template_clip: Path
 ) -> None:

@@ -78,8 +78,11 @@ def test_one_candidate_leads_and_the_other_takes_over_when_its_session_ends(
     database: str,
 ) -> None:
     store = JobStore(database)
+    clock = ManualClock()
     first_duties, second_duties = RecordedDuties(), RecordedDuties()
-    first = Leadership(LeaderLock(database, lease_s=LEASE_S), first_duties, store, SETTINGS)
+    first = Leadership(
+        LeaderLock(database, lease_s=LEASE_S), first_duties, store, SETTINGS, clock=clock
+    )
     second = Leadership(LeaderLock(database, lease_s=LEASE_S), second_duties, store, SETTINGS)
     try:
         # Given two candidates campaigning in turn
@@ -95,11 +98,68 @@ def test_one_candidate_leads_and_the_other_takes_over_when_its_session_ends(
         # When the leader's session ends (a dropped connection, a killed process)
         _terminate_holder(database)
         first.campaign()  # its next confirmation fails
-        second.campaign()
 
-        # Then the first stops leading and ends its duties, and the second leads
-        assert not first.is_leader() and first_duties.ended
+        # Then it acts on nothing at once, its workers kept while it may take the lock back
+        assert not first.is_leader() and first.role == "suspended" and not first_duties.ended
+        # and the second takes the lock and leads
+        second.campaign()
         assert second.is_leader() and second_duties.begun == 1
+        # and once a lease has passed without the lock, the first's duties end
+        clock.now_s += LEASE_S
+        first.campaign()
+        assert first.role == "follower"
+        assert first_duties.ended == ["it could not take the lock back within a lease"]
+    finally:
+        first.stop()
+        second.stop()
+        store.close()
+
+
+def test_a_leader_whose_session_drops_takes_the_lock_back_and_keeps_its_duties(
+    database: str,
+) -> None:
+    # Given a leader whose session is ended (a database restart), with no one else around
+    store = JobStore(database)
+    duties = RecordedDuties()
+    leader = Leadership(LeaderLock(database, lease_s=LEASE_S), duties, store, SETTINGS)
+    try:
+        leader.campaign()
+        _terminate_holder(database)
+        leader.campaign()
+        assert leader.role == "suspended"
+
+        # When it campaigns again
+        leader.campaign()
+
+        # Then it leads again with the same duties: nothing was stopped or started again
+        assert leader.is_leader()
+        assert (duties.begun, duties.ended) == (1, [])
+    finally:
+        leader.stop()
+        store.close()
+
+
+def test_a_leader_that_retakes_the_lock_after_another_led_starts_afresh(database: str) -> None:
+    store = JobStore(database)
+    first_duties, second_duties = RecordedDuties(), RecordedDuties()
+    first = Leadership(LeaderLock(database, lease_s=LEASE_S), first_duties, store, SETTINGS)
+    second = Leadership(LeaderLock(database, lease_s=LEASE_S), second_duties, store, SETTINGS)
+    try:
+        # Given a suspended leader, and another that led meanwhile and stopped
+        first.campaign()
+        _terminate_holder(database)
+        first.campaign()
+        second.campaign()
+        assert second.is_leader()
+        second.stop()
+
+        # When the first takes the lock back
+        first.campaign()
+
+        # Then its old duties (attempts another leader may have retried) end, and new begin
+        assert first.is_leader()
+        assert first_duties.ended == ["another server led meanwhile"]
+        assert first_duties.begun == 2
     finally:
         first.stop()
         second.stop()
@@ -141,10 +201,30 @@ def test_a_silent_leader_loses_the_lock_after_one_lease(database: str) -> None:
         wait_until(
             candidate.try_acquire, timeout_s=LEASE_S + 10, what="the silent leader's lock to free"
         )
-        assert not silent.confirm()
+        assert not silent.confirm({"host": "silent"})
     finally:
         silent.release()
         candidate.release()
+
+
+def test_only_the_session_holding_the_lock_can_write_the_leaders_record(database: str) -> None:
+    store = JobStore(database)
+    old, new = LeaderLock(database, lease_s=LEASE_S), LeaderLock(database, lease_s=LEASE_S)
+    try:
+        assert old.try_acquire() and old.confirm({"who": "old"})
+        _terminate_holder(database)  # the old leader's session is gone; it does not know yet
+        assert new.try_acquire() and new.confirm({"who": "new"})
+
+        # When the old leader tries to confirm (and record itself) again
+        written = old.confirm({"who": "old, late"})
+
+        # Then it learns it lost the lock, and the new leader's record stands
+        assert not written
+        assert store.read_state("scheduler_leader") == {"who": "new"}
+    finally:
+        old.release()
+        new.release()
+        store.close()
 
 
 def test_stopping_the_leader_frees_the_lock_for_another_at_once(database: str) -> None:

@@ -36,7 +36,7 @@ STATUS_CACHE_S = 0.5  # a follower reads the leader's status at most this often
 class LeaderView:
     """Who leads, as this process knows it."""
 
-    role: str  # "leader" | "follower"
+    role: str  # "leader" | "follower" | "suspended" (a leader that lost its lock, retaking it)
     leader: LeaderStatus | None  # None: no leader has ever published
     fresh: bool  # the leader confirmed itself within a lease
     age_s: float | None  # since the leader's last status
@@ -112,14 +112,14 @@ class ElectedScheduler:
 
     def workers(self) -> list[WorkerInfo]:
         scheduler = self.services.scheduler
-        if self.leadership.leading and scheduler is not None:
+        if self.leadership.has_duties and scheduler is not None:
             return scheduler.workers()
         view = self.leader_view()
         return list(view.leader.workers) if view.leader is not None and view.fresh else []
 
     def is_ready(self) -> bool:
         scheduler = self.services.scheduler
-        if self.leadership.leading and scheduler is not None:
+        if self.leadership.has_duties and scheduler is not None:
             return scheduler.is_ready()
         view = self.leader_view()
         return view.leader is not None and view.fresh and view.leader.ready
@@ -133,7 +133,7 @@ class ElectedScheduler:
 
     def set_paused(self, paused: bool) -> None:
         scheduler = self.services.scheduler
-        if self.leadership.leading and scheduler is not None:
+        if self.leadership.has_duties and scheduler is not None:
             scheduler.set_paused(paused)
             return
         self.store.set_dispatch_paused(paused)  # the leader follows the store within a second
@@ -145,13 +145,13 @@ class ElectedScheduler:
 
     def is_paused(self) -> bool:
         scheduler = self.services.scheduler
-        if self.leadership.leading and scheduler is not None:
+        if self.leadership.has_duties and scheduler is not None:
             return scheduler.is_paused()
         return self.store.is_dispatch_paused()
 
     def leader_view(self) -> LeaderView:
         status = self._status()
-        role = "leader" if self.leadership.leading else "follower"
+        role = self.leadership.role
         if status is None:
             return LeaderView(role, None, False, None)
         age_s = status.age_s(datetime.now(UTC))

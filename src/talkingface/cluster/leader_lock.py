@@ -5,7 +5,8 @@ PostgreSQL releases a session's advisory locks when the session ends, however it
 process exits or is killed (its socket closes), the network drops (TCP keepalives, set
 here, notice within a few seconds), or the session sits silent past `idle_session_timeout`
 (set here to the lease: a leader that hangs, or is stopped, loses the lock after one lease).
-The leader confirms the lock every election interval, which also keeps its session busy.
+The leader confirms the lock every election interval, which also keeps its session busy, and
+writes its status under the lock in the same statement (cluster/leader_status.py).
 Every statement and connection attempt is bounded, so a confirmation cannot hang.
 """
 
@@ -14,13 +15,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from typing import Any
 
 import psycopg
+from psycopg.types.json import Json
 from sqlalchemy.engine import make_url
 
 logger = logging.getLogger(__name__)
 
 LEADER_LOCK_KEY = 0x7466_0010  # beside the store's own keys (jobs/store.py: 0x7466_000n)
+LEADER_STATE = "scheduler_leader"  # the service_state row that describes the leader
 CONNECT_TIMEOUT_S = 5
 
 
@@ -48,24 +52,31 @@ class LeaderLock:
         self._problem = None
         return bool(row and row[0])
 
-    def confirm(self) -> bool:
-        """True while this session still holds the lock (asked of PostgreSQL, not assumed);
-        False once the session is gone or the lock with it: the caller must stop leading."""
+    def confirm(self, status: dict[str, Any]) -> bool:
+        """Record the leader's `status` (JSON-safe) in the store's `scheduler_leader` row if,
+        and only if, this session holds the lock at that moment: one statement on the lock's
+        own session, so no leader that has lost the lock can overwrite its successor's
+        record. True: the lock is held (asked of PostgreSQL, not assumed) and the status
+        written; False: the session or the lock is gone, and the caller must stop leading."""
         if self._conn is None:
             return False
         try:
             row = self._conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
-                "AND pid = pg_backend_pid() AND classid = 0 AND objid = %s AND granted)",
-                (LEADER_LOCK_KEY,),
+                "INSERT INTO service_state (name, value, updated_at) "
+                "SELECT %(name)s, %(value)s, now() WHERE EXISTS (SELECT 1 FROM pg_locks "
+                "WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND classid = 0 "
+                "AND objid = %(key)s AND granted) "
+                "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, "
+                "updated_at = EXCLUDED.updated_at RETURNING name",
+                {"name": LEADER_STATE, "value": Json(status), "key": LEADER_LOCK_KEY},
             ).fetchone()
         except psycopg.Error as exc:
             self._drop(f"lost the scheduler leader session at {self._where}: {exc}")
             return False
-        held = bool(row and row[0])
-        if not held:
+        if row is None:
             self._drop("the scheduler leader lock is no longer held by this session")
-        return held
+            return False
+        return True
 
     def release(self) -> None:
         """Give the lock up (closing the session releases it)."""

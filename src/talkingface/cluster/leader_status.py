@@ -1,9 +1,9 @@
 """③ What the scheduler leader publishes in the store every election interval, so that every
 API process can say who leads and what its workers do (GET /v1/workers, /readyz, /metrics).
 
-One row of the store's service_state (`scheduler_leader`), overwritten by each leader. The
-lock (cluster/leader_lock.py) decides who leads; this row only describes the leader, and
-`renewed_at` says how fresh the description is.
+One row of the store's service_state (`scheduler_leader`), written by the leader under its
+lock (cluster/leader_lock.py: only the session holding the lock can write it). The lock
+decides who leads; this row describes the leader, and `renewed_at` says how fresh that is.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from talkingface.cluster.leader_lock import LEADER_STATE
 from talkingface.executors.base import WorkerInfo
 from talkingface.jobs.states import WorkerState
 from talkingface.jobs.store import JobStore
-
-LEADER_STATE = "scheduler_leader"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,19 +41,16 @@ class LeaderStatus:
         return f"pid {self.pid} on {self.host} (leading since {self.elected_at.isoformat()})"
 
 
-def publish_status(store: JobStore, status: LeaderStatus) -> None:
+def status_to_json(status: LeaderStatus) -> dict[str, Any]:  # Any: JSON-safe values
     now_s = time.monotonic()
-    store.write_state(
-        LEADER_STATE,
-        {
-            "host": status.host,
-            "pid": status.pid,
-            "elected_at": status.elected_at.isoformat(),
-            "renewed_at": status.renewed_at.isoformat(),
-            "ready": status.ready,
-            "workers": [_worker_to_json(worker, now_s) for worker in status.workers],
-        },
-    )
+    return {
+        "host": status.host,
+        "pid": status.pid,
+        "elected_at": status.elected_at.isoformat(),
+        "renewed_at": status.renewed_at.isoformat(),
+        "ready": status.ready,
+        "workers": [_worker_to_json(worker, now_s) for worker in status.workers],
+    }
 
 
 def read_status(store: JobStore) -> LeaderStatus | None:

@@ -13,8 +13,16 @@ lease (`cluster.leader_lease_s`); the scheduler asks it before every round, so a
 whose session is lost, or that cannot confirm it (a hung connection, a stopped process)
 dispatches nothing more, applies no result, and recovers no attempt, well before PostgreSQL
 ends its silent session (`idle_session_timeout` = the lease) and frees the lock for another.
-A failed confirmation then ends the duties: the scheduler stops and its workers are killed.
-No job is dispatched twice across the change: a claim is one atomic update in the store,
+
+A failed confirmation suspends the leader: it acts on nothing, but its workers go on
+rendering while it tries to take the lock back (a database restart, a dropped connection).
+If it takes it back within a lease and the store still names it as the last leader, it
+resumes with its attempts intact. Otherwise (another server led meanwhile, or a lease
+passed) its duties end: the scheduler stops, its workers are killed, their attempts are
+retried. Every leader records itself in the store before it starts to act, so a returning
+leader always knows whether another led in between.
+
+No job is dispatched twice across any change: a claim is one atomic update in the store,
 and a result is recorded only for the attempt that is current there.
 """
 
@@ -27,16 +35,23 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Protocol
 
 from talkingface.cluster.leader_lock import LeaderLock
-from talkingface.cluster.leader_status import LeaderStatus, publish_status
+from talkingface.cluster.leader_status import LeaderStatus, read_status, status_to_json
 from talkingface.config import ClusterSettings
 from talkingface.errors import TalkingFaceError
 from talkingface.executors.base import WorkerInfo
 from talkingface.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
+
+
+class _State(StrEnum):
+    FOLLOWING = "follower"
+    LEADING = "leader"
+    SUSPENDED = "suspended"  # lost its lock, trying to take it back; acts on nothing
 
 
 class LeaderDuties(Protocol):
@@ -70,23 +85,32 @@ class Leadership:
         self._store = store
         self._settings = settings
         self._clock = clock
-        self._leading = False
+        self._state = _State.FOLLOWING
         self._confirmed_s = float("-inf")
+        self._suspended_s = float("-inf")
         self._elected_at: datetime | None = None
-        self._publish_problem: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.host, self.pid = socket.gethostname(), os.getpid()
 
     @property
     def leading(self) -> bool:
-        """This process holds the leadership (it may be confirming it right now)."""
-        return self._leading
+        """This process holds the leadership, confirmed (it may be confirming it now)."""
+        return self._state is _State.LEADING
+
+    @property
+    def has_duties(self) -> bool:
+        """Its scheduler and workers run here: leading, or suspended while it reconnects."""
+        return self._state is not _State.FOLLOWING
+
+    @property
+    def role(self) -> str:
+        return self._state.value
 
     def is_leader(self) -> bool:
         """The fence: leading, and confirmed within half a lease."""
         fence_s = self._settings.leader_lease_s / 2
-        return self._leading and self._clock() - self._confirmed_s < fence_s
+        return self.leading and self._clock() - self._confirmed_s < fence_s
 
     def start(self) -> Leadership:
         self.campaign()
@@ -99,8 +123,8 @@ class Leadership:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self._settings.leader_lease_s)
-        if self._leading:
-            self._step_down("this server is stopping")
+        if self.has_duties:
+            self._end_duties("this server is stopping")
         self._lock.release()
 
     def _loop(self) -> None:
@@ -111,18 +135,27 @@ class Leadership:
                 logger.exception("leader election failed", extra={"event": "leadership_error"})
 
     def campaign(self) -> None:
-        """One round: a follower tries to take the lock; the leader confirms it holds it."""
-        if self._leading:
-            if self._lock.confirm():
+        """One round: the leader confirms its lock; a suspended leader tries to take it back;
+        a follower tries to take it."""
+        if self._state is _State.LEADING:
+            if self._confirm():
                 self._confirmed_s = self._clock()
-                self._publish()
             else:
-                self._step_down("its PostgreSQL session or lock is gone")
-            return
-        if not self._lock.try_acquire():
-            return
+                self._suspend()
+        elif self._state is _State.SUSPENDED:
+            self._try_resume()
+        elif self._lock.try_acquire():
+            self._begin()
+
+    def _begin(self) -> None:
+        """Lead from now on: record itself as the leader first (a leader that later takes
+        the lock back can then tell whether another led meanwhile), then start the duties."""
         self._confirmed_s = self._clock()
-        self._leading, self._elected_at = True, datetime.now(UTC)
+        self._elected_at = datetime.now(UTC)
+        if not self._confirm():
+            self._lock.release()  # a leader that cannot record itself must not lead
+            return
+        self._state = _State.LEADING
         logger.info(
             "this server (pid %d on %s) leads the scheduler",
             self.pid,
@@ -135,12 +168,54 @@ class Leadership:
             logger.exception(
                 "could not start leading; giving the lock up", extra={"event": "leader_failed"}
             )
-            self._step_down("its duties could not start")
+            self._end_duties("its duties could not start")
             return
-        self._publish()
+        self._confirm()
 
-    def _step_down(self, reason: str) -> None:
-        self._leading = False
+    def _suspend(self) -> None:
+        """The lock is gone or cannot be confirmed (a dropped connection, a database
+        restart): act no more at once (the fence is closed), keep the workers rendering,
+        and take the lock back if no one else leads meanwhile."""
+        self._state = _State.SUSPENDED
+        self._suspended_s = self._clock()
+        self._lock.release()
+        logger.warning(
+            "this server (pid %d) suspends leading the scheduler: its PostgreSQL session or "
+            "lock is gone; it stops for good unless it takes the lock back within %.0f s",
+            self.pid,
+            self._settings.leader_lease_s,
+            extra={"event": "leader_suspended"},
+        )
+
+    def _try_resume(self) -> None:
+        if self._lock.try_acquire():
+            current = self._recorded_leader()
+            if current == (self.host, self.pid, self._elected_at):
+                if not self._confirm():
+                    return  # lost again at once: still suspended
+                self._state, self._confirmed_s = _State.LEADING, self._clock()
+                logger.info(
+                    "this server (pid %d) leads the scheduler again",
+                    self.pid,
+                    extra={"event": "leader_resumed"},
+                )
+                return
+            self._end_duties("another server led meanwhile", release=False)
+            self._begin()  # we hold the lock: lead afresh, with new workers
+            return
+        if self._clock() - self._suspended_s >= self._settings.leader_lease_s:
+            self._end_duties("it could not take the lock back within a lease")
+
+    def _recorded_leader(self) -> tuple[str, int, datetime] | None:
+        """(host, pid, elected_at) of the last leader the store records; None if unknown."""
+        try:
+            status = read_status(self._store)
+        except TalkingFaceError:
+            return None
+        return None if status is None else (status.host, status.pid, status.elected_at)
+
+    def _end_duties(self, reason: str, *, release: bool = True) -> None:
+        self._state = _State.FOLLOWING
         logger.warning(
             "this server (pid %d) stops leading the scheduler: %s",
             self.pid,
@@ -150,9 +225,11 @@ class Leadership:
         try:
             self._duties.end(reason)
         finally:
-            self._lock.release()
+            if release:
+                self._lock.release()
 
-    def _publish(self) -> None:
+    def _confirm(self) -> bool:
+        """Confirm the lock and record this leader's status under it, in one statement."""
         assert self._elected_at is not None
         status = LeaderStatus(
             host=self.host,
@@ -162,15 +239,4 @@ class Leadership:
             ready=self._duties.is_ready(),
             workers=tuple(self._duties.workers()),
         )
-        try:
-            publish_status(self._store, status)
-        except TalkingFaceError as exc:  # the lock holds, only the description is stale
-            if exc.message != self._publish_problem:
-                logger.warning(
-                    "could not publish the leader's status: %s",
-                    exc.message,
-                    extra={"event": "leader_status_unpublished"},
-                )
-            self._publish_problem = exc.message
-            return
-        self._publish_problem = None
+        return self._lock.confirm(status_to_json(status))
