@@ -69,6 +69,11 @@ class LeaderView:
             )
         if self.role == "leader":
             return f"this process leads the scheduler: {who}"
+        if self.role == "suspended":
+            return (
+                f"this process lost its leader lock and is taking it back; it acts on nothing "
+                f"meanwhile (last leader: {who})"
+            )
         return f"the scheduler leader is {who}; this process serves the API only"
 
 

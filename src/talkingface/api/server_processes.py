@@ -7,7 +7,7 @@ a whole `serve` process (api/server.serve_process) over the same PostgreSQL stor
 them wins the scheduler leadership and runs the scheduler and the local workers, the others
 serve the API (cluster/leadership.py). A child that dies is started again after
 RESTART_DELAY_S (its store leadership, if it held it, passes to another child at once);
-a child that cannot start at all stops the group with its exit status.
+a child that fails as it starts stops the group with its exit status.
 
 SIGINT and SIGTERM stop the group: each child gets SIGTERM and shuts down as one server
 would (streams ended, the leader's workers stopped), then the supervisor exits 128 + the
@@ -33,15 +33,15 @@ from typing import Any
 import uvicorn
 
 from talkingface.config import Settings
-from talkingface.errors import ConfigError
+from talkingface.errors import ConfigError, TalkingFaceError
 
 logger = logging.getLogger(__name__)
 
 RESTART_DELAY_S = 1.0
-STARTUP_GRACE_S = 10.0  # a child that exits with STARTUP_FAILURE this soon is not restarted
+STARTUP_GRACE_S = 10.0  # a child that fails (exit status > 0) this soon stops the group
 STOP_GRACE_S = 20.0  # beyond api.shutdown_timeout_s, before SIGKILL
 PARENT_CHECK_S = 1.0
-STARTUP_FAILURE = 3  # uvicorn's status for a server that could not start
+CONFIG_INVALID_EXIT = 2  # as the CLI exits on a ConfigError
 
 
 def check_api_processes(settings: Settings) -> None:
@@ -127,14 +127,14 @@ class ApiProcesses:
                 if child.is_alive() or slot in restart_at or self._signal is not None:
                     continue
                 code = child.exitcode
-                if code == STARTUP_FAILURE and now - self._started_s[slot] < STARTUP_GRACE_S:
+                if code and code > 0 and now - self._started_s[slot] < STARTUP_GRACE_S:
                     logger.error(
                         "API process %d could not start (exit status %s); stopping the others",
                         slot,
                         code,
                         extra={"event": "api_process_failed", "slot": slot, "exit_code": code},
                     )
-                    return STARTUP_FAILURE
+                    return code
                 logger.error(
                     "API process %d (pid %s) exited with %s; starting another in %.0f s",
                     slot,
@@ -187,7 +187,17 @@ def run_child(
     settings = load_settings(config_file, **overrides)
     configure_serve_logging(settings)
     _stop_when_orphaned(os.getppid())
-    sys.exit(serve_process(settings, sock))
+    try:
+        status = serve_process(settings, sock)
+    except TalkingFaceError as exc:  # one line, as the CLI would print it, not a traceback
+        logger.error(
+            "API process %d could not start: %s",
+            slot,
+            exc.message,
+            extra={"event": "api_process_failed", "code": exc.code.value},
+        )
+        status = CONFIG_INVALID_EXIT if isinstance(exc, ConfigError) else 1
+    sys.exit(status)
 
 
 def _stop_when_orphaned(parent_pid: int) -> None:
