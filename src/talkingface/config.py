@@ -157,6 +157,7 @@ class ApiSettings(_Section):
     max_url_downloads: int = Field(16, ge=1, le=1000)  # submissions fetching URLs at once
     shutdown_timeout_s: int = Field(10, ge=1)  # a stop waits this long for open requests
     processes: int = Field(1, ge=1, le=64)  # API processes (serve --api-workers); >1: PostgreSQL
+    reuse_port: bool = False  # separate servers share the port (SO_REUSEPORT); PostgreSQL only
     max_queued: int = Field(10_000, ge=1)
     retry_after_s: int = Field(30, ge=1)
     result_retention_s: float = Field(7 * 24 * 3600.0, gt=0)

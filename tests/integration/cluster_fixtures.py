@@ -43,14 +43,21 @@ class Cluster:
     servers: list[Service] = field(default_factory=list)
 
     def start(
-        self, *, workers: int = 1, api_workers: int | None = None, wait_ready: bool = True
+        self,
+        *,
+        workers: int = 1,
+        api_workers: int | None = None,
+        wait_ready: bool = True,
+        port: int | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> Service:
-        port = free_port()
+        port = port or free_port()
         env = {
             **os.environ,
             **FAST_SETTINGS,
             **CLUSTER_SETTINGS,
             "TALKINGFACE_DB__URL": self.database_url,
+            **(extra_env or {}),
         }
         command = [sys.executable, "-m", "talkingface", "serve", "--port", str(port)]
         command += ["--workers", str(workers), "--data-dir", str(self.data_dir)]

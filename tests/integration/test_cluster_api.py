@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from talkingface.cluster.leader_lock import LEADER_LOCK_KEY
@@ -231,15 +232,7 @@ def test_api_workers_serve_one_port_from_several_processes_with_one_leader(
     group = cluster.start(api_workers=2)
 
     # Then two processes answer on its port, one of them leading, and a job succeeds
-    seen: dict[int, str] = {}
-
-    def both_answered() -> bool:
-        with httpx.Client(base_url=group.url, timeout=10) as fresh:  # a new connection each
-            view = fresh.get("/v1/cluster").json()
-        seen[view["this_process"]["pid"]] = view["this_process"]["role"]
-        return len(seen) == 2
-
-    wait_until(both_answered, timeout_s=60, what="both API processes to answer")
+    seen = _pids_answering(group.url)
     assert sorted(seen.values()) == ["follower", "leader"], seen
     assert group.process.pid not in seen  # the supervisor serves nothing itself
     job_id = _submit(group, speech_wav, short_template_clip)
@@ -250,6 +243,56 @@ def test_api_workers_serve_one_port_from_several_processes_with_one_leader(
     group.process.send_signal(signal.SIGTERM)
     assert group.process.wait(timeout=60) == 128 + signal.SIGTERM
     assert descendants_alive(children) == []
+
+
+def _pids_answering(url: str) -> dict[int, str]:
+    """Pid → role of the processes answering on `url`, seen over new connections."""
+    seen: dict[int, str] = {}
+
+    def both_answered() -> bool:
+        with httpx.Client(base_url=url, timeout=10) as fresh:  # a new connection each time
+            view = fresh.get("/v1/cluster").json()
+        seen[view["this_process"]["pid"]] = view["this_process"]["role"]
+        return len(seen) == 2
+
+    wait_until(both_answered, timeout_s=60, what=f"two processes to answer on {url}")
+    return seen
+
+
+def test_separate_servers_share_one_port_with_reuse_port_and_restart_one_at_a_time(
+    cluster: Cluster,
+) -> None:
+    # Given two independent servers on one port (api.reuse_port)
+    port = free_port()
+    shared = {"TALKINGFACE_API__REUSE_PORT": "true"}
+    first = cluster.start(port=port, extra_env=shared)
+    second = cluster.start(port=port, extra_env=shared, wait_ready=False)
+
+    # Then both answer on it, one of them leading
+    seen = _pids_answering(first.url)
+    assert set(seen) == {first.process.pid, second.process.pid}
+    assert sorted(seen.values()) == ["follower", "leader"], seen
+
+    # When one is stopped (a rolling restart), the port goes on answering from the other
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(timeout=60) == 128 + signal.SIGTERM
+    with httpx.Client(base_url=second.url, timeout=10) as fresh:
+        assert fresh.get("/v1/cluster").json()["this_process"]["pid"] == second.process.pid
+
+
+def test_api_processes_stop_when_their_supervisor_is_killed(cluster: Cluster) -> None:
+    group = cluster.start(api_workers=2, wait_ready=False)
+    api_processes = list(_pids_answering(group.url))
+    children = {child.pid for child in psutil.Process(group.process.pid).children()}
+    assert set(api_processes) <= children
+
+    sigkill(group)
+
+    wait_until(
+        lambda: not descendants_alive(api_processes),
+        timeout_s=30,
+        what="the API processes to stop without their supervisor",
+    )
 
 
 def test_api_workers_need_postgresql(tmp_path: Path) -> None:

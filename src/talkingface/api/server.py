@@ -60,6 +60,10 @@ def serve_locked(settings: Settings, sock: socket.socket | None = None) -> int:
     from talkingface.api.app import create_app
     from talkingface.media.probe_process import start_probe_server
 
+    if sock is None and settings.api.reuse_port:  # one of several servers on this port
+        from talkingface.api.server_processes import bind_listening_socket
+
+        sock = bind_listening_socket(settings)
     start_probe_server()
     return serve_app(create_app(settings), settings, sock)
 

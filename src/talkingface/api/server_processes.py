@@ -30,8 +30,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import uvicorn
-
 from talkingface.config import Settings
 from talkingface.errors import ConfigError, TalkingFaceError
 
@@ -46,19 +44,44 @@ CONFIG_INVALID_EXIT = 2  # as the CLI exits on a ConfigError
 
 def check_api_processes(settings: Settings) -> None:
     """Several API processes need a store they can share: PostgreSQL, not SQLite."""
-    if settings.api.processes > 1 and settings.database_url.startswith("sqlite"):
+    if not settings.database_url.startswith("sqlite"):
+        return
+    if settings.api.processes > 1:
         raise ConfigError(
             f"{settings.api.processes} API processes (--api-workers) need a PostgreSQL job "
             "store that they share: set db.url (TALKINGFACE_DB__URL=postgresql://…), or serve "
             "with one API process on SQLite.",
             details={"api_processes": settings.api.processes},
         )
+    if settings.api.reuse_port:
+        raise ConfigError(
+            "api.reuse_port lets several servers share one port, which needs a PostgreSQL job "
+            "store that they share: set db.url (TALKINGFACE_DB__URL=postgresql://…), or turn "
+            "api.reuse_port off.",
+            details={"reuse_port": True},
+        )
 
 
 def bind_listening_socket(settings: Settings) -> socket.socket:
-    """The socket every API process accepts on (uvicorn's binding: IPv4 or IPv6, reuse)."""
-    config = uvicorn.Config("talkingface", host=settings.api.host, port=settings.api.port)
-    return config.bind_socket()
+    """The socket API processes accept on (IPv4, or IPv6 for an address with ':'); with
+    api.reuse_port, other servers may bind the same port (SO_REUSEPORT) and the kernel
+    spreads new connections over them."""
+    host, port = settings.api.host, settings.api.port
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if settings.api.reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"Cannot listen on {host}:{port} ({exc.strerror or exc}); stop what uses the port, "
+            "choose another with --port, or set api.reuse_port on every server sharing it.",
+            details={"host": host, "port": port},
+            cause=exc,
+        ) from exc
+    return sock
 
 
 class ApiProcesses:
