@@ -295,6 +295,26 @@ def test_api_processes_stop_when_their_supervisor_is_killed(cluster: Cluster) ->
     )
 
 
+def test_a_follower_answers_with_the_leaders_alerts(cluster: Cluster) -> None:
+    # Given a leader whose disk_free rule fires (a minimum no disk meets), and a follower
+    firing = {
+        "TALKINGFACE_API__MIN_FREE_DISK_BYTES": str(2**60),
+        "TALKINGFACE_ALERTS__INTERVAL_S": "0.2",
+    }
+    leader = cluster.start(extra_env=firing, wait_ready=False)
+    follower = cluster.start(extra_env=firing, wait_ready=False)
+    wait_until(lambda: leader_pid(follower) == leader.process.pid, timeout_s=30, what="a leader")
+
+    # Then the follower's /v1/alerts shows the leader's firing alert, not an empty list
+    def rules(service: Service) -> list[str]:
+        return [alert["rule"] for alert in service.http.get("/v1/alerts").json()["active"]]
+
+    wait_until(lambda: rules(leader) == ["disk_free"], timeout_s=30, what="the alert to fire")
+    wait_until(
+        lambda: rules(follower) == ["disk_free"], timeout_s=10, what="the follower to show it"
+    )
+
+
 def test_api_workers_need_postgresql(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TALKINGFACE_")}
     command = [sys.executable, "-m", "talkingface", "serve", "--api-workers", "2"]

@@ -4,6 +4,7 @@ cannot confirm its lock, replaced when its session ends or falls silent for a le
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -41,6 +42,9 @@ class RecordedDuties:
 
     def workers(self) -> list[WorkerInfo]:
         return [WorkerInfo("w1", 4242, WorkerState.READY, None, None, 3, 0.0)]
+
+    def alerts(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return [], []
 
 
 class ManualClock:

@@ -85,17 +85,35 @@ def is_shared_store(store: JobStore) -> bool:
 def start_elected(settings: Settings, app: FastAPI, metrics: ServiceMetrics) -> ElectedScheduler:
     """Join the election over the app's store; this process leads at once if no other does."""
     store: JobStore = app.state.store
+    followed: list[LeaderAlerts] = []
 
-    def show_alerts(alerts: AlertManager) -> None:
-        app.state.alerts = alerts
+    def show_alerts(alerts: AlertManager | None) -> None:
+        app.state.alerts = alerts if alerts is not None else followed[0]
 
     services = LeaderServices(settings, store, metrics, app.state.templates, show_alerts)
     url = store.engine.url.render_as_string(hide_password=False)
     lock = LeaderLock(url, lease_s=settings.cluster.leader_lease_s)
     leadership = Leadership(lock, services, store, settings.cluster)
     elected = ElectedScheduler(settings, store, leadership, services)
+    followed.append(LeaderAlerts(elected))
+    show_alerts(None)
     leadership.start()
     return elected
+
+
+class LeaderAlerts:
+    """GET /v1/alerts on a follower: the alerts of the leader, as it last published them."""
+
+    def __init__(self, elected: ElectedScheduler) -> None:
+        self.elected = elected
+
+    def active(self) -> list[dict[str, Any]]:  # Any: JSON-safe values
+        view = self.elected.leader_view()
+        return list(view.leader.alerts_active) if view.leader is not None and view.fresh else []
+
+    def history(self) -> list[dict[str, Any]]:  # Any: JSON-safe values
+        view = self.elected.leader_view()
+        return list(view.leader.alerts_history) if view.leader is not None else []
 
 
 class ElectedScheduler:

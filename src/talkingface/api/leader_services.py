@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from talkingface.api.templates_registry import TemplateRegistry
 from talkingface.config import Settings
@@ -35,13 +36,14 @@ class LeaderServices:
         store: JobStore,
         metrics: ServiceMetrics,
         templates: TemplateRegistry,
-        show_alerts: Callable[[AlertManager], None],
+        show_alerts: Callable[[AlertManager | None], None],
     ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
         self.templates = templates
-        self.show_alerts = show_alerts  # GET /v1/alerts answers from the running rules
+        # GET /v1/alerts answers from the rules running here, or (None) from the leader's
+        self.show_alerts = show_alerts
         self.scheduler: Scheduler | None = None
         self._webhooks: WebhookSender | None = None
         self._alerts: AlertManager | None = None
@@ -63,7 +65,7 @@ class LeaderServices:
         else they are recovered when their lease runs out)."""
         if self._alerts is not None:
             self._alerts.stop()
-            self.show_alerts(AlertManager(self.settings, self.store))  # idle: none firing here
+            self.show_alerts(None)
         if self._webhooks is not None:
             self._webhooks.stop()
         scheduler, self.scheduler = self.scheduler, None
@@ -84,3 +86,7 @@ class LeaderServices:
 
     def workers(self) -> list[WorkerInfo]:
         return self.scheduler.workers() if self.scheduler is not None else []
+
+    def alerts(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # Any: JSON-safe
+        alerts = self._alerts
+        return (alerts.active(), alerts.history()) if alerts is not None else ([], [])

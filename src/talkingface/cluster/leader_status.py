@@ -18,6 +18,8 @@ from talkingface.executors.base import WorkerInfo
 from talkingface.jobs.states import WorkerState
 from talkingface.jobs.store import JobStore
 
+ALERT_HISTORY = 50  # alert changes a leader publishes for followers' GET /v1/alerts
+
 
 @dataclass(frozen=True, slots=True)
 class LeaderStatus:
@@ -29,6 +31,8 @@ class LeaderStatus:
     renewed_at: datetime
     ready: bool  # its dispatch loop runs and a worker is ready or busy
     workers: tuple[WorkerInfo, ...]
+    alerts_active: tuple[dict[str, Any], ...] = ()  # Any: JSON-safe (ops/alerts.AlertChange)
+    alerts_history: tuple[dict[str, Any], ...] = ()  # the latest ALERT_HISTORY changes
 
     @property
     def identity(self) -> str:
@@ -50,6 +54,8 @@ def status_to_json(status: LeaderStatus) -> dict[str, Any]:  # Any: JSON-safe va
         "renewed_at": status.renewed_at.isoformat(),
         "ready": status.ready,
         "workers": [_worker_to_json(worker, now_s) for worker in status.workers],
+        "alerts_active": list(status.alerts_active),
+        "alerts_history": list(status.alerts_history[-ALERT_HISTORY:]),
     }
 
 
@@ -66,6 +72,8 @@ def read_status(store: JobStore) -> LeaderStatus | None:
         renewed_at=renewed_at,
         ready=bool(value["ready"]),
         workers=tuple(_worker_from_json(worker) for worker in value["workers"]),
+        alerts_active=tuple(value.get("alerts_active", ())),
+        alerts_history=tuple(value.get("alerts_history", ())),
     )
 
 

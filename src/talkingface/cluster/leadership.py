@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from talkingface.cluster.leader_lock import LeaderLock
 from talkingface.cluster.leader_status import LeaderStatus, read_status, status_to_json
@@ -66,6 +66,10 @@ class LeaderDuties(Protocol):
     def is_ready(self) -> bool: ...
 
     def workers(self) -> list[WorkerInfo]: ...
+
+    def alerts(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # Any: JSON-safe
+        """(active, history) of the alert rules it runs."""
+        ...
 
 
 class Leadership:
@@ -231,6 +235,7 @@ class Leadership:
     def _confirm(self) -> bool:
         """Confirm the lock and record this leader's status under it, in one statement."""
         assert self._elected_at is not None
+        active, history = self._duties.alerts()
         status = LeaderStatus(
             host=self.host,
             pid=self.pid,
@@ -238,5 +243,7 @@ class Leadership:
             renewed_at=datetime.now(UTC),
             ready=self._duties.is_ready(),
             workers=tuple(self._duties.workers()),
+            alerts_active=tuple(active),
+            alerts_history=tuple(history),
         )
         return self._lock.confirm(status_to_json(status))
