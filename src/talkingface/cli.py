@@ -358,6 +358,13 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8383).")] = None,
     workers: Annotated[int | None, typer.Option(help="Local worker processes (default 1).")] = None,
+    api_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="API processes on this port, sharing a PostgreSQL db.url (default 1); "
+            "one of them leads the scheduler."
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(help="Jobs database, inputs and results (default ./talkingface-data)."),
@@ -373,7 +380,13 @@ def serve(
 
     with user_errors():
         status = serve_command(
-            host, port, workers, data_dir, config, heygem_temp_dir=heygem_temp_dir
+            host,
+            port,
+            workers,
+            data_dir,
+            config,
+            heygem_temp_dir=heygem_temp_dir,
+            api_workers=api_workers,
         )
     raise typer.Exit(status)
 

@@ -44,20 +44,25 @@ def serve_command(
     config: Path | None,
     *,
     heygem_temp_dir: Path | None = None,
+    api_workers: int | None = None,
 ) -> int:
-    """Run the API, the scheduler and the local workers in this process until Ctrl-C or
-    SIGTERM; returns the exit status (128 + the signal's number after one)."""
-    from talkingface.api.app import create_app
+    """Run the API, the scheduler and the local workers until Ctrl-C or SIGTERM, in this
+    process or in `api_workers` API processes on one PostgreSQL store; returns the exit
+    status (128 + the signal's number after one)."""
     from talkingface.api.auth import check_bind_is_protected
-    from talkingface.api.server import serve_app
+    from talkingface.api.server import configure_serve_logging, lock_data_dir, serve_locked
+    from talkingface.api.server_processes import check_api_processes
     from talkingface.config import load_settings
-    from talkingface.logs import configure_logging
-    from talkingface.media.probe_process import start_probe_server
 
     overrides: dict[str, Any] = {}  # Any: nested settings sections
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    options = (("host", host), ("port", port), ("heygem_temp_dir", heygem_temp_dir))
+    options = (
+        ("host", host),
+        ("port", port),
+        ("heygem_temp_dir", heygem_temp_dir),
+        ("processes", api_workers),
+    )
     api = {k: v for k, v in options if v is not None}
     if api:
         overrides["api"] = api
@@ -65,28 +70,25 @@ def serve_command(
         overrides["workers"] = {"count": workers}
     settings = load_settings(config, **overrides)
     check_bind_is_protected(settings)
-    configure_logging(
-        settings.logging.level if settings.logging.level != "warning" else "info",
-        settings.logging.json_lines,
-    )
+    check_api_processes(settings)
+    configure_serve_logging(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = None
-    if settings.workers.executor == "local":  # local workers and the janitor own the data dir
-        import multiprocessing.util
-
-        from talkingface.storage.data_dir_lock import DataDirLock
-
-        lock = DataDirLock(settings.data_dir).acquire()
-        lock.record_temp_dir(multiprocessing.util.get_temp_dir())
-    _open_store(settings)
-    start_probe_server()
-    err.print(
-        f"talkingface serving on http://{settings.api.host}:{settings.api.port} "
-        f"(data {settings.data_dir}, {settings.workers.count} worker(s); docs at /docs)",
-        highlight=False,
-    )
+    lock = lock_data_dir(settings)
     try:
-        return serve_app(create_app(settings), settings)
+        _open_store(settings)
+        processes = settings.api.processes
+        err.print(
+            f"talkingface serving on http://{settings.api.host}:{settings.api.port} "
+            f"(data {settings.data_dir}, {settings.workers.count} worker(s)"
+            + (f", {processes} API processes" if processes > 1 else "")
+            + "; docs at /docs)",
+            highlight=False,
+        )
+        if processes > 1:
+            from talkingface.api.server_processes import ApiProcesses
+
+            return ApiProcesses(config, overrides, settings, processes).run()
+        return serve_locked(settings)
     finally:
         if lock is not None:
             lock.release()

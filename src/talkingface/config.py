@@ -9,7 +9,15 @@ from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -128,6 +136,23 @@ class AlertSettings(_Section):
     webhook_urls: list[str] = Field(default_factory=list)
 
 
+class ClusterSettings(_Section):
+    """Several API processes on one PostgreSQL store: the scheduler leader's lease."""
+
+    leader_lease_s: float = Field(10.0, ge=2.0)  # a dead leader is replaced within this
+    election_interval_s: float = Field(1.0, gt=0)  # followers try, the leader confirms
+
+    @model_validator(mode="after")
+    def _interval_fits_lease(self) -> ClusterSettings:
+        if self.election_interval_s > self.leader_lease_s / 4:
+            raise ValueError(
+                f"cluster.election_interval_s ({self.election_interval_s:g}) must be at most a "
+                f"quarter of cluster.leader_lease_s ({self.leader_lease_s:g}): the leader "
+                "confirms its lease several times before it runs out"
+            )
+        return self
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8383, ge=1, le=65535)
@@ -136,6 +161,8 @@ class ApiSettings(_Section):
     url_timeout_s: float = Field(120.0, gt=0)
     max_url_downloads: int = Field(16, ge=1, le=1000)  # submissions fetching URLs at once
     shutdown_timeout_s: int = Field(10, ge=1)  # a stop waits this long for open requests
+    processes: int = Field(1, ge=1, le=64)  # API processes (serve --api-workers); >1: PostgreSQL
+    reuse_port: bool = False  # separate servers share the port (SO_REUSEPORT); PostgreSQL only
     max_queued: int = Field(10_000, ge=1)
     retry_after_s: int = Field(30, ge=1)
     result_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
@@ -205,6 +232,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=lambda: ApiSettings())
     webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
     alerts: AlertSettings = Field(default_factory=lambda: AlertSettings())
+    cluster: ClusterSettings = Field(default_factory=lambda: ClusterSettings())
 
     @field_validator("data_dir")
     @classmethod

@@ -92,8 +92,10 @@ class Scheduler:
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics: ServiceMetrics | None = None,
+        is_leader: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
+        self.is_leader = is_leader  # the leadership's fence (cluster/leadership.py); None: alone
         self.store = store
         self.executor = executor or get_executor(settings.workers.executor, settings)
         self.storage = storage or LocalStorage(settings.data_dir)
@@ -134,6 +136,20 @@ class Scheduler:
         self._wake.set()
         if isinstance(self.executor, Interruptible):  # end the dispatch loop's wait now
             self.executor.interrupt()
+
+    def hand_over(self, reason: str) -> None:
+        """After stop(), as this process stops leading: end its attempts (their workers are
+        gone) as lost, so the next leader retries them now, not after their lease."""
+        for run in list(self._running.values()):
+            error = WorkerLostError(
+                f"The scheduler running attempt {run.attempt_number} stopped leading ({reason}) "
+                "and stopped its worker; the attempt is retried under the next leader.",
+                stage=_as_stage(run.stage),
+            ).to_record()
+            self._end_attempt(
+                run.job_id, run.attempt_id, run.attempt_number, error, AttemptOutcome.LOST
+            )
+            self._running.pop(run.attempt_id, None)
 
     def set_paused(self, paused: bool) -> None:
         """Maintenance: no new job starts while paused; running jobs finish; submissions queue.
@@ -191,7 +207,11 @@ class Scheduler:
                 self._stop.wait(1.0)
 
     def tick(self) -> None:
-        """One round: messages, cancels, supervision, dispatch, janitor."""
+        """One round: messages, cancels, supervision, dispatch, janitor; none of it while
+        this process may not lead (its leadership is lost or unconfirmed)."""
+        if self.is_leader is not None and not self.is_leader():
+            self._stop.wait(BUSY_TICK_S)
+            return
         now = self.clock()
         self._loop_alive_s = now
         timeout_s = TICK_S if self.executor.idle_worker() is not None else BUSY_TICK_S

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -417,6 +419,8 @@ def test_healthz_and_workers(api: ApiHarness) -> None:
         {
             "id": "w1",
             "pid": 4242,
+            "scheduler_host": socket.gethostname(),  # one server: the scheduler is its own
+            "scheduler_pid": os.getpid(),
             "state": "ready",
             "job_id": None,
             "attempt_id": None,

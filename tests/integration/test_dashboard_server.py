@@ -132,6 +132,8 @@ def test_quality_figures_are_measured_in_a_child_process_and_stored_with_the_res
     assert set(workers[0]) == {
         "id",
         "pid",
+        "scheduler_host",
+        "scheduler_pid",
         "state",
         "job_id",
         "attempt_id",

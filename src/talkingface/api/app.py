@@ -22,11 +22,13 @@ from talkingface.api.auth import (
 )
 from talkingface.api.deps import SchedulerView
 from talkingface.api.docs_pages import install_docs_pages
+from talkingface.api.elected_scheduler import is_shared_store, start_elected
 from talkingface.api.events_stream import StreamPoll
 from talkingface.api.openapi_doc import openapi_builder
 from talkingface.api.problems import install_problem_handlers
 from talkingface.api.quality_runs import QualityRuns
 from talkingface.api.routes import (
+    cluster,
     easy,
     events,
     jobs,
@@ -93,20 +95,24 @@ def _lifespan(
         view: list[SchedulerView] = []  # the metrics read workers from whichever scheduler runs
         metrics = ServiceMetrics(app.state.store, lambda: view[0].workers(), settings.data_dir)
         webhooks = None
-        if scheduler is None:
+        app.state.templates = TemplateRegistry(settings, app.state.store)
+        alerts = AlertManager(settings, app.state.store)
+        app.state.alerts = alerts
+        elected = None
+        if scheduler is None and is_shared_store(app.state.store):  # PostgreSQL: one leader
+            elected = start_elected(settings, app, metrics)
+        elif scheduler is None:
             from talkingface.scheduler import Scheduler
 
             owned_scheduler = Scheduler(settings, app.state.store, metrics=metrics)
             owned_scheduler.start()
             webhooks = WebhookSender(app.state.store, settings.webhooks, settings.api)
             webhooks.start()
-        app.state.templates = TemplateRegistry(settings, app.state.store)
-        app.state.templates.adopt_legacy()
-        alerts = AlertManager(settings, app.state.store)
-        app.state.alerts = alerts
-        if scheduler is None:
+            app.state.templates.adopt_legacy()
             alerts.start()
-        app.state.scheduler = scheduler or owned_scheduler
+        else:
+            app.state.templates.adopt_legacy()
+        app.state.scheduler = scheduler or elected or owned_scheduler
         view.append(app.state.scheduler)
         app.state.metrics = metrics
         logger.info("api started", extra={"event": "api_started"})
@@ -121,6 +127,8 @@ def _lifespan(
                 webhooks.stop()
             if owned_scheduler is not None:
                 owned_scheduler.stop()
+            if elected is not None:
+                elected.stop()
             metrics.close()
             if owned_store is not None:
                 owned_store.close()
@@ -172,6 +180,7 @@ def create_app(
         app.state.scheduler = scheduler
     app.include_router(jobs.router)
     app.include_router(ops.router)
+    app.include_router(cluster.router)
     app.include_router(easy.router, dependencies=[Depends(API_KEY_QUERY)] if keyed else None)
     app.include_router(queue.router)
     app.include_router(templates.router)

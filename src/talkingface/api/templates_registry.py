@@ -55,7 +55,8 @@ class TemplateRegistry:
         self.store = store
         self.root = templates_root(settings.data_dir)
         # a delete removes <root>/<id>/ after its rows: a registration of the same bytes must
-        # not store its file there in between (this process's; one API process per data dir)
+        # not store its file there in between: this process's threads wait on this lock, other
+        # API processes on the same PostgreSQL store on the store's lock of the template id
         self._files = threading.Lock()
 
     def close(self) -> None:
@@ -67,7 +68,7 @@ class TemplateRegistry:
             source, self.settings.limits, IsolatedProbe.from_settings(self.settings)
         )
         digest = content_id(source)
-        with self._files:
+        with self._files, self.store.holding_template(digest):
             return self._store(source, digest, info)
 
     def _store(self, source: Path, digest: str, info: MediaInfo) -> tuple[dict[str, Any], bool]:
@@ -108,7 +109,7 @@ class TemplateRegistry:
     def delete(self, template_id: str) -> None:
         """Delete the template (refused while a queued or running job uses it), then its
         stored video, thumbnail and prepared face data in the template cache."""
-        with self._files:
+        with self._files, self.store.holding_template(template_id):
             record = self.store.delete_template(template_id)
             directory = self.root / record.spec.id
             self._remove_directory(directory, record.spec.id)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Row, RowMapping
 
@@ -468,10 +469,23 @@ def fail_job(conn: Connection, job: JobRecord, error: ErrorRecord, now: datetime
     insert_event(conn, job.id, "job_failed", data, now)
 
 
+EVENTS_LOCK_KEY = 0x7466_0004  # beside the store's other advisory lock keys (store.py)
+
+
 def insert_event(
     conn: Connection, job_id: str, kind: str, data: dict[str, Any], now: datetime
 ) -> None:
-    """One history event; `data` must be JSON-safe."""
+    """One history event; `data` must be JSON-safe.
+
+    Event streams and the webhook sender follow events by id (`id > last seen`), so events
+    must become visible in the order of their ids. SQLite has one writer at a time; on
+    PostgreSQL concurrent transactions (API processes, the scheduler) draw ids first and may
+    commit in another order, and a reader would step over an id that commits late. So a
+    transaction takes the events lock before it draws an id, held to its commit. Insert
+    events last in a transaction (after its row locks): the lock is then held briefly and
+    never waits behind a row lock held by a transaction that waits for it."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENTS_LOCK_KEY})
     conn.execute(events.insert().values(job_id=job_id, at=now, kind=kind, data=data))
 
 

@@ -4,13 +4,13 @@ state, progress and events are the template's (mixed into JobStore)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, func, select, text
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -18,6 +18,8 @@ from talkingface.jobs import tables
 from talkingface.jobs.records import JobInputs, JobOptions, JobRecord, TemplateOutcome
 from talkingface.jobs.states import JobKind
 from talkingface.jobs.tables import jobs, templates
+
+_TEMPLATE_LOCK_SPACE = 0x7466_0005  # (space, hashtext(template id)); keys beside store.py's
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,24 @@ class TemplateRows:
     """Template registration and reads, over JobStore's engine and transactions."""
 
     _clock: Callable[[], datetime]
+    _is_sqlite: bool
+
+    @contextmanager
+    def holding_template(self, template_id: str) -> Iterator[None]:
+        """While a template's files and rows change together (registration stores the video,
+        then its row; a delete removes the row, then the files), no other API process may
+        change that template: on PostgreSQL a lock on its id, held in a transaction of its
+        own until the block ends (released by the server if this process dies). SQLite has
+        one server process, which locks in process (api/templates_registry.py)."""
+        if self._is_sqlite:
+            yield
+            return
+        with self._read() as conn:
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:space, hashtext(:id))"),
+                {"space": _TEMPLATE_LOCK_SPACE, "id": template_id},
+            )
+            yield
 
     def _read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError  # JobStore: a read transaction with errors translated

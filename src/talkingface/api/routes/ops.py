@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from talkingface.api.deps import SchedulerDep, SettingsDep, StorageDep, StoreDep
+from talkingface.api.routes.cluster import leadership_check, scheduler_process
 from talkingface.errors import InvalidRequestError, TalkingFaceError
 from talkingface.jobs.stats import compute_stats
 from talkingface.jobs.stats_history import MAX_BUCKETS, MAX_HOURS, bucket_count, stats_history
@@ -59,6 +60,8 @@ def read_stats_history(
 class WorkerStatus(BaseModel):
     id: str
     pid: int | None
+    scheduler_host: str | None = None  # the scheduler (leader) process that runs the worker,
+    scheduler_pid: int | None = None  # None while no leader is known (GET /v1/cluster)
     state: str  # starting, ready, busy, lost
     job_id: str | None  # the job a busy worker runs
     attempt_id: str | None
@@ -68,12 +71,17 @@ class WorkerStatus(BaseModel):
 
 @router.get("/v1/workers", operation_id="list_workers")
 def list_workers(scheduler: SchedulerDep) -> list[WorkerStatus]:
-    """Every worker with its process id, state, the job it runs, jobs done and uptime."""
+    """Every worker with its process id, state, the job it runs, jobs done and uptime, and
+    the scheduler process that runs it (with several API processes: the leader's workers,
+    whichever process answers)."""
     now_s = time.monotonic()
+    host, pid = scheduler_process(scheduler)
     return [
         WorkerStatus(
             id=w.id,
             pid=w.pid,
+            scheduler_host=host,
+            scheduler_pid=pid,
             state=w.state.value,
             job_id=w.job_id,
             attempt_id=w.attempt_id,
@@ -167,5 +175,8 @@ def check_ready(
         "api.min_free_disk_bytes)",
         "free_bytes": free,
     }
+    leadership = leadership_check(scheduler)
+    if leadership is not None:
+        checks["scheduler"] = leadership
     ready = all(check["ok"] for check in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
