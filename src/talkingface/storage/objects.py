@@ -104,8 +104,8 @@ class ObjectStore:
                 self._client.download_file(
                     self.bucket, self.full_key(key), str(partial), Config=self._transfer
                 )
-            except Exception as exc:  # narrowed at once: missing is an answer, not a fault
-                if _is_missing(exc):
+            except _boto_errors() as exc:
+                if _is_missing(exc):  # missing is an answer, not a fault
                     return False
                 raise
             partial.replace(path)
@@ -132,8 +132,8 @@ class ObjectStore:
         def call() -> ObjectInfo | None:
             try:
                 answer = self._client.head_object(Bucket=self.bucket, Key=self.full_key(key))
-            except Exception as exc:  # narrowed at once: missing is an answer
-                if _is_missing(exc):
+            except _boto_errors() as exc:
+                if _is_missing(exc):  # missing is an answer, not a fault
                     return None
                 raise
             return ObjectInfo(
@@ -200,9 +200,7 @@ class ObjectStore:
             tries += 1
             try:
                 return fn()
-            except Exception as exc:  # classified at once: transient → retry, else raise ours
-                if not _is_boto_error(exc):
-                    raise
+            except _boto_errors() as exc:  # transient → retry; else (or too late) raise ours
                 left_s = deadline_s - self._clock()
                 if not _is_transient(exc) or left_s <= 0:
                     raise _unavailable(what, exc, tries, transient=_is_transient(exc)) from exc
@@ -251,9 +249,12 @@ def _transfer_config(settings: StorageSettings) -> Any:  # Any: boto3's Transfer
     )
 
 
-def _is_boto_error(exc: BaseException) -> bool:
-    module = type(exc).__module__
-    return module.startswith(("botocore", "boto3", "s3transfer"))
+def _boto_errors() -> tuple[type[Exception], ...]:
+    """What boto3 raises (imported here: boto3 is optional, this module is not)."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError, Boto3Error)
 
 
 def _is_missing(exc: BaseException) -> bool:
