@@ -65,10 +65,9 @@ def test_a_job_runs_through_the_bucket_and_downloads_verified_with_ranges(
     # data directory keeps no copy of the result
     keys = _keys(moto_server, bucket)
     assert f"farm/results/{job_id}.mp4" in keys
-    names = [k.removeprefix(f"farm/inputs/{job_id}/") for k in keys if "/inputs/" in k]
-    assert {name.split("_", 1)[0] for name in names} == {"audio", "video"}
-    assert {k.split("/")[2] for k in keys if "/inputs/" in k} == {job_id}
-    assert {f"farm/inputs/{job_id}/{name}" for name in names} <= set(keys)
+    uploaded = [k for k in keys if k.startswith("farm/inputs/")]
+    assert all(k.startswith(f"farm/inputs/{job_id}/") for k in uploaded)
+    assert sorted(k.rsplit("/", 1)[1].split("_", 1)[0] for k in uploaded) == ["audio", "video"]
     assert not [k for k in keys if k.startswith("farm/partials/")]
     assert not (service.data_dir / "results" / f"{job_id}.mp4").exists()
     # and the job records the SHA-256 and size of what the CLI downloaded
@@ -105,6 +104,28 @@ def test_a_job_runs_through_the_bucket_and_downloads_verified_with_ranges(
     assert refused.exit_code != 0
     assert "RESULT_CHECKSUM_MISMATCH" in refused.output, refused.output
     assert not damaged.exists()
+
+
+def test_a_worker_reads_uploaded_inputs_from_the_bucket_not_the_api_machine(
+    service_factory: Callable[..., Service],
+    moto_server: MotoServer,
+    speech_wav: Path,
+    short_template_clip: Path,
+) -> None:
+    # Given a job submitted with uploads while dispatch is paused
+    bucket = moto_server.new_bucket()
+    service = _s3_service(service_factory, moto_server, bucket)
+    assert service.http.post("/v1/queue/pause").status_code == 200
+    with speech_wav.open("rb") as audio, short_template_clip.open("rb") as video:
+        files = {"audio": ("a.wav", audio, "audio/wav"), "video": ("v.mp4", video, "video/mp4")}
+        job = service.http.post("/v1/jobs", files=files).json()
+    # When the API machine's copies are gone (as on a worker node that never had them)
+    shutil.rmtree(service.data_dir / "inputs" / job["id"])
+    assert service.http.post("/v1/queue/resume").status_code == 200
+    # Then the worker fetches them from inputs/<job_id>/ and the job succeeds
+    final = service.wait_state(job["id"], "succeeded", "failed", timeout_s=90)
+    assert final["state"] == "succeeded", final
+    assert len(final["attempts"]) == 1
 
 
 def test_heygem_gets_a_local_mirror_of_a_result_in_the_bucket(

@@ -51,6 +51,9 @@ class AttemptFiles:
         self.scratch = output.with_name(f".{output.name}.inputs-{os.getpid()}")
 
     def __enter__(self) -> AttemptFiles:
+        """Make sure the partial's folder exists: on another node nothing has made it."""
+        with translate_errors(Stage.SETUP, context="making the results folder for the partial"):
+            self.scratch.parent.mkdir(parents=True, exist_ok=True)
         return self
 
     def __exit__(
