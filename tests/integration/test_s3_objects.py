@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bench.service_process import free_port
 
 from talkingface.errors import StorageUnavailableError
 from talkingface.storage.objects import ObjectStore
@@ -98,3 +99,20 @@ def test_missing_objects_are_answers_not_errors(moto_server: MotoServer, tmp_pat
     assert objects.head("results/none.mp4") is None
     assert objects.download_file("results/none.mp4", tmp_path / "none.mp4") is False
     assert not (tmp_path / "none.mp4").exists()
+
+
+def test_an_endpoint_down_past_the_deadline_is_storage_unavailable_after_retries(
+    tmp_path: Path, moto_server: MotoServer
+) -> None:
+    # Given an endpoint where nothing listens (connection refused) and a 1.5 s deadline
+    down = moto_server.settings("bucket-down", retry_deadline_s=1.5, connect_timeout_s=0.5)
+    objects = ObjectStore(
+        down.model_copy(update={"endpoint_url": f"http://127.0.0.1:{free_port()}"})
+    )
+    source = tmp_path / "x.mp4"
+    source.write_bytes(b"x")
+    # Then the upload is retried until the deadline, and fails retryable, saying so
+    with pytest.raises(StorageUnavailableError) as caught:
+        objects.upload_file(source, "partials/x.mp4")
+    assert caught.value.retryable and caught.value.details["tries"] >= 2
+    assert "still failing at storage.retry_deadline_s" in caught.value.message

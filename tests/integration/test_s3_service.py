@@ -45,8 +45,8 @@ def _submit(server: Service, *args: str | Path) -> Result:
 
 
 def test_a_job_runs_through_the_bucket_and_downloads_verified_with_ranges(
+    moto_server: MotoServer,  # first: set up before the server, stopped after it
     service_factory: Callable[..., Service],
-    moto_server: MotoServer,
     tmp_path: Path,
     speech_wav: Path,
     short_template_clip: Path,
@@ -107,8 +107,8 @@ def test_a_job_runs_through_the_bucket_and_downloads_verified_with_ranges(
 
 
 def test_a_worker_reads_uploaded_inputs_from_the_bucket_not_the_api_machine(
+    moto_server: MotoServer,  # first: set up before the server, stopped after it
     service_factory: Callable[..., Service],
-    moto_server: MotoServer,
     speech_wav: Path,
     short_template_clip: Path,
 ) -> None:
@@ -129,8 +129,8 @@ def test_a_worker_reads_uploaded_inputs_from_the_bucket_not_the_api_machine(
 
 
 def test_heygem_gets_a_local_mirror_of_a_result_in_the_bucket(
+    moto_server: MotoServer,  # first: set up before the server, stopped after it
     service_factory: Callable[..., Service],
-    moto_server: MotoServer,
     tmp_path: Path,
     speech_wav: Path,
     short_template_clip: Path,
@@ -163,8 +163,8 @@ def test_heygem_gets_a_local_mirror_of_a_result_in_the_bucket(
 
 
 def test_the_janitor_deletes_expired_results_and_inputs_from_the_bucket(
+    moto_server: MotoServer,  # first: set up before the server, stopped after it
     service_factory: Callable[..., Service],
-    moto_server: MotoServer,
     speech_wav: Path,
     short_template_clip: Path,
 ) -> None:
@@ -189,8 +189,8 @@ def test_the_janitor_deletes_expired_results_and_inputs_from_the_bucket(
 
 
 def test_an_s3_outage_during_the_upload_is_waited_out_and_the_job_succeeds(
+    moto_server: MotoServer,  # first: set up before the server, stopped after it
     service_factory: Callable[..., Service],
-    moto_server: MotoServer,
     tmp_path: Path,
     speech_wav: Path,
     short_template_clip: Path,
