@@ -20,6 +20,7 @@ from pathlib import Path
 from talkingface.errors import Stage, translate_errors
 from talkingface.jobs.records import JobRecord
 from talkingface.jobs.store import JobStore
+from talkingface.storage.base import is_object_url
 from talkingface.storage.local import ResultSource
 
 KEY_PREFIX = "heygem:"
@@ -92,8 +93,8 @@ def exposed_result_of(temp_dir: Path, code: str, job: JobRecord) -> Path | None:
         exposed = target.stat()
     except OSError:
         return None
-    if job.result.size_bytes is not None and not os.path.isabs(job.result.path):
-        return target if exposed.st_size == job.result.size_bytes else None  # an s3:// result
+    if is_object_url(job.result.path):  # a mirror of the object: its size tells
+        return target if exposed.st_size == job.result.size_bytes else None
     try:
         stored = os.stat(job.result.path)
     except OSError:  # the stored result was removed; the exposed link still holds the video
