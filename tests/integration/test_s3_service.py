@@ -220,6 +220,11 @@ def test_an_s3_outage_during_the_upload_is_waited_out_and_the_job_succeeds(
             timeout_s=60,
             what="the worker's upload to hit the outage",
         )
+        wait_until(
+            lambda: service.job(job["id"])["stage"] == "upload",
+            timeout_s=10,
+            what="the job to show stage upload",
+        )
         time.sleep(3.0)  # the outage lasts 3 s more: its length, not a synchronisation
     finally:
         moto_server.resume()

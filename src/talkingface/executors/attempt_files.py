@@ -23,10 +23,14 @@ from types import TracebackType
 from talkingface.config import Settings, StorageSettings
 from talkingface.errors import InputNotFoundError, Stage, translate_errors
 from talkingface.executors.messages import Assignment
+from talkingface.pipeline.attempt import ProgressCallback
 from talkingface.results import JobResult
 from talkingface.storage.checksums import file_sha256
 from talkingface.storage.objects import ObjectStore
 from talkingface.storage.s3 import input_key, partial_key
+from talkingface.vocabulary import JobTag, Progress
+
+UPLOAD_STAGE = "upload"  # the progress stage while the result goes up to object storage
 
 _STORES: dict[str, ObjectStore] = {}  # per process, one per storage configuration (bounded)
 
@@ -83,13 +87,17 @@ class AttemptFiles:
             )
         return str(target)
 
-    def finish(self, result: JobResult) -> JobResult:
+    def finish(self, result: JobResult, progress: ProgressCallback) -> JobResult:
         """The result with its SHA-256 and size; with object storage, uploaded as the
-        attempt's partial (the scheduler publishes it)."""
+        attempt's partial (the scheduler publishes it) in stage `upload`, which the
+        heartbeats report (a new stage resets the stall timer once; see the docs)."""
         output = Path(self.assignment.output_path)
         with translate_errors(Stage.ENCODE, context="checksumming the result"):
             sha256, size_bytes = file_sha256(output), output.stat().st_size
         if self.objects is not None:
+            tag = JobTag(self.assignment.job_id, self.assignment.attempt_number)
+            frames = result.frame_count
+            progress(Progress(tag, UPLOAD_STAGE, frames, frames, result.processing_s))
             key = partial_key(self.assignment.job_id, self.assignment.attempt_id)
             self.objects.upload_file(output, key, sha256=sha256)
             output.unlink(missing_ok=True)  # the bucket holds it now

@@ -179,7 +179,8 @@ def _run_assignment(
                 assignment, audio_path=str(inputs.open("audio", local_audio)), video_path=video
             )
             attempt = dataclasses.replace(attempt, assignment=confined)
-            result = files.finish(run(attempt, engine, settings).job_result())  # SHA-256, upload
+            rendered = run(attempt, engine, settings).job_result()
+            result = files.finish(rendered, attempt.progress)  # its SHA-256; uploaded if S3
             return Succeeded(worker_id, assignment.job_id, assignment.attempt_id, result)
         except TalkingFaceError as exc:
             _log_failure(assignment, exc, started_s, exc_info=False)

@@ -78,6 +78,7 @@ STAGE_NAMES = {
     "render": "合成视频",
     "blend": "合成视频",
     "encode": "合成视频",
+    "upload": "上传结果",  # to object storage (storage.url = s3://…)
 }
 
 
