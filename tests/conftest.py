@@ -13,6 +13,7 @@ pytest_plugins = (
     "tests.media",  # session media fixtures built in code
     "tests.integration.store_fixtures",  # store on SQLite and PostgreSQL
     "tests.integration.service_fixtures",  # a real `talkingface serve` process
+    "tests.integration.s3_fixtures",  # a moto S3 server on loopback
 )
 
 

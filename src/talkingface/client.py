@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -15,12 +16,14 @@ import httpx
 
 from talkingface.errors import (
     AuthRequiredError,
+    ChecksumMismatchError,
     ServerUnreachableError,
     Stage,
     TalkingFaceError,
     UnexpectedError,
     all_error_classes,
 )
+from talkingface.storage.checksums import sha256_from_repr_digest
 
 DEFAULT_SERVER = "http://127.0.0.1:8383"
 
@@ -129,14 +132,27 @@ class ApiClient:
         return self._request("GET", "/v1/stats")
 
     def download_result(self, job_id: str, destination: Path) -> Path:
+        """Download a job's result; its SHA-256 is checked against the one the server
+        recorded (the `Repr-Digest` header), and a mismatching file is not kept."""
         partial = destination.with_name(f".{destination.name}.partial")
+        digest = hashlib.sha256()
         with self._translate(), self._http.stream("GET", f"/v1/jobs/{job_id}/result") as response:
             if response.status_code >= 400:
                 response.read()
                 raise _server_error(response, self.server)
+            expected = sha256_from_repr_digest(response.headers.get("repr-digest"))
             with partial.open("wb") as out:
                 for chunk in response.iter_bytes():
+                    digest.update(chunk)
                     out.write(chunk)
+        if expected is not None and digest.hexdigest() != expected:
+            partial.unlink(missing_ok=True)
+            raise ChecksumMismatchError(
+                f"The result of job {job_id} arrived damaged: its SHA-256 is "
+                f"{digest.hexdigest()}, the server recorded {expected}. Nothing was written "
+                f"to {destination}; download it again.",
+                details={"job_id": job_id, "expected": expected, "got": digest.hexdigest()},
+            )
         partial.replace(destination)
         return destination
 

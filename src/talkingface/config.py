@@ -70,6 +70,36 @@ class CacheSettings(_Section):
         return value.expanduser().resolve()
 
 
+class StorageSettings(_Section):
+    """Where inputs and results live: the data directory (url None), or an S3-compatible
+    bucket (`s3://bucket/prefix`) that workers on other nodes share (docs/cluster-storage.md).
+    Credentials come from the standard AWS chain (env, ~/.aws, instance role), never here."""
+
+    url: str | None = None
+    endpoint_url: str | None = None  # MinIO, Ceph, moto…; None: AWS itself
+    region: str | None = None
+    multipart_threshold_bytes: int = Field(64 * 2**20, gt=0)  # larger uploads go in parts
+    multipart_chunk_bytes: int = Field(16 * 2**20, gt=0)  # S3 raises parts under 5 MiB to 5 MiB
+    retry_deadline_s: float = Field(60.0, gt=0)  # then STORAGE_UNAVAILABLE (retryable)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        """`s3://bucket` or `s3://bucket/prefix`, normalised without a trailing slash."""
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        bucket = value.removeprefix("s3://").split("/", 1)[0]
+        if not value.startswith("s3://") or not bucket:
+            raise ValueError(
+                f"storage.url {value!r} is not an S3 URL; write s3://bucket or "
+                "s3://bucket/prefix, or leave it unset for the data directory"
+            )
+        return value.rstrip("/")
+
+
 class LoggingSettings(_Section):
     level: str = "warning"
     json_lines: bool | None = None  # None: JSON when stderr is not a terminal
@@ -233,6 +263,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
     alerts: AlertSettings = Field(default_factory=lambda: AlertSettings())
     cluster: ClusterSettings = Field(default_factory=lambda: ClusterSettings())
+    storage: StorageSettings = Field(default_factory=lambda: StorageSettings())
 
     @field_validator("data_dir")
     @classmethod

@@ -36,7 +36,8 @@
     ├── JobCanceledError         CANCELED
     ├── ClientError              raised by the CLI's client only, never stored
     │   ├── AuthRequiredError    AUTH_REQUIRED (the server answered 401/403)
-    │   └── ServerUnreachableError SERVER_UNREACHABLE
+    │   ├── ServerUnreachableError SERVER_UNREACHABLE
+    │   └── ChecksumMismatchError RESULT_CHECKSUM_MISMATCH
     └── UnexpectedError          INTERNAL (not retried; traceback kept)
 
 Whether a code is retried is written once, in `RETRYABLE`: each class's `retryable` follows
@@ -94,6 +95,7 @@ class ErrorCode(StrEnum):
     INTERNAL = "INTERNAL"
     AUTH_REQUIRED = "AUTH_REQUIRED"  # client-side: the server refused the API key
     SERVER_UNREACHABLE = "SERVER_UNREACHABLE"  # client-side: no server answered
+    RESULT_CHECKSUM_MISMATCH = "RESULT_CHECKSUM_MISMATCH"  # client-side: download corrupt
 
 
 # The one retry table (DESIGN.md: the `retryable` flag and the retry policy come from one table).
@@ -138,6 +140,7 @@ RETRYABLE: MappingProxyType[ErrorCode, bool] = MappingProxyType(
         ErrorCode.INTERNAL: False,  # unknown errors are reported in full, not retried
         ErrorCode.AUTH_REQUIRED: False,  # client-side codes: never a job's error
         ErrorCode.SERVER_UNREACHABLE: False,
+        ErrorCode.RESULT_CHECKSUM_MISMATCH: False,
     }
 )
 
@@ -494,6 +497,12 @@ class ServerUnreachableError(ClientError):
     """No talkingface server answered; start one with `talkingface serve` or pass --server."""
 
     code = ErrorCode.SERVER_UNREACHABLE
+
+
+class ChecksumMismatchError(ClientError):
+    """The downloaded result does not match the SHA-256 the server recorded; download it again."""
+
+    code = ErrorCode.RESULT_CHECKSUM_MISMATCH
 
 
 class UnexpectedError(TalkingFaceError):

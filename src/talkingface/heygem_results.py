@@ -20,6 +20,8 @@ from pathlib import Path
 from talkingface.errors import Stage, translate_errors
 from talkingface.jobs.records import JobRecord
 from talkingface.jobs.store import JobStore
+from talkingface.storage.base import is_object_url
+from talkingface.storage.local import ResultSource
 
 KEY_PREFIX = "heygem:"
 RESULT_SUFFIX = "-r.mp4"
@@ -47,10 +49,12 @@ def exposed_path(temp_dir: Path, code: str) -> Path:
     return temp_dir / f"{code}{RESULT_SUFFIX}"
 
 
-def expose_result(store: JobStore, temp_dir: Path, job_id: str, result: Path) -> Path | None:
+def expose_result(
+    store: JobStore, temp_dir: Path, job_id: str, result: Path | ResultSource
+) -> Path | None:
     """Put a HeyGem job's published `result` at `<temp dir>/<code>-r.mp4` when the job is the
     newest of its code; the exposed path, or None (not a HeyGem job, or a newer submission of
-    the code owns the name)."""
+    the code owns the name). A result in object storage is downloaded: a local mirror."""
     job = store.get(job_id)
     code = code_of(job.idempotency_key)
     if code is None:
@@ -64,10 +68,13 @@ def expose_result(store: JobStore, temp_dir: Path, job_id: str, result: Path) ->
         temp_dir.mkdir(parents=True, exist_ok=True)
         staging.unlink(missing_ok=True)
         try:
-            try:
-                os.link(result, staging)
-            except OSError:  # another file system, or one without hard links
-                shutil.copyfile(result, staging)
+            if not isinstance(result, Path):
+                result.copy_to(staging)
+            else:
+                try:
+                    os.link(result, staging)
+                except OSError:  # another file system, or one without hard links
+                    shutil.copyfile(result, staging)
             os.replace(staging, target)
         except BaseException:
             staging.unlink(missing_ok=True)
@@ -78,7 +85,7 @@ def expose_result(store: JobStore, temp_dir: Path, job_id: str, result: Path) ->
 def exposed_result_of(temp_dir: Path, code: str, job: JobRecord) -> Path | None:
     """`<temp dir>/<code>-r.mp4` when it holds this succeeded job's video, else None (removed,
     or still an earlier job's file). A hard link is the job's own file; a copy (another file
-    system) is recognised by its size."""
+    system, or the mirror of a result in object storage) is recognised by its size."""
     if job.result is None:
         return None
     target = exposed_path(temp_dir, code)
@@ -86,6 +93,8 @@ def exposed_result_of(temp_dir: Path, code: str, job: JobRecord) -> Path | None:
         exposed = target.stat()
     except OSError:
         return None
+    if is_object_url(job.result.path):  # a mirror of the object: its size tells
+        return target if exposed.st_size == job.result.size_bytes else None
     try:
         stored = os.stat(job.result.path)
     except OSError:  # the stored result was removed; the exposed link still holds the video

@@ -37,6 +37,7 @@ from talkingface.template_cache_files import evict_least_recently_used, known_co
 logger = logging.getLogger(__name__)
 
 PAGE = 500
+ORPHAN_MIN_AGE_S = 3600.0  # inputs are saved before their job exists: spare young ones
 STALE_STAGING_S = 3600.0  # an exposure takes seconds; a staging copy this old was abandoned
 
 
@@ -102,8 +103,10 @@ class Janitor:
                 logger.info("removed orphan %s", path, extra={"event": "orphan_removed"})
 
     def remove_orphans(self, own_attempts: Iterable[tuple[str, str]]) -> None:
-        candidates = self.storage.orphan_paths(self._known_job_ids())
-        live = self._live_partial_names(own_attempts)  # read after listing, see above
+        own = list(own_attempts)
+        known = self._known_job_ids()
+        candidates = self.storage.orphan_paths(known)
+        live = self._live_partial_names(own)  # read after listing, see above
         for path in candidates:
             # a running attempt's partial, and the encoder's temp file and the worker's input
             # pins beside it, are not orphans
@@ -111,6 +114,23 @@ class Janitor:
                 continue
             if _remove(path):
                 logger.info("removed orphan %s", path, extra={"event": "orphan_removed"})
+        self.remove_orphan_objects(known, own)
+
+    def remove_orphan_objects(self, known: set[str], own: list[tuple[str, str]]) -> None:
+        """The same in object storage: keys of unknown jobs, partials of ended attempts."""
+        try:
+            removed = self.storage.remove_orphan_objects(
+                known, lambda: self._live_attempts(own), ORPHAN_MIN_AGE_S
+            )
+        except TalkingFaceError as exc:  # the bucket is down: the next round tries again
+            logger.warning(
+                "orphan objects not removed: %s",
+                exc.message,
+                extra={"event": "orphan_not_removed"},
+            )
+            return
+        for key in removed:
+            logger.info("removed orphan object %s", key, extra={"event": "orphan_removed"})
 
     def bound_template_cache(self) -> None:
         """Evict least recently used prepared templates beyond cache.max_bytes, sparing the
@@ -140,9 +160,13 @@ class Janitor:
     def _live_partial_names(self, own_attempts: Iterable[tuple[str, str]]) -> set[str]:
         """Partial results of every attempt the store calls running, whichever server or
         scheduler runs it (a second server on the same data dir must not delete them)."""
+        attempts = self._live_attempts(own_attempts)
+        return {self.storage.partial_result_path(j, a).name for j, a in attempts}
+
+    def _live_attempts(self, own_attempts: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         attempts: set[tuple[str, str]] = {(job.id, att.id) for job, att in self.store.running()}
         attempts.update(own_attempts)
-        return {self.storage.partial_result_path(j, a).name for j, a in attempts}
+        return attempts
 
     def _unfinished_jobs(self) -> list[JobRecord]:
         jobs = [job for job, _ in self.store.running()]

@@ -3,7 +3,7 @@ diagnostics), workers send it, the store keeps it, and the API, HeyGem and webho
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -17,6 +17,10 @@ class JobResult:
     frame_count: int
     frames_without_face: int  # passed through unchanged (no face found)
     processing_s: float
+    # Set by the worker once the file is final (keyword-only: GenerateResult adds fields);
+    # None on results recorded before checksums existed.
+    sha256: str | None = field(default=None, kw_only=True)  # hex digest of the MP4
+    size_bytes: int | None = field(default=None, kw_only=True)
 
     def job_result(self) -> JobResult:
         """Only the fields declared here: what crosses processes and enters the store (a

@@ -47,6 +47,7 @@ from talkingface.jobs.states import AttemptOutcome, JobKind, WorkerState
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind_job
 from talkingface.ops.metrics import ServiceMetrics
+from talkingface.storage.base import get_storage
 from talkingface.storage.local import LocalStorage
 from talkingface.template_files import TEMPLATE_THUMBNAIL_NAME
 
@@ -98,7 +99,7 @@ class Scheduler:
         self.is_leader = is_leader  # the leadership's fence (cluster/leadership.py); None: alone
         self.store = store
         self.executor = executor or get_executor(settings.workers.executor, settings)
-        self.storage = storage or LocalStorage(settings.data_dir)
+        self.storage = storage or get_storage(settings)
         self.policy = policy or RetryPolicy(settings.retry)
         self.clock = clock
         self.metrics = metrics
@@ -385,21 +386,26 @@ class Scheduler:
             return
         # Publish first, then record: a job the store calls succeeded always has its file.
         try:
-            final = self.storage.publish_result(done.job_id, done.attempt_id)
-        except TalkingFaceError as exc:  # e.g. a read-only results directory
+            final = self.storage.publish(done.job_id, done.attempt_id)
+        except TalkingFaceError as exc:  # a read-only results directory, the bucket down
             error = exc.to_record()
             self._end_attempt(
                 done.job_id, done.attempt_id, run.attempt_number, error, AttemptOutcome.FAILED
             )
             self._running.pop(done.attempt_id, None)
             return
-        result = replace(done.result, path=str(final))
+        result = replace(done.result, path=final)
         try:
-            exposed = expose_result(self.store, self.settings.heygem_temp_dir, done.job_id, final)
+            exposed = expose_result(
+                self.store,
+                self.settings.heygem_temp_dir,
+                done.job_id,
+                self.storage.result_source(done.job_id),
+            )
         except StoreUnavailableError:  # it reads the store first: keep the published file,
             raise  # and apply this success again next tick (_apply_safely)
         except TalkingFaceError as exc:  # the HeyGem temp folder refused the file: say why
-            self.storage.discard_file(final)
+            self.storage.discard_result(done.job_id)
             error = exc.to_record()
             self._end_attempt(
                 done.job_id, done.attempt_id, run.attempt_number, error, AttemptOutcome.FAILED
@@ -409,7 +415,7 @@ class Scheduler:
         succeeded = self.store.succeed(done.job_id, done.attempt_id, result)
         self._running.pop(done.attempt_id, None)
         if not succeeded:
-            self.storage.discard_file(final)  # canceled meanwhile: the result is not wanted
+            self.storage.discard_result(done.job_id)  # canceled meanwhile: not wanted
             if exposed is not None:
                 exposed.unlink(missing_ok=True)
             with bind_job(done.job_id, run.attempt_number):

@@ -47,6 +47,8 @@ def test_a_generate_result_narrows_to_the_job_result_the_store_keeps() -> None:
             "frame_count": 50,
             "frames_without_face": 3,
             "processing_s": 1.5,
+            "sha256": None,  # the worker adds it once the file is final (attempt_files.py)
+            "size_bytes": None,
         }
     )
     assert generated.output_path.name == "a.mp4"

@@ -47,7 +47,7 @@ from talkingface.logs import bind
 from talkingface.ops.alerts import AlertManager
 from talkingface.ops.metrics import ServiceMetrics
 from talkingface.ops.webhooks import WebhookSender
-from talkingface.storage.local import LocalStorage
+from talkingface.storage.base import get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def create_app(
     )
     install_docs_pages(app)
     app.state.settings = settings
-    app.state.storage = LocalStorage(settings.data_dir)
+    app.state.storage = get_storage(settings)
     app.state.url_downloads = UrlDownloads(settings.api)
     app.state.quality_runs = QualityRuns(app.state.storage)
     if store is not None:

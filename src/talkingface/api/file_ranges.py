@@ -63,8 +63,16 @@ def plan_ranges(header: str | None, size_bytes: int) -> RangePlan:
 class RangedFileResponse(FileResponse):
     """A FileResponse that serves exactly the ranges of a RangePlan (HEAD: headers only)."""
 
-    def __init__(self, path: Path, plan: RangePlan, *, media_type: str, filename: str) -> None:
-        super().__init__(path, media_type=media_type, filename=filename)
+    def __init__(
+        self,
+        path: Path,
+        plan: RangePlan,
+        *,
+        media_type: str,
+        filename: str,
+        headers: dict[str, str] | None = None,  # e.g. the checksum's ETag and Repr-Digest
+    ) -> None:
+        super().__init__(path, media_type=media_type, filename=filename, headers=headers)
         self._ranges = plan.ranges
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -11,6 +11,7 @@ from talkingface.errors import TalkingFaceError
 from talkingface.heygem_results import code_key_prefix, code_of, exposed_path, exposed_result_of
 from talkingface.jobs.records import JobRecord
 from talkingface.jobs.store import JobStore
+from talkingface.storage.base import is_object_url
 from talkingface.storage.local import LocalStorage
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def _exposed_result(job: JobRecord, store: JobStore, temp_dir: Path) -> Path | N
     code = code_of(job.idempotency_key)
     if code is None or job.result is None:
         return None
-    if os.path.exists(job.result.path):
+    if is_object_url(job.result.path) or os.path.exists(job.result.path):
         return exposed_result_of(temp_dir, code, job)
     if store.latest_with_key_prefix(code_key_prefix(code)) is not None:
         return None

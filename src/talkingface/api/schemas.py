@@ -174,6 +174,11 @@ class ResultPublic(BaseModel):
     frames_without_face: int = Field(
         description="Frames where no face was found, passed through unchanged."
     )
+    sha256: str | None = Field(
+        None,
+        description="SHA-256 of the MP4 (hex); the download sends it as ETag and Repr-Digest.",
+    )
+    size_bytes: int | None = Field(None, description="The MP4's size in bytes.")
 
 
 class InputsPublic(BaseModel):

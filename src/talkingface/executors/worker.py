@@ -32,6 +32,7 @@ from talkingface.errors import (
     UnexpectedError,
     translate_errors,
 )
+from talkingface.executors.attempt_files import AttemptFiles
 from talkingface.executors.confined_inputs import ConfinedInputs, input_roots
 from talkingface.executors.messages import Assignment, Failed, Heartbeat, Ready, Succeeded
 from talkingface.executors.worker_metrics import start_worker_metrics
@@ -163,24 +164,24 @@ def _run_assignment(
         bind_job(assignment.job_id, assignment.attempt_number),
         bind(attempt_id=assignment.attempt_id),
         ConfinedInputs(input_roots(settings), Path(assignment.output_path)) as inputs,
+        AttemptFiles(settings, assignment) as files,
     ):
         try:
             beats.start()  # first beat at once: the executor sees the attempt has begun
             engine = engines.get(assignment.options.engine)
-            video = str(inputs.open("video", assignment.video_path))  # inside the roots, pinned
+            local_video = files.local_input("video", assignment.video_path)  # from S3 if there
+            video = str(inputs.open("video", local_video))  # inside the roots, pinned
             if assignment.kind == JobKind.PREPARE_TEMPLATE:
                 confined = dataclasses.replace(assignment, video_path=video)
                 return _prepare(worker_id, confined, engine, settings, beats.on_progress, cancel)
+            local_audio = files.local_input("audio", assignment.audio_path)
             confined = dataclasses.replace(
-                assignment,
-                audio_path=str(inputs.open("audio", assignment.audio_path)),
-                video_path=video,
+                assignment, audio_path=str(inputs.open("audio", local_audio)), video_path=video
             )
             attempt = dataclasses.replace(attempt, assignment=confined)
-            result = run(attempt, engine, settings)
-            return Succeeded(
-                worker_id, assignment.job_id, assignment.attempt_id, result.job_result()
-            )
+            rendered = run(attempt, engine, settings).job_result()
+            result = files.finish(rendered, attempt.progress)  # its SHA-256; uploaded if S3
+            return Succeeded(worker_id, assignment.job_id, assignment.attempt_id, result)
         except TalkingFaceError as exc:
             _log_failure(assignment, exc, started_s, exc_info=False)
             return Failed(worker_id, assignment.job_id, assignment.attempt_id, exc.to_record())

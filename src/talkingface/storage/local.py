@@ -7,8 +7,9 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol
 
 from talkingface.errors import InputTooLargeError, Stage, translate_errors
 
@@ -36,6 +37,12 @@ def sanitize_filename(filename: str | None, fallback: str) -> str:
     return name or fallback
 
 
+class ResultSource(Protocol):
+    """A published result that is not a local file (in a bucket): it can copy itself here."""
+
+    def copy_to(self, target: Path) -> None: ...
+
+
 class LocalStorage:
     """Layout: <data>/inputs/<job_id>/, <data>/results/<job_id>.mp4,
     <data>/results/<job_id>.quality/ (quality figures, made on request) and
@@ -61,13 +68,15 @@ class LocalStorage:
 
     def discard_attempt_files(self, job_id: str, attempt_id: str) -> None:
         """Remove an ended attempt's partial result, the encoder's own temporary file
-        (`.NAME.partial-PID`) and the worker's input pins (`.NAME.pins-PID/`), which a
-        worker killed mid-attempt leaves behind."""
+        (`.NAME.partial-PID`), the worker's input pins (`.NAME.pins-PID/`) and inputs
+        downloaded from object storage (`.NAME.inputs-PID/`), which a worker killed
+        mid-attempt leaves behind."""
         partial = self.partial_result_path(job_id, attempt_id)
         self.discard_file(partial)
         try:
             leftovers = list(self.results_root.glob(f".{partial.name}.partial-*"))
             pins = list(self.results_root.glob(f".{partial.name}.pins-*"))
+            pins += list(self.results_root.glob(f".{partial.name}.inputs-*"))  # S3 scratch
         except OSError:
             leftovers, pins = [], []
         for leftover in leftovers:
@@ -146,6 +155,27 @@ class LocalStorage:
         with translate_errors(Stage.ENCODE, context="publishing the result"):
             os.replace(partial, final)
         return final
+
+    def publish(self, job_id: str, attempt_id: str) -> str:
+        """Publish an attempt's result; its location (what the job records as result.path)."""
+        return str(self.publish_result(job_id, attempt_id))
+
+    def result_source(self, job_id: str) -> Path | ResultSource:
+        """The published result as HeyGem's exposure reads it (a local file here)."""
+        return self.result_path(job_id)
+
+    def discard_result(self, job_id: str) -> None:
+        """Withdraw a published result (its job was canceled or replaced meanwhile)."""
+        self.discard_file(self.result_path(job_id))
+
+    def remove_orphan_objects(
+        self,
+        known_job_ids: set[str],
+        live_attempts: Callable[[], set[tuple[str, str]]],
+        min_age_s: float,
+    ) -> list[str]:
+        """Object storage's orphans; a local data directory has none (orphan_paths)."""
+        return []
 
     def delete_job_files(self, job_id: str) -> None:
         """Remove a job's inputs, result and any partial results (missing files are fine)."""

@@ -52,6 +52,7 @@ from talkingface.heygem_results import code_key_prefix, exposed_result_of, job_k
 from talkingface.jobs.records import JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
+from talkingface.storage.base import is_object_url
 from talkingface.storage.local import LocalStorage
 from talkingface.vocabulary import LoopMode
 
@@ -77,6 +78,7 @@ STAGE_NAMES = {
     "render": "合成视频",
     "blend": "合成视频",
     "encode": "合成视频",
+    "upload": "上传结果",  # to object storage (storage.url = s3://…)
 }
 
 
@@ -305,7 +307,7 @@ def _query_data(code: str, job: JobRecord, ahead: int, settings: Settings) -> di
     elif job.state == JobState.SUCCEEDED and job.result is not None:
         exposed = exposed_result_of(settings.heygem_temp_dir, code, job)
         if exposed is None:
-            stored = Path(job.result.path).is_file()
+            stored = is_object_url(job.result.path) or Path(job.result.path).is_file()
             hint = RESULT_DOWNLOADABLE.format(job_id=job.id) if stored else ""
             data.update(status=STATUS_FAILED, msg=RESULT_GONE.format(code=code) + hint)
             return data

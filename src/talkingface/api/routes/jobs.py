@@ -17,6 +17,7 @@ from talkingface.api.file_ranges import RangedFileResponse, plan_ranges, range_n
 from talkingface.api.inputs import MediaRef
 from talkingface.api.job_files import remove_job_files
 from talkingface.api.job_forms import form_submission
+from talkingface.api.object_download import object_result_response
 from talkingface.api.problems import invalid_request
 from talkingface.api.schemas import (
     LABEL_MAX_CHARS,
@@ -35,6 +36,8 @@ from talkingface.jobs.reads import JobQuery
 from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.store import JobStore
+from talkingface.storage.base import is_object_url
+from talkingface.storage.checksums import digest_headers, etag_matches
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -325,17 +328,31 @@ def resume_after(last_event_id: str | None, after_id: int) -> int:
     },
 )
 def download_result(
+    request: Request,
     store: StoreDep,
+    storage: StorageDep,
     job_id: str,
     range_header: Annotated[str | None, Header(alias="Range", include_in_schema=False)] = None,
+    if_none_match: Annotated[
+        str | None, Header(alias="If-None-Match", include_in_schema=False)
+    ] = None,
 ) -> Response:
-    """The result MP4 (supports Range requests; a Range header it cannot use is ignored)."""
+    """The result MP4 (supports Range requests; a Range header it cannot use is ignored).
+    `ETag` and `Repr-Digest` carry its SHA-256; If-None-Match with that ETag answers 304."""
     job = store.get(job_id)
     if job.state is not JobState.SUCCEEDED or job.result is None:
         raise JobStateError(
             f"Job {job_id} is {job.state.value}; its result can be downloaded once it has "
             "succeeded.",
             details={"state": job.state.value},
+        )
+    headers = digest_headers(job.result.sha256)
+    if "etag" in headers and etag_matches(if_none_match, headers["etag"]):
+        return Response(status_code=304, headers=headers)
+    if is_object_url(job.result.path):
+        head_only = request.method == "HEAD"
+        return object_result_response(
+            storage, job_id, job.result.path, range_header, head_only=head_only, headers=headers
         )
     path = Path(job.result.path)
     if not path.is_file():
@@ -347,4 +364,6 @@ def download_result(
     plan = plan_ranges(range_header, path.stat().st_size)
     if not plan.satisfiable:
         return range_not_satisfiable(path.stat().st_size)
-    return RangedFileResponse(path, plan, media_type="video/mp4", filename=f"{job_id}.mp4")
+    return RangedFileResponse(
+        path, plan, media_type="video/mp4", filename=f"{job_id}.mp4", headers=headers
+    )

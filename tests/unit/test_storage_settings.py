@@ -1,0 +1,47 @@
+"""storage.url is checked at start-up, and the checksum headers round-trip."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from talkingface.config import load_settings
+from talkingface.errors import ConfigError
+from talkingface.storage.base import get_storage
+from talkingface.storage.checksums import (
+    etag_matches,
+    repr_digest_of,
+    sha256_from_repr_digest,
+)
+from talkingface.storage.local import LocalStorage
+
+
+@pytest.mark.parametrize("url", ["http://bucket/x", "s3://", "s3:///prefix", "bucket/prefix"])
+def test_a_storage_url_that_is_not_s3_is_refused_naming_the_setting(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(storage={"url": url})
+    assert "storage.url" in caught.value.message and "s3://bucket" in caught.value.message
+
+
+def test_an_s3_url_is_normalised_and_no_url_means_the_data_directory() -> None:
+    assert load_settings(storage={"url": " s3://bucket/farm/ "}).storage.url == "s3://bucket/farm"
+    settings = load_settings(storage={"url": ""})
+    assert settings.storage.url is None
+    assert type(get_storage(settings)) is LocalStorage
+
+
+def test_repr_digest_carries_the_sha256_both_ways() -> None:
+    digest = hashlib.sha256(b"video").hexdigest()
+    header = repr_digest_of(digest)
+    assert header.startswith("sha-256=:") and header.endswith(":")
+    assert sha256_from_repr_digest(f"md5=:AAAA:, {header}") == digest
+    assert sha256_from_repr_digest("sha-256=:not base64!:") is None
+    assert sha256_from_repr_digest(None) is None
+
+
+def test_if_none_match_compares_etags_weakly_and_accepts_a_star() -> None:
+    assert etag_matches('W/"abc", "def"', '"abc"')
+    assert etag_matches("*", '"abc"')
+    assert not etag_matches('"abd"', '"abc"')
+    assert not etag_matches(None, '"abc"')
