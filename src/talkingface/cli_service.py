@@ -44,6 +44,8 @@ def serve_command(
     config: Path | None,
     *,
     heygem_temp_dir: Path | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> int:
     """Run the API, the scheduler and the local workers in this process until Ctrl-C or
     SIGTERM; returns the exit status (128 + the signal's number after one)."""
@@ -61,10 +63,16 @@ def serve_command(
     api = {k: v for k, v in options if v is not None}
     if api:
         overrides["api"] = api
-    if workers is not None:
-        overrides["workers"] = {"count": workers}
+    chosen = (("count", workers), ("executor", executor), ("ray_address", ray_address))
+    worker_options = {k: v for k, v in chosen if v is not None}
+    if worker_options:
+        overrides["workers"] = worker_options
     settings = load_settings(config, **overrides)
     check_bind_is_protected(settings)
+    if settings.workers.executor == "ray":  # say now, not after binding, if Ray is missing
+        from talkingface.executors.ray_executor import import_ray
+
+        import_ray()
     configure_logging(
         settings.logging.level if settings.logging.level != "warning" else "info",
         settings.logging.json_lines,
@@ -82,7 +90,7 @@ def serve_command(
     start_probe_server()
     err.print(
         f"talkingface serving on http://{settings.api.host}:{settings.api.port} "
-        f"(data {settings.data_dir}, {settings.workers.count} worker(s); docs at /docs)",
+        f"(data {settings.data_dir}, {_workers_line(settings)}; docs at /docs)",
         highlight=False,
     )
     try:
@@ -90,6 +98,15 @@ def serve_command(
     finally:
         if lock is not None:
             lock.release()
+
+
+def _workers_line(settings: Settings) -> str:
+    """How many workers, and where: for the start-up line."""
+    w = settings.workers
+    if w.executor == "ray":
+        where = w.ray_address or "RAY_ADDRESS or a private one-node Ray"
+        return f"ray executor at {where}: one actor per GPU, else {w.count} CPU actor(s)"
+    return f"{w.count} worker(s)"
 
 
 def _open_store(settings: Settings) -> None:

@@ -202,3 +202,26 @@ def test_the_ray_executor_without_ray_installed_says_how_to_install_it(
         get_executor("ray", settings)
     assert raised.value.code is ErrorCode.CONFIG_INVALID
     assert "pip install 'talkingface[ray]'" in raised.value.message
+
+
+def test_a_job_goes_to_the_idle_actor_that_already_ran_its_template(
+    service: tuple[Scheduler, JobStore],
+    speech_wav: Path,
+    short_template_clip: Path,
+    template_clip: Path,
+) -> None:
+    _, store = service
+    # Given two actors that each ran one template (submitted together: one each)
+    first = _submit(store, speech_wav, short_template_clip)
+    second = _submit(store, speech_wav, template_clip)
+    for job_id in (first, second):
+        assert _ended(store, job_id).state is JobState.SUCCEEDED
+    (ran_first,) = store.attempts(first)
+    (ran_second,) = store.attempts(second)
+    assert ran_first.worker != ran_second.worker
+    # When both are idle and a job with the second template arrives
+    again = _submit(store, speech_wav, template_clip)
+    assert _ended(store, again).state is JobState.SUCCEEDED
+    # Then it ran in the actor that had that template, not simply the first idle one
+    (ran_again,) = store.attempts(again)
+    assert ran_again.worker == ran_second.worker
