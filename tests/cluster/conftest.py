@@ -4,33 +4,26 @@ a test fails. (Later parts add an S3 server and a second `serve` beside these.)"
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 from collections.abc import Iterator
 
 import pytest
-from bench.service_process import FAST_SETTINGS, Service, free_port, fresh_postgres_database
+from bench.ray_cluster_process import (
+    SLOT,
+    RayCluster,
+    cluster_env,
+    new_cluster_dir,
+    ray_service_env,
+    start_ray_service,
+)
+from bench.service_process import Service, free_port, fresh_postgres_database
 
-from tests.cluster.processes import RayCluster, new_cluster_dir, start_ray_service
-
-SLOT = "talkingface"  # the custom resource each actor asks for: one per node here
 HEAD_RESOURCES = {SLOT: 1.0, "tf_node_head": 1.0}
 SECOND_RESOURCES = {SLOT: 1.0, "tf_node_second": 1.0}
-# node death is noticed in about 1.5 s instead of Ray's default 15 s or so
-RAY_FAST_FAILURE_ENV = {
-    "RAY_health_check_period_ms": "500",
-    "RAY_health_check_timeout_ms": "500",
-    "RAY_health_check_failure_threshold": "3",
-}
 
 
 @pytest.fixture(scope="module")
 def ray_env() -> dict[str, str]:
-    """The environment of every process of the cluster: its own token (Ray's token
-    authentication, without touching ~/.ray/auth_token) and fast node-failure detection."""
-    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    return {**os.environ, **RAY_FAST_FAILURE_ENV, **token}
+    return cluster_env()
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +53,7 @@ def ray_service(
 ) -> Iterator[Service]:
     """`talkingface serve --executor ray` on PostgreSQL: two actors, one on each node."""
     directory = tmp_path_factory.mktemp("cluster")
-    env = {
-        **ray_cluster.env,
-        **FAST_SETTINGS,
-        "TALKINGFACE_DB__URL": cluster_postgres_url,
-        "TALKINGFACE_WORKERS__COUNT": "2",
-        "TALKINGFACE_WORKERS__RAY_ACTOR_RESOURCES": json.dumps({SLOT: 1}),
-        "TALKINGFACE_WORKERS__READY_TIMEOUT_S": "120",
-        "TALKINGFACE_API__MIN_FREE_DISK_BYTES": "0",
-    }
+    env = ray_service_env(ray_cluster, cluster_postgres_url, actors=2, actor_resources={SLOT: 1})
     service = start_ray_service(
         directory / "data", directory / "server.log", ray_cluster.address, env
     )

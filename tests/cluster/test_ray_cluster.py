@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.ray_cluster_process import RayCluster
 from bench.service_process import Service, wait_until
-
-from tests.cluster.processes import RayCluster
 
 pytestmark = pytest.mark.cluster
 DEADLINE_S = 120.0

@@ -1,5 +1,6 @@
-"""The processes of a one-machine cluster: Ray nodes started with `ray start --block`, and
-`talkingface serve --executor ray`. Each is a child of the test and is stopped by it.
+"""The processes of a one-machine Ray cluster: Ray nodes started with `ray start --block`, and
+`talkingface serve --executor ray`. Each is a child of the caller (tests/cluster, the cluster
+bench) and is stopped by it.
 
 `ray stop` would stop every Ray on the machine (other users' too), so it is never used: a node
 started with --block stops its own processes on SIGTERM, and `sweep()` then kills whatever is
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -19,9 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from bench.service_process import Service, ServiceExitedError, free_port, wait_until
+
+from bench.service_process import (
+    FAST_SETTINGS,
+    Service,
+    ServiceExitedError,
+    free_port,
+    wait_until,
+)
 
 RAY_BIN = str(Path(sys.executable).parent / "ray")
+SLOT = "talkingface"  # the custom resource each actor asks for (workers.ray_actor_resources)
+# node death is noticed in about 1.5 s instead of Ray's default 15 s or so
+RAY_FAST_FAILURE_ENV = {
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "3",
+}
 NODE_START_S = 60.0
 STOP_GRACE_S = 15.0
 
@@ -114,6 +130,13 @@ class RayCluster:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
+def cluster_env() -> dict[str, str]:
+    """The environment of every process of one cluster: its own token (Ray's token
+    authentication, without touching ~/.ray/auth_token) and fast node-failure detection."""
+    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    return {**os.environ, **RAY_FAST_FAILURE_ENV, **token}
+
+
 def new_cluster_dir() -> Path:
     """A short private temp dir (Ray's socket paths must fit in 107 bytes)."""
     return Path(tempfile.mkdtemp(prefix="tfc-", dir="/tmp"))
@@ -134,6 +157,22 @@ def sweep(marker: str) -> list[int]:
             continue
     psutil.wait_procs(found, timeout=10)
     return [p.pid for p in found]
+
+
+def ray_service_env(
+    cluster: RayCluster, database_url: str, *, actors: int, actor_resources: dict[str, float]
+) -> dict[str, str]:
+    """The environment of a `serve --executor ray` on `cluster`: fast supervision settings,
+    the PostgreSQL store, `actors` CPU actors, each needing `actor_resources`."""
+    return {
+        **cluster.env,
+        **FAST_SETTINGS,
+        "TALKINGFACE_DB__URL": database_url,
+        "TALKINGFACE_WORKERS__COUNT": str(actors),
+        "TALKINGFACE_WORKERS__RAY_ACTOR_RESOURCES": json.dumps(actor_resources),
+        "TALKINGFACE_WORKERS__READY_TIMEOUT_S": "120",
+        "TALKINGFACE_API__MIN_FREE_DISK_BYTES": "0",
+    }
 
 
 def start_ray_service(
