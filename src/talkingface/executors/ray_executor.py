@@ -191,7 +191,7 @@ class RayExecutor:
         return messages
 
     def workers(self) -> list[WorkerInfo]:
-        return [actor.info() for actor in self._actors.values()]
+        return [actor.info() for actor in list(self._actors.values())]  # API threads read it
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Kill every actor; end Ray too if this executor started it."""
