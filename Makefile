@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: browser demo test bench load chaos image-check lint format clean
+.PHONY: browser demo test test-cluster bench load chaos image-check lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ demo: $(STAMP)
 
 test: lint browser
 	$(BIN)/python -m pytest -q
+
+# A real two-node Ray cluster on this machine (ray start --head + a second node) under
+# `talkingface serve --executor ray` on PostgreSQL (127.0.0.1:5432): jobs spread over both
+# nodes, a node's raylet is killed mid-job. ~30 s; make test runs it too (tests/cluster).
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q tests/cluster
 
 bench: $(STAMP)
 	$(BIN)/talkingface bench

@@ -40,6 +40,7 @@ from talkingface.cli_signals import interrupts
 from talkingface.cli_submit import submit
 from talkingface.cli_templates import templates_app
 from talkingface.cli_usage import run_app
+from talkingface.cli_worker import worker
 from talkingface.config import Settings, load_settings
 from talkingface.logs import configure_logging
 
@@ -373,6 +374,20 @@ def serve(
         Path | None,
         typer.Option(help="HeyGem clients' shared temp folder (default <data dir>/temp)."),
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help="Where attempts run: local (worker processes here) or ray (actors "
+            "on a Ray cluster; pip install 'talkingface[ray]')."
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="The Ray cluster to join with --executor ray, e.g. 10.0.0.5:6379 "
+            "(default RAY_ADDRESS, else a private one-node Ray)."
+        ),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Serve the v1 and HeyGem /easy APIs with a scheduler and warm workers, until Ctrl-C."""
@@ -387,8 +402,13 @@ def serve(
             config,
             heygem_temp_dir=heygem_temp_dir,
             api_workers=api_workers,
+            executor=executor,
+            ray_address=ray_address,
         )
     raise typer.Exit(status)
+
+
+app.command()(worker)
 
 
 @app.command()

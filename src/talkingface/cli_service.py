@@ -45,6 +45,8 @@ def serve_command(
     *,
     heygem_temp_dir: Path | None = None,
     api_workers: int | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> int:
     """Run the API, the scheduler and the local workers until Ctrl-C or SIGTERM, in this
     process or in `api_workers` API processes on one PostgreSQL store; returns the exit
@@ -66,11 +68,17 @@ def serve_command(
     api = {k: v for k, v in options if v is not None}
     if api:
         overrides["api"] = api
-    if workers is not None:
-        overrides["workers"] = {"count": workers}
+    chosen = (("count", workers), ("executor", executor), ("ray_address", ray_address))
+    worker_options = {k: v for k, v in chosen if v is not None}
+    if worker_options:
+        overrides["workers"] = worker_options
     settings = load_settings(config, **overrides)
     check_bind_is_protected(settings)
     check_api_processes(settings)
+    if settings.workers.executor == "ray":  # say now, not after binding, if Ray is missing
+        from talkingface.executors.ray_executor import import_ray
+
+        import_ray()
     configure_serve_logging(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     lock = lock_data_dir(settings)
@@ -79,7 +87,7 @@ def serve_command(
         processes = settings.api.processes
         err.print(
             f"talkingface serving on http://{settings.api.host}:{settings.api.port} "
-            f"(data {settings.data_dir}, {settings.workers.count} worker(s)"
+            f"(data {settings.data_dir}, {_workers_line(settings)}"
             + (f", {processes} API processes" if processes > 1 else "")
             + "; docs at /docs)",
             highlight=False,
@@ -92,6 +100,15 @@ def serve_command(
     finally:
         if lock is not None:
             lock.release()
+
+
+def _workers_line(settings: Settings) -> str:
+    """How many workers, and where: for the start-up line."""
+    w = settings.workers
+    if w.executor == "ray":
+        where = w.ray_address or "RAY_ADDRESS or a private one-node Ray"
+        return f"ray executor at {where}: one actor per GPU, else {w.count} CPU actor(s)"
+    return f"{w.count} worker(s)"
 
 
 def _open_store(settings: Settings) -> None:

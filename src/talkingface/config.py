@@ -128,7 +128,7 @@ class DbSettings(_Section):
 
 
 class WorkerSettings(_Section):
-    executor: str = "local"
+    executor: str = "local"  # local (spawned processes here) or ray (actors on a Ray cluster)
     count: int = Field(1, ge=1, le=64)
     heartbeat_s: float = Field(5.0, gt=0)
     lost_after_beats: int = Field(3, ge=1)  # missed heartbeats before an attempt is lost
@@ -139,6 +139,11 @@ class WorkerSettings(_Section):
     recycle_after_jobs: int = Field(50, ge=1)
     kill_grace_s: float = Field(1.0, gt=0)  # SIGTERM → SIGKILL
     allow_faults: bool = False  # test-only fault injection through JobOptions.fault
+    # executor = "ray" (docs/cluster-ray.md). With GPUs in the cluster: one actor per GPU;
+    # without: `count` actors of ray_cpus_per_actor CPUs each.
+    ray_address: str | None = None  # None: RAY_ADDRESS, else a private one-node Ray
+    ray_cpus_per_actor: float = Field(1.0, gt=0)
+    ray_actor_resources: dict[str, float] = Field(default_factory=dict)  # e.g. {talkingface=1}
 
 
 class RetrySettings(_Section):

@@ -52,7 +52,12 @@ class _ContextFilter(logging.Filter):
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _RESERVED and k != "event"}
+    # "_…" attributes are other libraries' (Ray's record factory adds _ray_timestamp_ns)
+    return {
+        k: v
+        for k, v in record.__dict__.items()
+        if k not in _RESERVED and k != "event" and not k.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):

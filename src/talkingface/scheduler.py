@@ -30,7 +30,13 @@ from talkingface.errors import (
     TalkingFaceError,
     WorkerLostError,
 )
-from talkingface.executors.base import Executor, Interruptible, WorkerInfo, get_executor
+from talkingface.executors.base import (
+    Executor,
+    Interruptible,
+    RoutesTemplates,
+    WorkerInfo,
+    get_executor,
+)
 from talkingface.executors.messages import (
     Assignment,
     Failed,
@@ -241,6 +247,7 @@ class Scheduler:
             worker_id = self.executor.idle_worker()
             if worker_id is None or self._disk_is_low() or self._results_are_unwritable():
                 return
+            worker_id = self._worker_for_next_template(worker_id)
             lease_s = self.settings.workers.heartbeat_s * self.settings.workers.lost_after_beats
             claimed = self.store.claim_next(worker_id, lease_s=lease_s)
             if claimed is None:
@@ -280,6 +287,16 @@ class Scheduler:
                     worker_id,
                     extra={"event": "attempt_dispatched", "worker": worker_id},
                 )
+
+    def _worker_for_next_template(self, idle_worker_id: str) -> str:
+        """With an executor whose workers hold templates of their own (ray), the idle worker
+        that already ran the template of the job at the head of the queue, if there is one.
+        The head may still be taken by another scheduler first: then this was only a hint."""
+        if not isinstance(self.executor, RoutesTemplates):
+            return idle_worker_id
+        head = self.store.queued_in_order(limit=1)
+        template = head[0].inputs.video_path if head else None
+        return self.executor.idle_worker_for(template) or idle_worker_id
 
     def _output_path(self, job: JobRecord, attempt_id: str) -> Path:
         """Where the attempt writes: a render's partial result; a template's thumbnail, beside

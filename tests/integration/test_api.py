@@ -426,6 +426,7 @@ def test_healthz_and_workers(api: ApiHarness) -> None:
             "attempt_id": None,
             "jobs_done": 0,
             "uptime_s": 0.0,
+            "node": None,
         }
     ]
 

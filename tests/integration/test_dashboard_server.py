@@ -139,6 +139,7 @@ def test_quality_figures_are_measured_in_a_child_process_and_stored_with_the_res
         "attempt_id",
         "jobs_done",
         "uptime_s",
+        "node",
     }
 
     # Nothing measured yet: a 404 that says how to have it measured

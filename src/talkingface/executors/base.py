@@ -22,6 +22,7 @@ class WorkerInfo:
     attempt_id: str | None
     jobs_done: int
     started_at_s: float  # time.monotonic() when spawned
+    node: str | None = None  # the Ray node it runs on (ray executor); None: this machine
 
 
 class Executor(Protocol):
@@ -59,10 +60,30 @@ class Interruptible(Protocol):
         """End a poll() in progress now, or the next one at once (thread-safe)."""
 
 
+class RoutesTemplates(Protocol):
+    """An executor whose workers keep templates in memory of their own (the ray executor's
+    actors, on different machines): the scheduler names the template of the job it is about
+    to claim, and gets an idle worker that already holds it when there is one."""
+
+    def idle_worker_for(self, template: str | None) -> str | None:
+        """An idle worker, preferring one that ran `template` (a template video path)."""
+
+
+EXECUTORS = ("local", "ray")
+
+
 def get_executor(name: str, settings: Settings) -> Executor:
-    """The executor called `name`; an unknown name raises CONFIG_INVALID."""
+    """The executor called `name`; an unknown name, or ray without Ray installed, raises
+    CONFIG_INVALID."""
     if name == "local":
         from talkingface.executors.local import LocalExecutor
 
         return LocalExecutor(settings)
-    raise ConfigError(f"Unknown executor {name!r}; available: local.", details={"executor": name})
+    if name == "ray":
+        from talkingface.executors.ray_executor import RayExecutor
+
+        return RayExecutor(settings)
+    raise ConfigError(
+        f"Unknown executor {name!r}; available: {', '.join(EXECUTORS)}.",
+        details={"executor": name},
+    )

@@ -31,6 +31,7 @@ class Ready:
 
     worker_id: str
     pid: int
+    node: str | None = None  # the Ray node id of a ray executor's actor; None: this machine
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from talkingface.config import Settings
 from talkingface.engines.base import LipSyncEngine, get_engine
@@ -147,8 +147,39 @@ def _run(attempt: AttemptContext, engine: LipSyncEngine, settings: Settings) -> 
     return run_attempt(request, engine, settings, progress=attempt.progress, cancel=attempt.cancel)
 
 
+class MessageSink(Protocol):
+    """Where a worker's messages go: the pipe to the local executor, or a Ray actor's outbox."""
+
+    def send(self, message: object) -> bool:
+        """Send one message; False when the executor's end is gone."""
+        ...
+
+
+class AttemptService:
+    """A worker's engines and attempt runner, for a host other than worker_main: the Ray
+    actor (executors/ray_actor.py) runs its attempts through exactly this code path."""
+
+    def __init__(self, settings: Settings, worker_id: str) -> None:
+        """Load the default engine now (a failure raises, as worker_main exits on it)."""
+        self.settings = settings
+        self.worker_id = worker_id
+        self._engines = _Engines()
+        self._engines.get(settings.engines.default)
+        self._run = attempt_runner(settings)
+
+    def run(self, sink: MessageSink, assignment: Assignment) -> Succeeded | Failed:
+        """Run one attempt with heartbeats to `sink`; the outcome is returned, not sent."""
+        with bind(worker=self.worker_id):
+            return _run_assignment(
+                sink, self.settings, self.worker_id, self._engines, assignment, self._run
+            )
+
+    def close(self) -> None:
+        self._engines.close()
+
+
 def _run_assignment(
-    channel: _Channel,
+    channel: MessageSink,
     settings: Settings,
     worker_id: str,
     engines: _Engines,
@@ -289,7 +320,7 @@ class _Heartbeats:
 
     def __init__(
         self,
-        channel: _Channel,
+        channel: MessageSink,
         assignment: Assignment,
         worker_id: str,
         interval_s: float,

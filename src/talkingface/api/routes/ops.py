@@ -67,6 +67,7 @@ class WorkerStatus(BaseModel):
     attempt_id: str | None
     jobs_done: int  # attempts it finished since it was spawned
     uptime_s: float  # since it was spawned
+    node: str | None = None  # the Ray node of a ray executor's actor; None: this machine
 
 
 @router.get("/v1/workers", operation_id="list_workers")
@@ -87,6 +88,7 @@ def list_workers(scheduler: SchedulerDep) -> list[WorkerStatus]:
             attempt_id=w.attempt_id,
             jobs_done=w.jobs_done,
             uptime_s=round(max(0.0, now_s - w.started_at_s), 1) if w.started_at_s else 0.0,
+            node=w.node,
         )
         for w in scheduler.workers()
     ]
