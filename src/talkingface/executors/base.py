@@ -60,6 +60,7 @@ class Interruptible(Protocol):
         """End a poll() in progress now, or the next one at once (thread-safe)."""
 
 
+@runtime_checkable
 class RoutesTemplates(Protocol):
     """An executor whose workers keep templates in memory of their own (the ray executor's
     actors, on different machines): the scheduler names the template of the job it is about
