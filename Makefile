@@ -30,7 +30,8 @@ test: lint browser
 
 # A real two-node Ray cluster on this machine (ray start --head + a second node) under
 # `talkingface serve --executor ray` on PostgreSQL (127.0.0.1:5432): jobs spread over both
-# nodes, a node's raylet is killed mid-job. ~30 s; make test runs it too (tests/cluster).
+# nodes, a node's raylet is killed mid-job; then with a moto S3 server and a second serve:
+# the leader is killed, S3 paused mid-upload. ~60 s; make test runs it too (tests/cluster).
 test-cluster: $(STAMP)
 	$(BIN)/python -m pytest -q tests/cluster
 

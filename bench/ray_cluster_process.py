@@ -196,5 +196,9 @@ def start_ray_service(
         except Exception:  # not listening yet
             return False
 
-    wait_until(ready, timeout_s=120, what="the ray-executor server to become ready")
+    try:
+        wait_until(ready, timeout_s=120, what="the ray-executor server to become ready")
+    except BaseException:
+        service.stop()  # the caller never gets it, so it could not stop it
+        raise
     return service

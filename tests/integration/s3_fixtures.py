@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,21 +58,35 @@ class MotoServer:
         }
 
 
-@pytest.fixture
-def moto_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    """A moto S3 server on a free loopback port, with fake credentials in the environment
-    (the standard AWS chain reads them; children inherit them); stopped after the test."""
-    for name, value in {
+# What a `serve` on the moto server needs beyond its bucket: short timeouts, so that an outage
+# is felt at once, and a retry deadline that outlasts one (test_s3_service, tests/cluster)
+S3_SERVICE_ENV = {
+    "TALKINGFACE_WORKERS__STALL_S": "60",  # an upload waiting out an outage is not a stall
+    "TALKINGFACE_STORAGE__MULTIPART_THRESHOLD_BYTES": "1024",  # results go up as multipart
+    "TALKINGFACE_STORAGE__CONNECT_TIMEOUT_S": "1",
+    "TALKINGFACE_STORAGE__READ_TIMEOUT_S": "2",
+    "TALKINGFACE_STORAGE__RETRY_DEADLINE_S": "60",
+}
+
+
+def fake_aws_env(scratch: Path) -> dict[str, str]:
+    """Fake credentials for the standard AWS chain, and no config or instance metadata from
+    this machine: the environment of every process that talks to the moto server."""
+    return {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "AWS_CONFIG_FILE": str(scratch / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "no-aws-credentials"),
         "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
+    }
+
+
+@contextmanager
+def running_moto(log_path: Path) -> Iterator[MotoServer]:
+    """A moto S3 server on a free loopback port, once it answers; stopped on exit (resumed
+    first if paused). The caller puts fake credentials in the environment."""
     port = free_port()
-    log_path = tmp_path / "moto.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -100,3 +115,13 @@ def moto_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mot
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+@pytest.fixture
+def moto_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
+    """A moto S3 server with fake credentials in the environment (the standard AWS chain
+    reads them; children inherit them); stopped after the test."""
+    for name, value in fake_aws_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    with running_moto(tmp_path / "moto.log") as server:
+        yield server

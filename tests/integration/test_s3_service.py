@@ -16,16 +16,8 @@ from typing import Any
 from typer.testing import CliRunner, Result
 
 from talkingface.cli import app
-from tests.integration.s3_fixtures import MotoServer
+from tests.integration.s3_fixtures import S3_SERVICE_ENV, MotoServer
 from tests.integration.service_fixtures import Service, wait_until
-
-S3_SERVICE_ENV = {
-    "TALKINGFACE_WORKERS__STALL_S": "60",  # an upload waiting out an outage is not a stall
-    "TALKINGFACE_STORAGE__MULTIPART_THRESHOLD_BYTES": "1024",  # results go up as multipart
-    "TALKINGFACE_STORAGE__CONNECT_TIMEOUT_S": "1",
-    "TALKINGFACE_STORAGE__READ_TIMEOUT_S": "2",
-    "TALKINGFACE_STORAGE__RETRY_DEADLINE_S": "60",
-}
 
 
 def _s3_service(

@@ -1,8 +1,10 @@
-"""storage.url is checked at start-up, and the checksum headers round-trip."""
+"""storage.url is checked at start-up, the checksum headers round-trip, and an upload maps to
+its key in the bucket."""
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,7 @@ from talkingface.storage.checksums import (
     sha256_from_repr_digest,
 )
 from talkingface.storage.local import LocalStorage
+from talkingface.storage.s3 import input_key
 
 
 @pytest.mark.parametrize("url", ["http://bucket/x", "s3://", "s3:///prefix", "bucket/prefix"])
@@ -45,3 +48,16 @@ def test_if_none_match_compares_etags_weakly_and_accepts_a_star() -> None:
     assert etag_matches("*", '"abc"')
     assert not etag_matches('"abd"', '"abc"')
     assert not etag_matches(None, '"abc"')
+
+
+def test_an_upload_maps_to_its_key_whichever_api_process_received_it() -> None:
+    here = Path("/data/here/inputs")
+    # an upload to this node's data dir, and one to another API process's, for this job
+    assert input_key(here, here / "j1" / "audio_a.wav") == "inputs/j1/audio_a.wav"
+    assert input_key(here, Path("/elsewhere/inputs/j1/audio_a.wav"), "j1") == (
+        "inputs/j1/audio_a.wav"
+    )
+    # a server path elsewhere, or another job's folder, is read where it is
+    assert input_key(here, Path("/elsewhere/inputs/j1/audio_a.wav")) is None
+    assert input_key(here, Path("/elsewhere/inputs/j2/audio_a.wav"), "j1") is None
+    assert input_key(here, Path("/roots/j1/audio_a.wav"), "j1") is None

@@ -4,8 +4,9 @@ Shared by every executor (the local pool and Ray actors run the same `_run_assig
 With the default storage nothing moves: inputs are read where they are and the partial is
 published by the scheduler's rename; the worker only adds the result's SHA-256 and size.
 With object storage (`storage.url = "s3://…"`), an input uploaded to the API (a path under
-`<data>/inputs/`) is downloaded from `inputs/<job_id>/…` into node-local scratch beside the
-partial (`.<partial>.inputs-<pid>/`, removed after the attempt and by whoever removes an ended
+`<data>/inputs/`, or `…/inputs/<job_id>/` in another API process's data dir) is downloaded
+from `inputs/<job_id>/…` into node-local scratch beside the partial
+(`.<partial>.inputs-<pid>/`, removed after the attempt and by whoever removes an ended
 attempt's files); after the render the partial is uploaded to `partials/<job>.<attempt>.mp4`
 (multipart when large, retried through short outages) and the scheduler publishes it with a
 server-side copy. Other input paths (api.input_roots, templates) are read in place: on a
@@ -71,7 +72,11 @@ class AttemptFiles:
     def local_input(self, field: str, stored: str) -> str:
         """The path the attempt reads `field` from: downloaded from the bucket when it was
         uploaded to the API and storage is remote, else the stored path itself."""
-        key = input_key(self.inputs_root, Path(stored)) if self.objects is not None else None
+        key = (
+            input_key(self.inputs_root, Path(stored), self.assignment.job_id)
+            if self.objects is not None
+            else None
+        )
         if self.objects is None or key is None:
             return stored
         target = self.scratch / field / Path(stored).name

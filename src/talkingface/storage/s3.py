@@ -42,10 +42,16 @@ def result_key(job_id: str) -> str:
     return f"{RESULTS}{job_id}.mp4"
 
 
-def input_key(inputs_root: Path, path: Path) -> str | None:
-    """The key of a file under the data directory's inputs folder; None for any other path."""
+def input_key(inputs_root: Path, path: Path, job_id: str | None = None) -> str | None:
+    """The key of a file under the data directory's inputs folder; None for any other path.
+    Given the job's id, also the key of that job's upload received by another API process,
+    whose data directory this node does not share (`<its data>/inputs/<job_id>/<name>`): on a
+    cluster the API processes each have their own, and only the bucket holds the upload."""
+    path = Path(path)
+    if job_id and path.parent.name == job_id and path.parent.parent.name == INPUTS.rstrip("/"):
+        return f"{INPUTS}{job_id}/{path.name}"
     try:
-        relative = Path(path).relative_to(inputs_root)
+        relative = path.relative_to(inputs_root)
     except ValueError:
         return None
     return f"{INPUTS}{relative.as_posix()}" if relative.parts else None
