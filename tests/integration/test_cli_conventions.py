@@ -86,7 +86,20 @@ def test_every_command_answers_dash_h_like_dash_dash_help() -> None:
 
 
 def test_shell_completion_is_installed_and_completes_commands_and_choices() -> None:
-    script = _run("--show-completion", "bash")
+    # Typer picks the shell to print for from the process's ancestors: run it from bash, as a
+    # user would, not from whatever runs pytest (make runs a recipe with quotes under sh).
+    script = subprocess.run(
+        [
+            "bash",
+            "-c",
+            '"$0" -m talkingface --show-completion; status=$?; exit $status',
+            sys.executable,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     words = _run(
         env={
             "_TALKINGFACE_COMPLETE": "complete_bash",
