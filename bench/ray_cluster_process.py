@@ -25,8 +25,8 @@ import psutil
 from bench.service_process import (
     FAST_SETTINGS,
     Service,
-    ServiceExitedError,
     free_port,
+    launch_serve,
     wait_until,
 )
 
@@ -179,26 +179,7 @@ def start_ray_service(
     data_dir: Path, log_path: Path, ray_address: str, env: dict[str, str]
 ) -> Service:
     """`talkingface serve --executor ray --ray-address ADDR` on a free port, once ready."""
-    port = free_port()
-    command = [sys.executable, "-m", "talkingface", "serve", "--port", str(port)]
-    command += ["--data-dir", str(data_dir), "--executor", "ray", "--ray-address", ray_address]
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    service = Service(f"http://127.0.0.1:{port}", process, data_dir, log_path, env)
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise ServiceExitedError(
-                f"the server exited with {process.returncode}:\n{service.log()[-3000:]}"
-            )
-        try:
-            return service.http.get("/readyz").status_code == 200
-        except Exception:  # not listening yet
-            return False
-
-    try:
-        wait_until(ready, timeout_s=120, what="the ray-executor server to become ready")
-    except BaseException:
-        service.stop()  # the caller never gets it, so it could not stop it
-        raise
-    return service
+    args = ["--data-dir", str(data_dir), "--executor", "ray", "--ray-address", ray_address]
+    return launch_serve(
+        args, data_dir, log_path, env, timeout_s=120, what="the ray-executor server to become ready"
+    )

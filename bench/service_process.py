@@ -104,10 +104,31 @@ class Service:
 def start_service(
     data_dir: Path, log_path: Path, *, extra_env: dict[str, str] | None = None, workers: int = 1
 ) -> Service:
-    port = free_port()
     env = {**os.environ, **FAST_SETTINGS, **(extra_env or {})}
-    command = [sys.executable, "-m", "talkingface", "serve", "--port", str(port)]
-    command += ["--workers", str(workers), "--data-dir", str(data_dir)]
+    return launch_serve(
+        ["--workers", str(workers), "--data-dir", str(data_dir)],
+        data_dir,
+        log_path,
+        env,
+        timeout_s=90,
+        what="the server to become ready",
+    )
+
+
+def launch_serve(
+    args: list[str],
+    data_dir: Path,
+    log_path: Path,
+    env: dict[str, str],
+    *,
+    timeout_s: float,
+    what: str,
+) -> Service:
+    """`talkingface serve --port <free> ARGS`, returned once /readyz answers 200; a server that
+    exits first raises ServiceExitedError with its log, and one that never gets ready is stopped
+    (the caller never gets it, so it could not stop it)."""
+    port = free_port()
+    command = [sys.executable, "-m", "talkingface", "serve", "--port", str(port), *args]
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     service = Service(f"http://127.0.0.1:{port}", process, data_dir, log_path, env)
@@ -122,7 +143,11 @@ def start_service(
         except httpx.TransportError:
             return False
 
-    wait_until(ready, timeout_s=90, what="the server to become ready")
+    try:
+        wait_until(ready, timeout_s=timeout_s, what=what)
+    except BaseException:
+        service.stop()
+        raise
     return service
 
 
