@@ -10,9 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from bench.ray_cluster_process import RayCluster
 from bench.service_process import Service, wait_until
+
+from talkingface.samples import write_wav
+from tests.media import SpeechSample
 
 pytestmark = pytest.mark.cluster
 DEADLINE_S = 120.0
@@ -64,14 +68,20 @@ def test_jobs_spread_across_both_nodes_and_all_succeed(
 def test_a_killed_nodes_job_is_retried_on_the_other_node_and_completes(
     ray_cluster: RayCluster,
     ray_service: Service,
-    speech_wav: Path,
+    speech: SpeechSample,
     template_clip: Path,
+    tmp_path: Path,
 ) -> None:
     head, second = ray_cluster.nodes
     workers = _two_ready_actors(ray_service)
     (doomed_worker,) = [w for w in workers if second.owns(w["pid"])]
-    # Given two jobs running, one on each node
-    job_ids = [_submit(ray_service, speech_wav, template_clip) for _ in range(2)]
+    # Given two jobs running, one on each node, each long enough (4× the sample speech) that
+    # it is still rendering when the node's death is noticed: with the short sample, the job
+    # could finish between the kill and Ray's health check (a flake seen in 2 of 6 runs)
+    long_speech = write_wav(
+        tmp_path / "long_speech.wav", np.tile(speech.samples_f32, 4), speech.sample_rate_hz
+    )
+    job_ids = [_submit(ray_service, long_speech, template_clip) for _ in range(2)]
 
     def doomed_job_progressing() -> str | None:
         for job_id in job_ids:
