@@ -12,9 +12,11 @@ Opening = mean inner-lip gap (points 61-67, 62-66, 63-65) divided by the jaw wid
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -50,15 +52,33 @@ class _Models:
 def _models() -> _Models:
     try:
         import dlib
-        import face_recognition_models
     except ImportError as exc:
         raise EngineError(
             "The independent mouth meter needs dlib-bin and face-recognition-models; "
             "reinstall talkingface (make demo or pip install -e .).",
             stage=Stage.EVALUATE,
         ) from exc
-    path = face_recognition_models.pose_predictor_model_location()
-    return _Models(dlib.get_frontal_face_detector(), dlib.shape_predictor(path))
+    path = _predictor_path()
+    return _Models(dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path)))
+
+
+def _predictor_path() -> Path:
+    """The 68-point model file inside the face-recognition-models wheel.
+
+    Found without importing the package: its __init__ imports pkg_resources, which setuptools
+    81 and later no longer ship (installing torch upgrades setuptools past it).
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        path = Path(location) / "models" / "shape_predictor_68_face_landmarks.dat"
+        if path.is_file():
+            return path
+    raise EngineError(
+        "The independent mouth meter needs the face-recognition-models package (it carries "
+        "dlib's 68-point model); reinstall talkingface (make demo or pip install -e .).",
+        stage=Stage.EVALUATE,
+    )
 
 
 class MouthMeter:
