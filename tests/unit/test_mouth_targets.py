@@ -92,3 +92,31 @@ def test_photo_silent_or_still_templates_get_the_generic_range() -> None:
     assert speaking_range(still, None) is GENERIC_RANGE  # no speech of its own
     assert speaking_range(still, np.ones(200, bool)) is GENERIC_RANGE  # a mouth that never moved
     assert speaking_range(still[:1], np.ones(1, bool)) is GENERIC_RANGE  # a photo
+
+
+def _measured_person(rng: np.random.Generator, talking: np.ndarray) -> OpeningRange:
+    """A person measured over 400 frames: silent quarter closed, the rest `talking`."""
+    gaps = np.concatenate([rng.uniform(0.0, 0.01, 100), talking])
+    speech = np.concatenate([np.zeros(100, bool), np.ones(talking.shape[0], bool)])
+    return speaking_range(gaps, speech)
+
+
+def test_a_person_who_keeps_the_lips_parted_gets_shallower_valleys_than_one_who_closes() -> None:
+    rng = np.random.default_rng(5)
+    parted = _measured_person(rng, rng.uniform(0.05, 0.09, 300))  # the suit man's habit
+    closing = _measured_person(
+        rng, np.concatenate([rng.uniform(0.0, 0.02, 120), rng.uniform(0.06, 0.10, 180)])
+    )
+    assert parted.quantiles is not None and closing.quantiles is not None
+    drive = _drive(rng.uniform(0.05, 1.0, 500))
+    parted_gaps = gap_targets(drive, parted)[drive.speech]
+    closing_gaps = gap_targets(drive, closing)[drive.speech]
+    # Both are pinned at their own median and 90th percentile...
+    for person, gaps in ((parted, parted_gaps), (closing, closing_gaps)):
+        want50, want90 = rendered_levels(person)
+        assert np.percentile(gaps, 50) == pytest.approx(want50, rel=0.03)
+        assert np.percentile(gaps, 90) == pytest.approx(want90, rel=0.03)
+    # ...but below the median each follows its own habit; the valleys still reach towards 0.
+    assert np.percentile(parted_gaps, 30) > 1.5 * np.percentile(closing_gaps, 30)
+    assert np.percentile(parted_gaps, 3) < 0.5 * np.percentile(parted_gaps, 50)
+    assert np.all(np.diff(gap_targets(_drive(np.linspace(0, 1, 50)), parted)) >= 0)  # monotone

@@ -39,6 +39,11 @@ RENDER_GAIN_P50 = 1.08
 RENDER_MARGIN_P50 = 0.022  # S units
 RENDER_MARGIN_P90 = 0.017
 SPEECH_FLOOR = 0.3  # of the person's median opening, kept between syllables
+QUANTILE_LEVELS = tuple(np.linspace(5.0, 95.0, 19))  # percent
+# Matching the lower half of a person's distribution exactly made the suit man's syllables run
+# together (independent sync 0.69 -> 0.54 on the English clip); tapering it to 0 under the 40th
+# percentile restored 0.71 and kept his median opening at 0.93x his own.
+VALLEY_LEVEL = 40.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,10 @@ class OpeningRange:
     p50: float
     p90: float
     source: str  # "own" (the template's talking frames) or "generic" (real speakers)
+    # The whole speech-time distribution at QUANTILE_LEVELS, for a person measured talking:
+    # people differ in shape, not only in scale (one keeps the lips parted through a sentence,
+    # another closes between syllables), and a viewer sees the shape.
+    quantiles: tuple[float, ...] | None = None
 
 
 GENERIC_RANGE = OpeningRange(GENERIC_P50, GENERIC_P90, "generic")
@@ -65,8 +74,12 @@ def speaking_range(frame_gaps: np.ndarray, own_speech: np.ndarray | None) -> Ope
     p10, p50, p90 = (float(v) for v in np.percentile(gaps, [10, 50, 90]))
     if p90 - p10 < MIN_TALKING_SPREAD:
         return GENERIC_RANGE
-    p50 = float(np.clip(p50, 0.04, 0.16))
-    return OpeningRange(p50, float(np.clip(p90, p50 + 0.02, 0.26)), "own")
+    quantiles = np.percentile(gaps, QUANTILE_LEVELS)
+    kept50 = float(np.clip(p50, 0.04, 0.16))
+    kept90 = float(np.clip(p90, kept50 + 0.02, 0.26))
+    if kept50 != p50 or kept90 != p90:  # an odd measurement: keep the shape, not the scale
+        quantiles = np.interp(quantiles, [0.0, p50, p90], [0.0, kept50, kept90])
+    return OpeningRange(kept50, kept90, "own", tuple(float(q) for q in quantiles))
 
 
 def gap_targets(drive: Articulation, opening: OpeningRange) -> np.ndarray:
@@ -93,6 +106,8 @@ def gap_targets(drive: Articulation, opening: OpeningRange) -> np.ndarray:
     # silences longer than the voice-activity bridge (150 ms) still close fully.
     gaps = np.where(drive.speech, np.maximum(gaps, SPEECH_FLOOR * opening.p50), gaps)
     gaps *= 1.0 - np.clip(drive.closure_f32, 0.0, 1.0)
+    if opening.quantiles is not None:
+        return _on_distribution(gaps, drive.speech, opening).astype(np.float32)
     return _on_levels(gaps, drive.speech, want50, want90).astype(np.float32)
 
 
@@ -101,6 +116,55 @@ def rendered_levels(opening: OpeningRange) -> tuple[float, float]:
     want50 = RENDER_GAIN_P50 * opening.p50 + RENDER_MARGIN_P50
     want90 = max(opening.p90 + RENDER_MARGIN_P90, want50 + 0.02)
     return want50, want90
+
+
+def rendered_quantiles(opening: OpeningRange) -> np.ndarray:
+    """Targets at QUANTILE_LEVELS that render as the person's own quantiles: the median and
+    90th-percentile margins of rendered_levels, blended by level; openings under half the
+    median get a proportionally smaller margin, so lips that nearly meet still nearly meet."""
+    assert opening.quantiles is not None
+    own = np.asarray(opening.quantiles, dtype=np.float64)
+    levels = np.asarray(QUANTILE_LEVELS)
+    weight = np.clip((levels - 50.0) / 40.0, 0.0, 1.0)  # 0 up to the median, 1 from p90
+    gain = (1.0 - weight) * RENDER_GAIN_P50 + weight * 1.0
+    margin = (1.0 - weight) * RENDER_MARGIN_P50 + weight * RENDER_MARGIN_P90
+    margin = margin * np.clip(own / (0.5 * opening.p50), 0.0, 1.0)
+    want = gain * own + margin
+    # Above the median the spacing stays even (median to p90): a person whose openings bunch
+    # up there would otherwise get loud syllables that all look alike, and the rhythm is lost.
+    want50, want90 = rendered_levels(opening)
+    upper = levels >= 50.0
+    want[upper] = want50 + (levels[upper] - 50.0) / 40.0 * (want90 - want50)
+    # Below VALLEY_LEVEL the valleys between syllables are deepened in proportion to the level:
+    # a person who barely closes between syllables, copied exactly, shows no rhythm.
+    want = want * np.clip(levels / VALLEY_LEVEL, 0.0, 1.0)
+    return np.maximum.accumulate(want)
+
+
+def _on_distribution(gaps: np.ndarray, speech: np.ndarray, opening: OpeningRange) -> np.ndarray:
+    """`gaps` remapped (monotone, 0 stays 0) so that its speech-time distribution is the
+    person's own at every QUANTILE_LEVELS, plus the render margins.
+
+    Frames the drive holds at one value (the speech floor, say) all take the lowest level
+    they span: they are the valleys between syllables.
+    """
+    spoken = gaps[speech]
+    if spoken.size < MIN_DRIVE_SPEECH_FRAMES:
+        want50, want90 = rendered_levels(opening)
+        return _on_levels(gaps, speech, want50, want90)
+    have = np.percentile(spoken, QUANTILE_LEVELS)
+    want = rendered_quantiles(opening)
+    keep = np.concatenate([[True], np.diff(have) > 1e-5]) & (have > 1e-4)
+    have, want = have[keep], want[keep]
+    if have.size < 2:
+        return gaps
+    top = max(float(gaps.max()), have[-1] + 1e-4)
+    slope = (want[-1] - want[max(0, have.size - 3)]) / max(
+        have[-1] - have[max(0, have.size - 3)], 1e-4
+    )
+    ceiling = min(want[-1] + slope * (top - have[-1]), OVERSHOOT * max(want[-1], opening.p90))
+    ceiling = max(ceiling, want[-1])
+    return np.interp(gaps, [0.0, *have, top], [0.0, *want, ceiling])
 
 
 def _on_levels(gaps: np.ndarray, speech: np.ndarray, want50: float, want90: float) -> np.ndarray:
