@@ -9,6 +9,7 @@ from talkingface.engines.mouth_units import (
     MouthUnit,
     OutputLips,
     UnitGrid,
+    interior_split,
     lay_unit,
     unit_maps,
     unit_mask,
@@ -80,6 +81,27 @@ def test_a_smaller_opening_cuts_out_the_middle_of_the_unit() -> None:
         _source_y(row), -0.01 + np.array([0.01, 0.12 - 0.025, 0.12 - 0.01]), atol=1e-4
     )
     assert shortfall.max() == 0.0
+
+
+def test_teeth_past_the_middle_of_the_unit_stay_whole_when_the_output_opens_wider() -> None:
+    # A unit opened 0.08 S (upper lip -0.01, lower 0.07) whose upper teeth reach 0.06 S down,
+    # past the middle (0.03): dark cavity under them, then the tongue.
+    unit = _unit(0.08)
+    ys = GRID.ys
+    image = np.full_like(unit.image_u8, 150)
+    image[(ys > -0.01) & (ys < 0.05)] = 230  # teeth
+    image[(ys >= 0.05) & (ys < 0.06)] = 20  # cavity
+    split = interior_split(MouthUnit(image, unit.upper_f32, unit.lower_f32), GRID)
+    assert np.all(np.abs(split - 0.055) < 0.01)
+    with_split = MouthUnit(image, unit.upper_f32, unit.lower_f32, split)
+    my = np.linspace(0.001, 0.05, 30)  # the teeth rows of a 0.16 output opening
+    _, row, shortfall = unit_maps(_lips(my, 0.16), with_split, GRID)
+    # The teeth ride the upper lip at real size: nothing of them is cut or filled over.
+    np.testing.assert_allclose(_source_y(row), -0.01 + my, atol=1e-4)
+    assert shortfall.max() == 0.0
+    # Split at the middle (no split known), the same pixels below 0.04 would be cavity.
+    _, _, middle_shortfall = unit_maps(_lips(my, 0.16), unit, GRID)
+    assert middle_shortfall[my > 0.045].min() > 0.8  # (teeth 0.04-0.06 deep lost)
 
 
 def test_mask_covers_the_mouth_and_fades_to_nothing_around_it() -> None:

@@ -26,6 +26,7 @@ from talkingface.engines.mouth_units import (
     cavity_heights,
     extract_unit,
     grid_for,
+    interior_split,
     lay_unit,
     unit_maps,
     unit_mask,
@@ -127,6 +128,7 @@ class ClassicRenderer:
         self._units = _choose_units(template, drive, self._gaps)
         self._previous_unit = -1
         self._gain: np.ndarray | None = None  # colour gain of the last laid unit
+        self._splits: dict[int, np.ndarray] = {}  # interior split per unit, as they are used
 
     def render(self, item: TrackedFrame) -> MouthRender:
         index = min(item.index, self._drive.frame_count - 1)
@@ -194,6 +196,10 @@ class ClassicRenderer:
         units = self._units
         assert units is not None
         shape = MouthUnit(units.images_u8[unit], units.upper[unit], units.lower[unit])
+        split = self._splits.get(unit)
+        if split is None:
+            split = self._splits[unit] = interior_split(shape, units.grid)
+        shape = MouthUnit(shape.image_u8, shape.upper_f32, shape.lower_f32, split)
         col, row, shortfall = unit_maps(lips, shape, units.grid)
         sample = cv2.remap(
             units.images_u8[unit], col, row, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.ndimage import median_filter
 
 from talkingface.engines.mouth_frame import MouthFrame, smoothstep
 
@@ -31,6 +32,7 @@ FEATHER_S = 0.045
 GAIN_LIMITS = (0.85, 1.18)
 GAIN_SMOOTHING = 0.6  # weight of the previous frame's colour gain
 CLOSED_GAP_S = 0.03  # output openings below this hide the unit's teeth sliver
+SPLIT_LIP_MARGIN_S = 0.01  # the split is sought this far inside the inner lips
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,9 @@ class MouthUnit:
     image_u8: np.ndarray  # (R, C, 3) RGB on the grid
     upper_f32: np.ndarray  # (C,) upper inner lip y at each grid column, S units
     lower_f32: np.ndarray  # (C,) lower inner lip y
+    # (C,) where the interior divides into what rides the upper lip and what rides the lower
+    # (the darkest row: between upper teeth and tongue or lower teeth); None = the middle.
+    split_f32: np.ndarray | None = None
 
 
 def extract_unit(frame_rgb: np.ndarray, mouth: MouthFrame, grid: UnitGrid) -> MouthUnit:
@@ -109,18 +114,27 @@ def unit_maps(
     half = 0.5 * np.maximum(unit_lower - unit_upper, 0.0)
     depth_top = lips.my - lips.upper
     depth_bottom = lips.lower - lips.my
-    upper_half = depth_top <= depth_bottom
+    if unit.split_f32 is None:
+        top_part = bottom_part = half
+    else:  # the unit's own split, kept off the lips
+        split = np.interp(lips.mx, xs, unit.split_f32)
+        split = np.clip(split, unit_upper + 0.25 * half, unit_lower - 0.25 * half)
+        top_part = np.maximum(split - unit_upper, 0.0)
+        bottom_part = np.maximum(unit_lower - split, 0.0)
+    # A pixel belongs to the upper lip's part when it sits above the output's split, which
+    # divides the output opening in the unit's proportion.
+    upper_side = depth_top * bottom_part <= depth_bottom * top_part
     between = np.where(
-        upper_half,
-        unit_upper + np.minimum(depth_top, half),
-        unit_lower - np.minimum(depth_bottom, half),
+        upper_side,
+        unit_upper + np.minimum(depth_top, top_part),
+        unit_lower - np.minimum(depth_bottom, bottom_part),
     )
     source_y = np.where(
         depth_top <= 0.0,
         unit_upper + depth_top,
         np.where(depth_bottom <= 0.0, unit_lower - depth_bottom, between),
     )
-    beyond = np.minimum(depth_top, depth_bottom) - half  # S units past the unit's middle
+    beyond = np.where(upper_side, depth_top - top_part, depth_bottom - bottom_part)
     px = 1.0 / grid.px_per_s
     shortfall = np.clip((beyond + px) / (2.0 * px), 0.0, 1.0).astype(np.float32)
     step_x = (xs[-1] - xs[0]) / (xs.shape[0] - 1)
@@ -129,6 +143,26 @@ def unit_maps(
     col = (lips.mx - xs[0]) / step_x
     row = (source_y - ys[0]) / step_y
     return col.astype(np.float32), row.astype(np.float32), shortfall
+
+
+def interior_split(unit: MouthUnit, grid: UnitGrid) -> np.ndarray:
+    """(C,) S units: the darkest row of each column's interior, smoothed across columns.
+
+    A real mouth opened wider than its unit gets a synthesised cavity where its two parts
+    part; split at the middle, a unit whose upper teeth reach past the middle had them cut in
+    two, a grey line through the teeth. The darkest row is where the mouth is cavity anyway.
+    """
+    ys = grid.ys
+    luma = unit.image_u8.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    luma = cv2.blur(luma, (5, 3))  # 3 rows, 5 columns: one dark pixel is not the cavity
+    inside = (ys[:, None] > unit.upper_f32[None, :] + SPLIT_LIP_MARGIN_S) & (
+        ys[:, None] < unit.lower_f32[None, :] - SPLIT_LIP_MARGIN_S
+    )
+    darkest = ys[np.argmin(np.where(inside, luma, np.inf), axis=0)]
+    middle = 0.5 * (unit.upper_f32 + unit.lower_f32)
+    split = np.where(inside.any(axis=0), darkest, middle)
+    width = max(3, int(0.08 * grid.px_per_s) | 1)  # ~0.08 S of columns
+    return np.asarray(median_filter(split, size=width, mode="nearest"), dtype=np.float32)
 
 
 def unit_mask(lips: OutputLips) -> np.ndarray:
