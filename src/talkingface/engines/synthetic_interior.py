@@ -14,10 +14,11 @@ import numpy as np
 from talkingface.engines.mouth_frame import smoothstep
 
 LIP_EDGE_S = 0.014  # thickness of the moist inner lip visible inside an opening
-UPPER_TEETH_S = 0.048  # visible height of the upper incisors below the lip edge
+UPPER_TEETH_S = 0.058  # visible height of the upper incisors below the lip edge
 TEETH_SHOW_GAP = (0.025, 0.06)  # openings over which the teeth fade in
-TONGUE_GAP = (0.08, 0.16)  # openings over which the tongue and lower teeth appear
+TONGUE_GAP = (0.05, 0.14)  # openings over which the tongue and lower teeth appear
 TEETH_RGB = np.array([196.0, 186.0, 172.0], dtype=np.float32)
+TEETH_SHADOW_S = 0.012  # the upper lip shades the top of the teeth over this height
 TOOTH_COUNT = 7.0  # incisor widths across the visible row (separations are faint)
 
 
@@ -52,29 +53,34 @@ def synthesised_interior(
     if cavity_only:
         return np.clip(image, 0.0, 255.0).astype(np.float32)
 
-    # Upper teeth: just behind the upper lip edge, shaded towards the corners, faint gaps.
+    # Upper teeth: just behind the upper lip edge, in the lip's shadow at the top, receding
+    # into the dark towards the corners (only the front teeth catch light), faint gaps.
     teeth_top = 0.5 * LIP_EDGE_S
     teeth_bottom = teeth_top + np.minimum(UPPER_TEETH_S, 0.62 * gap)
+    tip_soft = 2.0 * px
     coverage = smoothstep(teeth_top - px, teeth_top + px, dt) * (
-        1.0 - smoothstep(teeth_bottom - px, teeth_bottom + px, dt)
+        1.0 - smoothstep(teeth_bottom - tip_soft, teeth_bottom + tip_soft, dt)
     )
-    coverage *= smoothstep(*TEETH_SHOW_GAP, gap) * smoothstep(0.05, 0.45, side)
+    coverage *= smoothstep(*TEETH_SHOW_GAP, gap) * smoothstep(0.1, 0.75, side)
     tooth_edges = 1.0 - 0.10 * np.abs(np.cos(np.pi * TOOTH_COUNT * (u - 0.5))) ** 24
-    tip_shade = 1.0 - 0.18 * smoothstep(
-        0.4, 1.0, (dt - teeth_top) / np.maximum(teeth_bottom - teeth_top, 1e-6)
+    lip_shadow = 0.7 + 0.3 * smoothstep(teeth_top, teeth_top + TEETH_SHADOW_S, dt)
+    tip_shade = 1.0 - 0.2 * smoothstep(
+        0.5, 1.0, (dt - teeth_top) / np.maximum(teeth_bottom - teeth_top, 1e-6)
     )
     teeth = (
         TEETH_RGB.reshape(1, 1, 3)
-        * (light * (0.72 + 0.28 * side) * tooth_edges * tip_shade)[..., None]
+        * (light * (0.6 + 0.4 * side) * tooth_edges * tip_shade * lip_shadow)[..., None]
     )
     image = image + coverage[..., None] * (teeth - image)
 
     # Tongue and lower teeth on wide openings, rising from the lower lip, highest mid-mouth.
     wide = smoothstep(*TONGUE_GAP, gap)
-    tongue_height = (0.25 * gap) * wide * np.sqrt(side)
-    tongue = smoothstep(-px, px, tongue_height - db) * wide
-    tongue_rgb = 0.62 * lip + np.float32(6.0)
-    image = image + (0.8 * tongue)[..., None] * (tongue_rgb - image)
+    tongue_height = (0.35 * gap) * wide * np.sqrt(side)
+    tongue = smoothstep(-2.0 * px, 2.0 * px, tongue_height - db) * wide
+    # Its back falls away into the dark; its front, near the lower lip, catches the light.
+    tongue_light = 0.5 + 0.25 * (1.0 - db / np.maximum(tongue_height, 1e-6)).clip(0.0, 1.0)
+    tongue_rgb = tongue_light[..., None] * lip + np.float32(6.0)
+    image = image + (0.85 * tongue)[..., None] * (tongue_rgb - image)
     lower_teeth = (
         (1.0 - smoothstep(LIP_EDGE_S, LIP_EDGE_S + 0.012, db)) * wide * smoothstep(0.2, 0.6, side)
     )
@@ -82,11 +88,12 @@ def synthesised_interior(
         TEETH_RGB.reshape(1, 1, 3) * light * 0.8 - image
     )
 
-    # Inner lip edges: the lips' own colour, a little darker, with a real thickness.
-    edge = np.maximum(
-        1.0 - smoothstep(0.3 * LIP_EDGE_S, LIP_EDGE_S, dt),
-        1.0 - smoothstep(0.3 * LIP_EDGE_S, LIP_EDGE_S, db),
-    )
-    edge_rgb = 0.62 * lip
-    image = image + edge[..., None] * (edge_rgb - image)
+    # Inner lip edges: the lips' moist inner surface, in their own colour where it meets the
+    # lip and darkening as it turns into the mouth; thicker as the lips part (more of the
+    # inner surface shows), never a dark outline.
+    thickness = LIP_EDGE_S * (1.0 + smoothstep(0.02, 0.12, gap))[..., None]
+    inner = np.minimum(dt, db)[..., None] / thickness  # 0 at the lip line, 1 inside
+    edge = 1.0 - smoothstep(0.35, 1.0, inner)
+    edge_rgb = lip * (0.95 - 0.35 * np.clip(inner, 0.0, 1.0))
+    image = image + edge * (edge_rgb - image)
     return np.clip(image, 0.0, 255.0).astype(np.float32)
