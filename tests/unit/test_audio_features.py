@@ -229,3 +229,34 @@ def test_real_speech_in_english_and_mandarin(
     pauses = ndimage.binary_erosion(level_db < np.percentile(level_db, 95) - 35.0, np.ones(5))
     if pauses.any():
         assert float(track.open_f32[: envelope.shape[0]][pauses].max()) < 0.05
+
+
+def _vowel(f0_hz: float, formants_hz: tuple[float, ...], seconds: float = 1.0) -> AudioClip:
+    """A source-filter vowel: a glottal pulse train at f0 through formant resonators."""
+    rate = 16000
+    pulses = np.zeros(int(rate * seconds))
+    pulses[:: round(rate / f0_hz)] = 1.0
+    sound = pulses
+    for formant in formants_hz:
+        b, a = signal.iirpeak(formant, Q=formant / 90.0, fs=rate)
+        sound = signal.lfilter(b, a, sound)
+    sound = 0.3 * sound / np.abs(sound).max()
+    return AudioClip(samples_f32=sound.astype(np.float32), sample_rate_hz=rate)
+
+
+def test_opening_follows_the_vowel_not_the_voice_pitch() -> None:
+    # /a/ (F1 750 Hz) then /i/ (F1 300 Hz), from a low voice and from a high one (a woman's,
+    # or a rising Mandarin tone), whose harmonics fall far apart.
+    def i_over_a(f0_hz: float) -> float:
+        a = _vowel(f0_hz, (750.0, 1200.0)).samples_f32
+        i = _vowel(f0_hz, (300.0, 2300.0)).samples_f32
+        pause = np.zeros(4000, np.float32)
+        clip = AudioClip(np.concatenate([pause, a, pause, i, pause]), 16000)
+        drive = articulation_track(clip, fps=FPS)
+        open_a = np.median(drive.open_f32[round(0.4 * FPS) : round(1.1 * FPS)])
+        open_i = np.median(drive.open_f32[round(1.9 * FPS) : round(2.6 * FPS)])
+        return float(open_i / open_a)
+
+    low, high = i_over_a(110.0), i_over_a(260.0)
+    assert low < 0.85 and high < 0.85  # the vowel decides...
+    assert abs(low - high) < 0.06  # ...the pitch hardly moves it
