@@ -2,8 +2,9 @@
 
 The audio drive says *when* and *how much* relative to the speech (0..1); the person's own
 talking frames say how far *this* person opens. The drive's speech-time distribution is mapped
-onto the person's (median → median, 90th percentile → 90th percentile), so the output opens as
-wide as the person really does. Photos and templates without their own speech get the range of
+onto the person's (median → median, 90th percentile → 90th percentile, and below the median
+the person's own quantiles, tapered towards closed), so the output opens as wide and as often
+as the person really does. Photos and templates without their own speech get the range of
 real speakers.
 """
 
