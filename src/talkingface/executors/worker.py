@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from talkingface.config import Settings
 from talkingface.engines.base import LipSyncEngine, get_engine
@@ -45,7 +45,12 @@ from talkingface.pipeline.attempt import (
     run_attempt,
 )
 from talkingface.pipeline.preparation import run_preparation
+from talkingface.results import JobResult
+from talkingface.storage.local import LocalStorage
 from talkingface.vocabulary import FacePolicy, JobTag, LoopMode, Progress
+
+if TYPE_CHECKING:
+    from talkingface.quality_receipt import ReceiptMaker
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,7 @@ def worker_main(conn: Connection, settings_json: dict[str, Any], worker_id: str)
         engines = _Engines()
         try:
             engines.get(settings.engines.default)
+            engines.preload_receipts(settings)
         except TalkingFaceError as exc:
             logger.error(
                 "worker %s could not load engine %s: %s",
@@ -165,6 +171,7 @@ class AttemptService:
         self.worker_id = worker_id
         self._engines = _Engines()
         self._engines.get(settings.engines.default)
+        self._engines.preload_receipts(settings)
         self._run = attempt_runner(settings)
 
     def run(self, sink: MessageSink, assignment: Assignment) -> Succeeded | Failed:
@@ -211,6 +218,8 @@ def _run_assignment(
             )
             attempt = dataclasses.replace(attempt, assignment=confined)
             rendered = run(attempt, engine, settings).job_result()
+            if confined.options.evaluate:  # before finish: with S3 it moves the file away
+                rendered = _with_receipt(rendered, confined, attempt, settings, engines)
             result = files.finish(rendered, attempt.progress)  # its SHA-256; uploaded if S3
             return Succeeded(worker_id, assignment.job_id, assignment.attempt_id, result)
         except TalkingFaceError as exc:
@@ -224,6 +233,38 @@ def _run_assignment(
             return Failed(worker_id, assignment.job_id, assignment.attempt_id, record)
         finally:
             beats.stop()
+
+
+def _with_receipt(
+    rendered: JobResult,
+    assignment: Assignment,
+    attempt: AttemptContext,
+    settings: Settings,
+    engines: _Engines,
+) -> JobResult:
+    """The result with its quality receipt (quality_receipt.py: never fails the job)."""
+    from talkingface.quality_receipt import ReceiptRequest  # the face models load on use
+
+    tag = JobTag(assignment.job_id, assignment.attempt_number)
+    started_s = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        elapsed_s = time.monotonic() - started_s
+        attempt.progress(Progress(tag, Stage.EVALUATE.value, done, total, elapsed_s))
+
+    quality_dir = None
+    if settings.storage.url is None:  # a sheet only where the API reads the same folder
+        quality_dir = LocalStorage(settings.data_dir).quality_dir(assignment.job_id)
+    request = ReceiptRequest(
+        job_id=assignment.job_id,
+        video_path=Path(assignment.output_path),
+        audio_path=Path(assignment.audio_path),
+        template_path=Path(assignment.video_path),
+        loop=LoopMode(assignment.options.loop),
+        quality_dir=quality_dir,
+    )
+    receipt = engines.receipts(settings).make(request, progress, attempt.cancel)
+    return dataclasses.replace(rendered, receipt=receipt)
 
 
 def _prepare(
@@ -388,10 +429,24 @@ class _Heartbeats:
 
 
 class _Engines:
-    """Engines loaded in this worker, by name; the default one is loaded before Ready."""
+    """Engines loaded in this worker, by name; the default one is loaded before Ready. Also
+    the quality receipts' maker, which keeps a SyncNet model loaded between jobs."""
 
     def __init__(self) -> None:
         self._loaded: dict[str, LipSyncEngine] = {}
+        self._receipts: ReceiptMaker | None = None
+
+    def preload_receipts(self, settings: Settings) -> None:
+        """Warm the receipts' SyncNet where one is configured (no face models load here)."""
+        if settings.evaluate.syncnet_checkpoint is not None:
+            self.receipts(settings).preload()
+
+    def receipts(self, settings: Settings) -> ReceiptMaker:
+        from talkingface.quality_receipt import ReceiptMaker
+
+        if self._receipts is None:
+            self._receipts = ReceiptMaker(settings.evaluate)
+        return self._receipts
 
     def get(self, name: str) -> LipSyncEngine:
         if name not in self._loaded:
@@ -405,6 +460,7 @@ class _Engines:
         for engine in self._loaded.values():
             engine.close()
         self._loaded.clear()
+        self._receipts = None
 
 
 def _set_process_name(name: str) -> None:
