@@ -13,8 +13,8 @@ import torch
 
 from talkingface.config import EvaluateSettings
 from talkingface.errors import JobCanceledError
-from talkingface.quality import QualityReport
 from talkingface.neural.syncnet import SyncNet
+from talkingface.quality import QualityReport
 from talkingface.quality_receipt import ReceiptMaker, ReceiptRequest, low_sync_reasons
 from talkingface.results import JobResult, LseState, QualityReceipt, ReceiptState
 from talkingface.vocabulary import LoopMode
