@@ -46,9 +46,9 @@ ProgressCallback = Callable[[str, int, int], None]  # (step, done, total): track
 
 def missing_syncnet_error(path: Path | None) -> ConfigError:
     """Why LSE cannot be measured without a checkpoint, and where users get one."""
-    where = "no SyncNet checkpoint was given" if path is None else f"{path} does not exist"
+    where = "none was given" if path is None else f"{path} does not exist"
     return ConfigError(
-        f"LSE-D / LSE-C need a SyncNet checkpoint, and {where}. {SYNCNET_SOURCE}; "
+        f"LSE-D / LSE-C need a SyncNet checkpoint file, and {where}. {SYNCNET_SOURCE}; "
         "pass its path with --syncnet PATH (the service: evaluate.syncnet_checkpoint).",
         stage=Stage.EVALUATE,
         details={"syncnet": None if path is None else str(path), "file": SYNCNET_FILE},
