@@ -31,6 +31,7 @@ from talkingface.errors import (
     TalkingFaceError,
     UnexpectedError,
 )
+from talkingface.mouth_meter import MouthMeter
 from talkingface.quality import QualityReport, evaluate, with_lse
 from talkingface.quality_checks import describe_report
 from talkingface.results import LseState, QualityReceipt, ReceiptState
@@ -64,8 +65,11 @@ class ReceiptMaker:
         self._scorer: SyncNetScorer | None = None
 
     def preload(self) -> None:
-        """Load the configured SyncNet now (a worker's start), so that no job waits for it; a
-        file that cannot be loaded is logged here and said in each receipt."""
+        """Load the evaluation's models now (a worker's start), so that no job waits for them:
+        dlib's predictor holds the GIL for seconds while it loads, which would starve the
+        attempt's heartbeat thread. A SyncNet file that cannot be loaded is logged here and
+        said in each receipt."""
+        MouthMeter()  # loads dlib's models once per process
         checkpoint = self._settings.syncnet_checkpoint
         if checkpoint is None:
             return

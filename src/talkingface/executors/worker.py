@@ -437,8 +437,10 @@ class _Engines:
         self._receipts: ReceiptMaker | None = None
 
     def preload_receipts(self, settings: Settings) -> None:
-        """Warm the receipts' SyncNet where one is configured (no face models load here)."""
-        if settings.evaluate.syncnet_checkpoint is not None:
+        """Warm the receipts' models where the server uses receipts (every job measured by
+        default, or a SyncNet configured); otherwise the first job that asks loads them."""
+        receipts = settings.evaluate
+        if receipts.default or receipts.syncnet_checkpoint is not None:
             self.receipts(settings).preload()
 
     def receipts(self, settings: Settings) -> ReceiptMaker:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from talkingface.neural.syncnet import LIP_FRAMES, MFCC_SHAPE, SyncNet
 
 VSHIFT_FRAMES = 15  # offsets searched, each way (Wav2Lip / LatentSync evaluation)
-BATCH_WINDOWS = 20
+BATCH_WINDOWS = 5  # small batches: progress (and the stall watch) hears of each one
 MFCC_STEPS_PER_FRAME = 4
 SAMPLES_PER_FRAME = 640
 
