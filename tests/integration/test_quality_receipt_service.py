@@ -28,6 +28,20 @@ def _submit(service: Service, audio: Path, video: Path, **fields: str) -> dict[s
     return job
 
 
+def _talkingface(env: dict[str, str], *args: str | Path) -> str:
+    """Run the CLI; its stdout, stripped (a failure fails the test with its stderr)."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "talkingface", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout.strip()
+
+
 def test_a_job_with_evaluate_stores_its_receipt_and_is_flagged_under_the_floor(
     service_factory: Callable[..., Service], short_template_clip: Path, tmp_path: Path
 ) -> None:
@@ -46,8 +60,11 @@ def test_a_job_with_evaluate_stores_its_receipt_and_is_flagged_under_the_floor(
         }
     )
 
-    # When one job asks for its figures and one does not
-    measured = _submit(service, audio, short_template_clip, evaluate="true")
+    # When one job asks for its figures (through the CLI) and one does not
+    cli = {**os.environ, "TALKINGFACE_SERVER": service.url}
+    measured = {
+        "id": _talkingface(cli, "submit", "-a", audio, "-v", short_template_clip, "--evaluate")
+    }
     plain = _submit(service, audio, short_template_clip)
     done = service.wait_state(measured["id"], "succeeded", "failed", timeout_s=120)
     other = service.wait_state(plain["id"], "succeeded", "failed", timeout_s=120)
@@ -69,14 +86,6 @@ def test_a_job_with_evaluate_stores_its_receipt_and_is_flagged_under_the_floor(
     assert re.search(
         r'^talkingface_quality_receipts_total\{outcome="low_sync"\} 1\.0$', metrics, re.M
     )
-    shown = subprocess.run(
-        [sys.executable, "-m", "talkingface", "jobs", "receipt", measured["id"]],
-        env={**os.environ, "TALKINGFACE_SERVER": service.url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert shown.returncode == 0, shown.stderr
-    assert "LOW SYNC: SyncNet LSE-C" in shown.stdout and "SyncNet LSE-D" in shown.stdout
-    assert receipt["sheet_url"] in shown.stdout
+    shown = _talkingface(cli, "jobs", "receipt", measured["id"])
+    assert "LOW SYNC: SyncNet LSE-C" in shown and "SyncNet LSE-D" in shown
+    assert receipt["sheet_url"] in shown
