@@ -45,6 +45,18 @@ QUALITY_NAME = "quality.json"
 FrameProgress = Callable[[int, int], None]  # (frames done, frames total) in stage evaluate
 
 
+_MAKERS: dict[str, ReceiptMaker] = {}  # per process, one per evaluate configuration (bounded)
+
+
+def receipt_maker(settings: EvaluateSettings) -> ReceiptMaker:
+    """This process's ReceiptMaker (its SyncNet stays loaded between jobs), made once."""
+    config = settings.model_dump_json()
+    if config not in _MAKERS:
+        _MAKERS.clear()  # a worker has one configuration; a changed one replaces it
+        _MAKERS[config] = ReceiptMaker(settings)
+    return _MAKERS[config]
+
+
 @dataclass(frozen=True, slots=True)
 class ReceiptRequest:
     """What to measure: the rendered file, its inputs, and where a contact sheet may go."""

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from talkingface.config import Settings
 from talkingface.engines.base import LipSyncEngine, get_engine
@@ -49,9 +49,6 @@ from talkingface.results import JobResult
 from talkingface.storage.local import LocalStorage
 from talkingface.vocabulary import FacePolicy, JobTag, LoopMode, Progress
 
-if TYPE_CHECKING:
-    from talkingface.quality_receipt import ReceiptMaker
-
 logger = logging.getLogger(__name__)
 
 PROCESS_NAME = "tf-worker"  # what `ps` and psutil show for a worker (Linux)
@@ -71,7 +68,7 @@ def worker_main(conn: Connection, settings_json: dict[str, Any], worker_id: str)
         engines = _Engines()
         try:
             engines.get(settings.engines.default)
-            engines.preload_receipts(settings)
+            _preload_receipts(settings)
         except TalkingFaceError as exc:
             logger.error(
                 "worker %s could not load engine %s: %s",
@@ -171,7 +168,7 @@ class AttemptService:
         self.worker_id = worker_id
         self._engines = _Engines()
         self._engines.get(settings.engines.default)
-        self._engines.preload_receipts(settings)
+        _preload_receipts(settings)
         self._run = attempt_runner(settings)
 
     def run(self, sink: MessageSink, assignment: Assignment) -> Succeeded | Failed:
@@ -219,7 +216,7 @@ def _run_assignment(
             attempt = dataclasses.replace(attempt, assignment=confined)
             rendered = run(attempt, engine, settings).job_result()
             if confined.options.evaluate:  # before finish: with S3 it moves the file away
-                rendered = _with_receipt(rendered, confined, attempt, settings, engines)
+                rendered = _with_receipt(rendered, confined, attempt, settings)
             result = files.finish(rendered, attempt.progress)  # its SHA-256; uploaded if S3
             return Succeeded(worker_id, assignment.job_id, assignment.attempt_id, result)
         except TalkingFaceError as exc:
@@ -240,10 +237,9 @@ def _with_receipt(
     assignment: Assignment,
     attempt: AttemptContext,
     settings: Settings,
-    engines: _Engines,
 ) -> JobResult:
     """The result with its quality receipt (quality_receipt.py: never fails the job)."""
-    from talkingface.quality_receipt import ReceiptRequest  # the face models load on use
+    from talkingface.quality_receipt import ReceiptRequest, receipt_maker  # models load on use
 
     tag = JobTag(assignment.job_id, assignment.attempt_number)
     started_s = time.monotonic()
@@ -263,8 +259,18 @@ def _with_receipt(
         loop=LoopMode(assignment.options.loop),
         quality_dir=quality_dir,
     )
-    receipt = engines.receipts(settings).make(request, progress, attempt.cancel)
+    receipt = receipt_maker(settings.evaluate).make(request, progress, attempt.cancel)
     return dataclasses.replace(rendered, receipt=receipt)
+
+
+def _preload_receipts(settings: Settings) -> None:
+    """Warm the receipts' models where the server uses receipts (every job measured by
+    default, or a SyncNet configured); otherwise the first job that asks loads them."""
+    receipts = settings.evaluate
+    if receipts.default or receipts.syncnet_checkpoint is not None:
+        from talkingface.quality_receipt import receipt_maker
+
+        receipt_maker(receipts).preload()
 
 
 def _prepare(
@@ -429,26 +435,10 @@ class _Heartbeats:
 
 
 class _Engines:
-    """Engines loaded in this worker, by name; the default one is loaded before Ready. Also
-    the quality receipts' maker, which keeps a SyncNet model loaded between jobs."""
+    """Engines loaded in this worker, by name; the default one is loaded before Ready."""
 
     def __init__(self) -> None:
         self._loaded: dict[str, LipSyncEngine] = {}
-        self._receipts: ReceiptMaker | None = None
-
-    def preload_receipts(self, settings: Settings) -> None:
-        """Warm the receipts' models where the server uses receipts (every job measured by
-        default, or a SyncNet configured); otherwise the first job that asks loads them."""
-        receipts = settings.evaluate
-        if receipts.default or receipts.syncnet_checkpoint is not None:
-            self.receipts(settings).preload()
-
-    def receipts(self, settings: Settings) -> ReceiptMaker:
-        from talkingface.quality_receipt import ReceiptMaker
-
-        if self._receipts is None:
-            self._receipts = ReceiptMaker(settings.evaluate)
-        return self._receipts
 
     def get(self, name: str) -> LipSyncEngine:
         if name not in self._loaded:
@@ -462,7 +452,6 @@ class _Engines:
         for engine in self._loaded.values():
             engine.close()
         self._loaded.clear()
-        self._receipts = None
 
 
 def _set_process_name(name: str) -> None:
