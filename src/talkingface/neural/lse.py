@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from talkingface.neural.syncnet import LIP_FRAMES, MFCC_SHAPE, SyncNet
 
 VSHIFT_FRAMES = 15  # offsets searched, each way (Wav2Lip / LatentSync evaluation)
-BATCH_WINDOWS = 5  # small batches: progress (and the stall watch) hears of each one
+# syncnet_python's batch: on 2 CPU cores about 1.6x the windows/s of batches of 5; progress
+# (which the stall watch reads) comes per batch, seconds apart, far inside workers.stall_s
+BATCH_WINDOWS = 20
 MFCC_STEPS_PER_FRAME = 4
 SAMPLES_PER_FRAME = 640
 
