@@ -98,9 +98,22 @@ class ReceiptMaker:
         self, request: ReceiptRequest, progress: FrameProgress, cancel: threading.Event
     ) -> QualityReceipt:
         """Measure `request`; a failure becomes a receipt (a cancel raises JobCanceledError)."""
+        sheet = _staged_sheet(request.quality_dir)
+        try:
+            return self._make(request, progress, cancel, sheet)
+        finally:
+            if sheet is not None:
+                sheet.unlink(missing_ok=True)  # kept ones were renamed; this is a leftover
+
+    def _make(
+        self,
+        request: ReceiptRequest,
+        progress: FrameProgress,
+        cancel: threading.Event,
+        sheet: Path | None,
+    ) -> QualityReceipt:
         started = time.monotonic()
         on_frame = self._watch(request.job_id, progress, cancel, started)
-        sheet = _staged_sheet(request.quality_dir)
         try:
             report = evaluate(
                 request.video_path,
@@ -114,8 +127,6 @@ class ReceiptMaker:
             raise
         except Exception as exc:  # the receipt's boundary: a failed evaluation is reported
             error = _as_error(exc, request)
-            if sheet is not None:
-                sheet.unlink(missing_ok=True)
             return self._failed(request, error, time.monotonic() - started)
         report, lse, lse_message = self._with_lse(report, request, on_frame)
         receipt = self._measured(report, lse, lse_message, time.monotonic() - started)

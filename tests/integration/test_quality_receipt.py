@@ -135,16 +135,17 @@ def test_an_evaluation_past_its_timeout_stops_with_a_receipt(
     assert "evaluate.timeout_s" in (receipt.error_message or "")
 
 
-def test_a_cancel_during_the_evaluation_cancels(
-    short_template_clip: Path, speech_wav: Path
+def test_a_cancel_during_the_evaluation_cancels_and_leaves_no_files(
+    short_template_clip: Path, speech_wav: Path, tmp_path: Path
 ) -> None:
     cancel = threading.Event()
     cancel.set()
 
     with pytest.raises(JobCanceledError):
         ReceiptMaker(EvaluateSettings()).make(
-            _request(short_template_clip, speech_wav, None), lambda d, t: None, cancel
+            _request(short_template_clip, speech_wav, tmp_path / "q"), lambda d, t: None, cancel
         )
+    assert list((tmp_path / "q").iterdir()) == []
 
 
 def test_a_stored_receipt_reads_back_equal() -> None:
