@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -43,6 +43,9 @@ from talkingface.cli_usage import run_app
 from talkingface.cli_worker import worker
 from talkingface.config import Settings, load_settings
 from talkingface.logs import configure_logging
+
+if TYPE_CHECKING:
+    from talkingface.syncnet_score import SyncNetScorer
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -299,17 +302,40 @@ def evaluate(
     max_frames: Annotated[
         int | None, typer.Option(help="Measure at most this many frames.")
     ] = None,
+    syncnet: Annotated[
+        Path | None,
+        typer.Option(
+            "--syncnet",
+            help="A SyncNet checkpoint (syncnet_v2.model from joonson/syncnet_python) for "
+            "LSE-D / LSE-C / AV offset; default: evaluate.syncnet_checkpoint. Needs the "
+            "neural extra.",
+        ),
+    ] = None,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--trust-checkpoint",
+            help="Load a SyncNet file that needs arbitrary unpickling (only from a source "
+            "you trust).",
+        ),
+    ] = False,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
-    """Objective quality figures: lip sync (independent mouth meter), amplitude, fidelity."""
+    """Objective quality figures: lip sync (independent mouth meter), amplitude, fidelity;
+    with --syncnet also LSE-D / LSE-C, the field's SyncNet metrics."""
     from talkingface.quality import evaluate as evaluate_video
     from talkingface.quality_checks import describe_report
 
     with user_errors(as_json=as_json):
-        _settings(None)
+        settings = _settings(config)
         if contact_sheet is not None:
             check_output_file(contact_sheet, force=force)
+        scorer = _syncnet_scorer(
+            syncnet or settings.evaluate.syncnet_checkpoint,
+            trust=trust_checkpoint or settings.evaluate.trust_checkpoint,
+        )
         report = evaluate_video(
             video,
             audio_path=audio,
@@ -318,6 +344,7 @@ def evaluate(
             loop=loop,
             contact_sheet_path=contact_sheet,
             max_frames=max_frames,
+            syncnet=scorer,
         )
     sheet = None if contact_sheet is None else f"contact sheet {contact_sheet.resolve()}"
     if as_json:
@@ -332,6 +359,15 @@ def evaluate(
         out.print(mark + escape(line[4:]), highlight=False)
     if sheet is not None:
         out.print(sheet, highlight=False)
+
+
+def _syncnet_scorer(checkpoint: Path | None, *, trust: bool) -> SyncNetScorer | None:
+    """The loaded SyncNet for `evaluate`, before any measuring (a bad file fails at once)."""
+    if checkpoint is None:
+        return None
+    from talkingface.syncnet_score import SyncNetScorer
+
+    return SyncNetScorer(checkpoint, trust=trust)
 
 
 @app.command()

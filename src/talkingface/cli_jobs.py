@@ -20,6 +20,7 @@ from talkingface.cli_options import (
     ServerOpt,
 )
 from talkingface.client import ApiClient, Job
+from talkingface.errors import JobStateError
 
 jobs_app = typer.Typer(
     help="List, show, cancel, retry, prioritize and delete jobs on a server.",
@@ -53,6 +54,12 @@ def list_jobs(
     search: Annotated[
         str | None, typer.Option("--search", help="Only jobs whose label or inputs contain this.")
     ] = None,
+    low_sync: Annotated[
+        bool,
+        typer.Option(
+            "--low-sync", help="Only results whose quality receipt fell under the sync floor."
+        ),
+    ] = False,
     limit: Annotated[int, typer.Option(help="Page size.")] = 50,
     offset: Annotated[int, typer.Option(help="Skip this many (newest first).")] = 0,
     as_json: JsonOpt = False,
@@ -66,6 +73,7 @@ def list_jobs(
             label=label,
             error_code=error_code.upper() if error_code else None,
             q=search,
+            low_sync="true" if low_sync else None,
         )
     if as_json:
         out.print_json(json.dumps(page))
@@ -91,7 +99,10 @@ def list_jobs(
 
 def _state_text(job: Job) -> str:
     error = (job.get("error") or {}).get("code")
-    return f"{job['state']} {error}" if error and job["state"] == "failed" else job["state"]
+    if error and job["state"] == "failed":
+        return f"{job['state']} {error}"
+    receipt = (job.get("result") or {}).get("receipt") or {}
+    return f"{job['state']} low_sync" if receipt.get("low_sync") else str(job["state"])
 
 
 def job_name(job: Job) -> str:
@@ -110,6 +121,51 @@ def show_job(job_id: str, server: ServerOpt = DEFAULT_SERVER, api_key: ApiKeyOpt
     """Show one job (JSON), with its attempts and error."""
     with user_errors(), ApiClient(server, api_key=api_key) as client:
         out.print_json(json.dumps(client.job(job_id)))
+
+
+@jobs_app.command("receipt")
+def show_receipt(
+    job_id: str,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a succeeded job's quality receipt (jobs submitted with --evaluate)."""
+    with user_errors(as_json=as_json), ApiClient(server, api_key=api_key) as client:
+        job = client.job(job_id)
+        receipt = (job.get("result") or {}).get("receipt")
+        if receipt is None:
+            raise JobStateError(
+                f"Job {job_id} has no quality receipt: it is {job['state']}, or was submitted "
+                "without evaluate.",
+                details={"state": job["state"]},
+            )
+    if as_json:
+        out.print_json(json.dumps(receipt))
+        return
+    for line in receipt_lines(receipt):
+        out.print(line, highlight=False, markup=False)
+
+
+def receipt_lines(receipt: Job) -> list[str]:
+    """A receipt for people: its state and flag, the evaluate lines, LSE and the sheet."""
+    if receipt["state"] != "measured":
+        error = receipt.get("error") or {}
+        return [
+            f"no figures: {error.get('code', 'INTERNAL')}: {error.get('message', '')}",
+            "(the evaluation failed; the video itself succeeded)",
+        ]
+    lines = [f"measured in {receipt['duration_s']:.1f} s"]
+    if receipt["low_sync"]:
+        lines.append("LOW SYNC: " + "; ".join(receipt["low_sync_reasons"]))
+    lines += receipt["verdicts"]
+    if receipt["lse"] == "not_configured":
+        lines.append("SyncNet LSE: not configured on the server (evaluate.syncnet_checkpoint)")
+    elif receipt["lse"] == "failed":
+        lines.append(f"SyncNet LSE failed: {receipt.get('lse_message')}")
+    if receipt.get("sheet_url"):
+        lines.append(f"contact sheet {receipt['sheet_url']}")
+    return lines
 
 
 @jobs_app.command("cancel")

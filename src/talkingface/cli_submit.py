@@ -69,6 +69,14 @@ def submit(
     callback_url: Annotated[
         str | None, typer.Option(help="http(s) URL that receives the job's final state.")
     ] = None,
+    evaluate: Annotated[
+        bool | None,
+        typer.Option(
+            "--evaluate/--no-evaluate",
+            help="Measure the result's quality after rendering (`jobs receipt ID` shows it); "
+            "the server default (evaluate.default) if neither is given.",
+        ),
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="Resubmitting with the same key returns the same job.")
     ] = None,
@@ -94,6 +102,7 @@ def submit(
             loop=loop.value if loop else None,
             face_policy=face_policy.value if face_policy else None,
             callback_url=callback_url,
+            evaluate=evaluate,
             label=_checked_label(label),
             metadata=parse_metadata(metadata or []),
         )

@@ -74,7 +74,10 @@ class ApiClient:
         if job.by_path:
             body = {"audio": job.audio, **_template_fields(job), **options}
             return self._request("POST", "/v1/jobs", json=body, headers=headers)
-        form = {k: json.dumps(v) if k == "metadata" else str(v) for k, v in options.items()}
+        form = {
+            k: json.dumps(v) if k == "metadata" or isinstance(v, bool) else str(v)
+            for k, v in options.items()
+        }
         if job.template_id is not None:
             form["template_id"] = job.template_id
         with ExitStack() as stack:
@@ -108,7 +111,7 @@ class ApiClient:
         return self._request("GET", f"/v1/jobs/{job_id}")
 
     def jobs(self, *, limit: int = 50, offset: int = 0, **filters: str | None) -> Job:
-        """GET /v1/jobs with the filters given (state, label, error_code, q)."""
+        """GET /v1/jobs with the filters given (state, label, error_code, q, low_sync)."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}  # Any: query values
         params.update({key: value for key, value in filters.items() if value})
         return self._request("GET", "/v1/jobs", params=params)
@@ -183,6 +186,7 @@ class Submission:
     loop: str | None = None
     face_policy: str | None = None
     callback_url: str | None = None
+    evaluate: bool | None = None  # None: the server's default (evaluate.default)
     label: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -195,6 +199,7 @@ class Submission:
             "loop": self.loop,
             "face_policy": self.face_policy,
             "callback_url": self.callback_url,
+            "evaluate": self.evaluate,
             "label": self.label,
             "metadata": self.metadata or None,
         }

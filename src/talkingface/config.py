@@ -249,6 +249,22 @@ class ApiSettings(_Section):
         return networks
 
 
+class EvaluateSettings(_Section):
+    """Quality receipts: the worker measures a render job's result after rendering it."""
+
+    default: bool = False  # measure every render job; a job's own `evaluate` overrides
+    syncnet_checkpoint: Path | None = None  # syncnet_v2.model: adds LSE-D / LSE-C / AV offset
+    trust_checkpoint: bool = False  # allow a SyncNet file that needs arbitrary unpickling
+    low_sync_floor: float | None = Field(None, ge=-1, le=1)  # sync correlation r below: low_sync
+    low_lse_c_floor: float | None = Field(None, ge=0)  # SyncNet LSE-C below this: low_sync
+    timeout_s: float = Field(300.0, gt=0)  # then the receipt says so; the job still succeeds
+
+    @field_validator("syncnet_checkpoint")
+    @classmethod
+    def _absolute_checkpoint(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
+
+
 class Settings(BaseSettings):
     """The one settings root; sections are plain models, unknown keys are errors."""
 
@@ -269,6 +285,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=lambda: AlertSettings())
     cluster: ClusterSettings = Field(default_factory=lambda: ClusterSettings())
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings())
+    evaluate: EvaluateSettings = Field(default_factory=lambda: EvaluateSettings())
 
     @field_validator("data_dir")
     @classmethod

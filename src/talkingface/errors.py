@@ -13,7 +13,7 @@
     │   └── OutputPathError      OUTPUT_INVALID
     ├── EngineError              permanent · 500
     │   ├── UnknownEngineError   UNKNOWN_ENGINE
-    │   ├── CheckpointError      INVALID_CHECKPOINT
+    │   ├── InvalidCheckpointError INVALID_CHECKPOINT
     │   └── DeviceUnavailableError DEVICE_UNAVAILABLE
     ├── TransientError           retried codes · 503
     │   ├── WorkerLostError      WORKER_LOST
@@ -326,7 +326,7 @@ class UnknownEngineError(EngineError):
     code = ErrorCode.UNKNOWN_ENGINE
 
 
-class CheckpointError(EngineError):
+class InvalidCheckpointError(EngineError):
     """The model checkpoint cannot be loaded; check the file and its format."""
 
     code = ErrorCode.INVALID_CHECKPOINT

@@ -11,10 +11,13 @@ PSNR and SSIM against the template frames, outside a generous lips/chin/jaw regi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,7 +42,12 @@ from talkingface.sync_figures import (
 from talkingface.sync_signal import lagged_correlation, speech_envelope
 from talkingface.vocabulary import AudioClip, LoopMode
 
-__all__ = ["Measurement", "QualityReport", "evaluate", "measure", "mouth_jitter"]
+if TYPE_CHECKING:
+    from talkingface.syncnet_score import SyncNetScorer
+
+FrameCallback = Callable[[int, int], None]  # (frames done, frames total) of the current pass
+
+__all__ = ["Measurement", "QualityReport", "evaluate", "measure", "mouth_jitter", "with_lse"]
 __all__ += ["lagged_correlation", "speech_envelope"]  # their home is sync_signal
 
 logger = logging.getLogger(__name__)
@@ -79,6 +87,11 @@ class QualityReport:
     tracker_faces_found: int  # the renderer's own tracker (MediaPipe): not independent
     tracker_sync_correlation: float | None
     tracker_sync_lag_frames: int | None
+    # SyncNet (syncnet_v2.model, when one is given): the field's standard lip-sync metrics
+    lse_d: float | None = None  # smallest mean embedding distance over ±15 frames; lower better
+    lse_c: float | None = None  # median minus smallest mean distance; higher is better
+    lse_av_offset_frames: int | None = None  # at the smallest distance; + = lips after sound
+    lse_window_count: int | None = None  # 5-frame windows SyncNet scored
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {field.name: getattr(self, field.name) for field in fields(self)}
@@ -116,11 +129,14 @@ def evaluate(
     loop: LoopMode = LoopMode.PINGPONG,
     contact_sheet_path: str | Path | None = None,
     max_frames: int | None = None,
+    syncnet: SyncNetScorer | None = None,
+    on_frame: FrameCallback | None = None,
 ) -> QualityReport:
     """Measure a generated video: lip sync against the audio (`audio_path`, else its own
     track) and against a foil (`foil_path`, else a built-in one); amplitude against the
-    person's own talking and fidelity outside the mouth (both need `template_path`); jitter."""
-    return measure(
+    person's own talking and fidelity outside the mouth (both need `template_path`); jitter;
+    LSE-D / LSE-C with a loaded `syncnet`. `on_frame` hears each frame of each pass."""
+    report = measure(
         video_path,
         audio_path=audio_path,
         template_path=template_path,
@@ -128,7 +144,31 @@ def evaluate(
         loop=loop,
         contact_sheet_path=contact_sheet_path,
         max_frames=max_frames,
+        on_frame=on_frame,
     ).report
+    if syncnet is None:
+        return report
+    return with_lse(report, syncnet, video_path, audio_path=audio_path, on_frame=on_frame)
+
+
+def with_lse(
+    report: QualityReport,
+    syncnet: SyncNetScorer,
+    video_path: str | Path,
+    *,
+    audio_path: str | Path | None = None,
+    on_frame: FrameCallback | None = None,
+) -> QualityReport:
+    """`report` with SyncNet's LSE-D, LSE-C and AV offset of the video filled in."""
+    progress = None if on_frame is None else (lambda _step, done, total: on_frame(done, total))
+    lse = syncnet.score(video_path, audio_path=audio_path, progress=progress)
+    return dataclasses.replace(
+        report,
+        lse_d=lse.lse_d,
+        lse_c=lse.lse_c,
+        lse_av_offset_frames=lse.av_offset_frames,
+        lse_window_count=lse.window_count,
+    )
 
 
 def measure(
@@ -140,6 +180,7 @@ def measure(
     loop: LoopMode = LoopMode.PINGPONG,
     contact_sheet_path: str | Path | None = None,
     max_frames: int | None = None,
+    on_frame: FrameCallback | None = None,
 ) -> Measurement:
     """`evaluate`, also returning the per-frame opening (for mouth sheets and benches)."""
     # Over 60 lines only because the report names each of its 25 figures.
@@ -153,12 +194,18 @@ def measure(
     comparison = None if template is None else template.comparison(video.name, frame_count, loop)
     keep = sheet_indices(frame_count) if contact_sheet_path is not None else set()
     mouth = _measure_output(
-        video, info, fps=fps, frame_count=frame_count, keep=keep, comparison=comparison
+        video,
+        info,
+        fps=fps,
+        frame_count=frame_count,
+        keep=keep,
+        comparison=comparison,
+        on_frame=on_frame,
     )
     sync, tracker = _sync_figures(
         _load_analysis_audio(video, info, audio_path), foil_path, mouth, fps
     )
-    own = None if template is None else template.own_talking()
+    own = None if template is None else template.own_talking(on_frame)
     amplitude_p50, amplitude_p90 = amplitude_ratios(sync, own)
     psnr_db, ssim = (None, None) if comparison is None else comparison.figures()
     if contact_sheet_path is not None:
@@ -253,7 +300,7 @@ class _TemplatePass:
             on_new_frame=self._read if self._talks_enough() else None,
         )
 
-    def own_talking(self) -> OwnTalking | None:
+    def own_talking(self, on_frame: FrameCallback | None = None) -> OwnTalking | None:
         """The person's own figures; None without audio of their own or with too little speech."""
         if self._speech is None or not self._talks_enough():
             return None
@@ -265,6 +312,8 @@ class _TemplatePass:
             for index, frame in enumerate(frames):
                 if index in missing:
                     self._read(index, frame)
+                if on_frame is not None:
+                    on_frame(index + 1, total)
         opening = np.array([self._opening.get(index, math.nan) for index in range(total)])
         return own_talking(opening, self._speech)
 
@@ -285,6 +334,7 @@ def _measure_output(
     frame_count: int,
     keep: set[int],
     comparison: OutsideMouthComparison | None,
+    on_frame: FrameCallback | None = None,
 ) -> _OutputMouth:
     """Read the mouth on every output frame with the meter and the renderer's tracker (and
     feed the template comparison, if any)."""
@@ -311,6 +361,8 @@ def _measure_output(
             kept.append(SheetFrame(index, frame, landmarks, float(opening[index])))
         if comparison is not None:
             comparison.add(index, frame)
+        if on_frame is not None:
+            on_frame(decoded, frame_count)
     if decoded == 0:
         raise InvalidMediaError(
             f"{video.name} has no video frames to evaluate.", stage=Stage.EVALUATE

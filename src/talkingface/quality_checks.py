@@ -18,6 +18,12 @@ MIN_SYNC_MARGIN = 0.2
 MIN_SPEECH_SILENCE_RATIO = 1.5
 AMPLITUDE_RATIO_RANGE = (0.8, 1.25)
 MIN_OUTSIDE_MOUTH_PSNR_DB = 40.0
+# Published SyncNet figures, for reading LSE-D / LSE-C: syncnet_python's README for its real
+# example clip (data/example.avi), and Wav2Lip's output on LRS2 (the Wav2Lip paper, Table 1).
+TYPICAL_LSE_D_REAL = 5.35
+TYPICAL_LSE_C_REAL = 10.02
+TYPICAL_LSE_D_WAV2LIP = 6.39
+TYPICAL_LSE_C_WAV2LIP = 7.78
 
 
 class CheckName(StrEnum):
@@ -166,4 +172,23 @@ def describe_report(report: QualityReport) -> list[str]:
         "not independent; face on "
         f"{report.tracker_faces_found} frames)",
     ]
-    return lines
+    return lines + describe_lse(report)
+
+
+def describe_lse(report: QualityReport) -> list[str]:
+    """SyncNet's lines (none when no SyncNet checkpoint was given). LSE has no pass mark of
+    its own: it is read against published figures for real and generated video."""
+    if report.lse_d is None or report.lse_c is None:
+        return []
+    offset = report.lse_av_offset_frames
+    return [
+        f"      {'SyncNet LSE-D':26} {report.lse_d:.3f} (distance; lower is better: "
+        f"syncnet_python's real example {TYPICAL_LSE_D_REAL:.2f}, Wav2Lip on LRS2 "
+        f"{TYPICAL_LSE_D_WAV2LIP:.2f})",
+        f"      {'SyncNet LSE-C':26} {report.lse_c:.3f} (confidence; higher is better: "
+        f"syncnet_python's real example {TYPICAL_LSE_C_REAL:.2f}, Wav2Lip on LRS2 "
+        f"{TYPICAL_LSE_C_WAV2LIP:.2f})",
+        f"      {'SyncNet AV offset':26} {offset} frames (in sync: |offset| ≤ "
+        f"{MAX_SYNC_LAG_FRAMES}; positive: the lips move after the sound; "
+        f"{report.lse_window_count} windows)",
+    ]

@@ -2,7 +2,8 @@
 
 The API (api/quality_runs.py) starts this so that the face models `evaluate` needs load here,
 never in the server. It measures the result against the job's audio and template, exactly as
-`talkingface evaluate --json` does, and writes into the folder it is given `figures.json`
+`talkingface evaluate --json` does (with `--syncnet`, the server's evaluate.syncnet_checkpoint,
+LSE too), and writes into the folder it is given `figures.json`
 (`{"figures": …, "verdicts": […]}`) and `sheet.png` (the mouth contact sheet), or, on a
 failure, `error.json` (`{"code", "message"}`) and exit status 1.
 """
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", type=Path)
     parser.add_argument("--loop", default="pingpong")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--syncnet", type=Path)  # evaluate.syncnet_checkpoint: LSE too
+    parser.add_argument("--trust-checkpoint", action="store_true")
     args = parser.parse_args(argv)
     from talkingface.errors import Stage, TalkingFaceError, UnexpectedError
     from talkingface.quality import evaluate
@@ -34,12 +37,18 @@ def main(argv: list[str] | None = None) -> int:
 
     out: Path = args.out
     try:
+        syncnet = None
+        if args.syncnet is not None:
+            from talkingface.syncnet_score import SyncNetScorer
+
+            syncnet = SyncNetScorer(args.syncnet, trust=args.trust_checkpoint)
         report = evaluate(
             args.video,
             audio_path=args.audio,
             template_path=args.template,
             loop=LoopMode(args.loop),
             contact_sheet_path=out / SHEET_NAME,
+            syncnet=syncnet,
         )
         body = {"figures": report.to_dict(), "verdicts": describe_report(report)}
         (out / FIGURES_NAME).write_text(json.dumps(body), encoding="utf-8")

@@ -53,6 +53,7 @@ from talkingface.jobs.states import AttemptOutcome, JobKind, WorkerState
 from talkingface.jobs.store import JobStore
 from talkingface.logs import bind_job
 from talkingface.ops.metrics import ServiceMetrics
+from talkingface.results import QualityReceipt, ReceiptState
 from talkingface.storage.base import get_storage
 from talkingface.storage.local import LocalStorage
 from talkingface.template_files import TEMPLATE_THUMBNAIL_NAME
@@ -340,8 +341,10 @@ class Scheduler:
         return reason is not None
 
     def _limit_s(self, job: JobRecord) -> float:
+        """The attempt's time limit; a job measured after rendering gets the evaluation's too."""
         w = self.settings.workers
-        return w.timeout_base_s + w.timeout_per_input_s * (job.inputs.input_duration_s or 0.0)
+        limit_s = w.timeout_base_s + w.timeout_per_input_s * (job.inputs.input_duration_s or 0.0)
+        return limit_s + (self.settings.evaluate.timeout_s if job.options.evaluate else 0.0)
 
     # --- messages from workers -------------------------------------------------------------
 
@@ -446,7 +449,9 @@ class Scheduler:
             job = self.store.get(done.job_id)
             started, finished = job.started_at, job.finished_at
             duration_s = (finished - started).total_seconds() if started and finished else 0.0
-            self.metrics.job_succeeded(duration_s, result.frame_count)
+            self.metrics.job_succeeded(
+                duration_s, result.frame_count, receipt=_receipt_outcome(result.receipt)
+            )
         with bind_job(done.job_id, run.attempt_number):
             logger.info(
                 "job %s succeeded",
@@ -621,3 +626,12 @@ def _as_stage(name: str | None) -> Stage | None:
         return Stage(name) if name else None
     except ValueError:
         return None
+
+
+def _receipt_outcome(receipt: QualityReceipt | None) -> str | None:
+    """The receipt's metric label: measured, low_sync or failed (None without one)."""
+    if receipt is None:
+        return None
+    if receipt.state is not ReceiptState.MEASURED:
+        return "failed"
+    return "low_sync" if receipt.low_sync else "measured"

@@ -106,6 +106,7 @@ def test_one_stream_follows_every_job_with_ids_progress_and_errors(store: JobSto
         "attempt": 1,
         "priority": 0,
         "label": None,
+        "low_sync": False,
         "created_at": None,
         "updated_at": None,
         "error": None,

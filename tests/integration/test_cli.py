@@ -54,6 +54,10 @@ REPORT_KEYS = {
     "tracker_faces_found",
     "tracker_sync_correlation",
     "tracker_sync_lag_frames",
+    "lse_d",
+    "lse_c",
+    "lse_av_offset_frames",
+    "lse_window_count",
 }  # the documented `evaluate --json` contract (README): add keys here, never rename
 
 
@@ -205,6 +209,45 @@ def test_evaluate_prints_every_figure_as_json_and_thresholds_as_text(
         assert needs in text
     assert "PASS  sync correlation" in text
     assert "n/a   amplitude p50 vs own" in text
+
+
+def test_evaluate_with_a_syncnet_adds_lse_to_json_and_text(
+    speech_wav: Path, short_template_clip: Path, tmp_path: Path
+) -> None:
+    import torch  # the neural extra (dev installs it)
+
+    from talkingface.neural.syncnet import SyncNet
+
+    checkpoint = tmp_path / "syncnet_v2.model"
+    torch.save(SyncNet().state_dict(), checkpoint)  # the public file's form: a bare state dict
+    evaluate = ("evaluate", "--video", short_template_clip, "--audio", speech_wav)
+
+    as_json = _invoke(*evaluate, "--syncnet", checkpoint, "--json")
+    as_text = _invoke(*evaluate, "--syncnet", checkpoint, "--max-frames", 10)
+
+    assert as_json.exit_code == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert set(report) == REPORT_KEYS
+    assert report["lse_window_count"] == FPS - 5  # the 1 s clip: 25 frames
+    assert report["lse_c"] >= 0.0 and -15 <= report["lse_av_offset_frames"] <= 15
+    assert as_text.exit_code == 0, as_text.stderr
+    for label in ("SyncNet LSE-D", "SyncNet LSE-C", "SyncNet AV offset"):
+        assert label in as_text.stdout
+
+
+def test_evaluate_without_the_syncnet_file_says_what_it_needs_and_where_to_get_it(
+    speech_wav: Path, short_template_clip: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "syncnet_v2.model"
+
+    result = _invoke(
+        "evaluate", "--video", short_template_clip, "--audio", speech_wav, "--syncnet", missing
+    )
+
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "CONFIG_INVALID" in message and f"{missing} does not exist" in message
+    assert "joonson/syncnet_python" in message and "syncnet_v2.model" in message
 
 
 def test_python_dash_m_talkingface_generate_runs(

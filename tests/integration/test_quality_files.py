@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from talkingface.api.quality_runs import QualityRuns
+from talkingface.config import EvaluateSettings
 from talkingface.jobs.records import JobRecord
 from talkingface.storage.local import LocalStorage
 from tests.integration.service_fixtures import wait_until
@@ -111,3 +112,21 @@ def test_an_evaluation_past_its_timeout_is_killed_and_stored_as_failed(
 
     assert outcome["state"] == "failed" and outcome["error"]["code"] == "STAGE_TIMEOUT"
     assert not (LocalStorage(tmp_path).quality_dir(job.id) / ".staging").exists()
+
+
+def test_a_server_with_a_syncnet_runs_on_request_evaluations_with_it(
+    tmp_path: Path, template_clip: Path, speech_wav: Path
+) -> None:
+    # the missing file shows that the child was given the server's SyncNet (and said so)
+    missing = tmp_path / "syncnet_v2.model"
+    runs = QualityRuns(LocalStorage(tmp_path), syncnet=EvaluateSettings(syncnet_checkpoint=missing))
+    job = _job(tmp_path, template_clip, speech_wav)
+    try:
+        runs.request(job, str(template_clip))
+        outcome = _outcome(runs, job.id)
+    finally:
+        runs.stop()
+
+    assert outcome["state"] == "failed" and outcome["error"]["code"] == "CONFIG_INVALID"
+    assert str(missing) in outcome["error"]["message"]
+    assert "joonson/syncnet_python" in outcome["error"]["message"]

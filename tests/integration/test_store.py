@@ -705,7 +705,7 @@ def test_migrate_builds_a_fresh_database_and_is_idempotent(
     finally:
         fresh.close()
 
-    assert version == "0004"
+    assert version == "0005"
     assert diff == []  # the migration builds exactly what tables.py declares
 
 

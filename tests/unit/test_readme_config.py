@@ -19,6 +19,6 @@ def test_the_readme_settings_block_loads_and_matches_the_defaults(tmp_path: Path
     documented = load_settings(config)
     defaults = Settings()
 
-    for section in ("engines", "limits", "workers", "retry", "webhooks", "alerts"):
+    for section in ("engines", "limits", "workers", "retry", "webhooks", "alerts", "evaluate"):
         assert getattr(documented, section) == getattr(defaults, section), section
     assert documented.api == defaults.api

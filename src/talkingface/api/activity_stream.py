@@ -66,6 +66,7 @@ def job_summary(view: JobView) -> dict[str, Any]:  # Any: JSON-safe values
     else:
         fraction = job.frames_done / job.frames_total if job.frames_total else 0.0
     error = job.error
+    receipt = None if job.result is None else job.result.receipt
     return {
         "id": job.id,
         "job_kind": job.kind.value,
@@ -78,6 +79,7 @@ def job_summary(view: JobView) -> dict[str, Any]:  # Any: JSON-safe values
         "attempt": job.attempt,
         "priority": job.priority,
         "label": getattr(job, "label", None),  # jobs carry labels once the store has them
+        "low_sync": receipt is not None and receipt.low_sync,
         "created_at": job.created_at.isoformat(),
         "updated_at": job.updated_at.isoformat(),
         "error": None

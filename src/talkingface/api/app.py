@@ -172,7 +172,7 @@ def create_app(
     app.state.settings = settings
     app.state.storage = get_storage(settings)
     app.state.url_downloads = UrlDownloads(settings.api)
-    app.state.quality_runs = QualityRuns(app.state.storage)
+    app.state.quality_runs = QualityRuns(app.state.storage, syncnet=settings.evaluate)
     if store is not None:
         app.state.store = store
         app.state.stream_poll = StreamPoll(store)

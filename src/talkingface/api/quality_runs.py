@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from talkingface.config import EvaluateSettings
 from talkingface.errors import ServerBusyError
 from talkingface.jobs.records import JobRecord
 from talkingface.quality_job import ERROR_NAME, FIGURES_NAME, SHEET_NAME
@@ -41,9 +42,16 @@ class QualityRuns:
     """The evaluation queue: one child process at a time, its outcome written to disk."""
 
     def __init__(
-        self, storage: LocalStorage, *, max_waiting: int = MAX_WAITING, timeout_s: float = TIMEOUT_S
+        self,
+        storage: LocalStorage,
+        *,
+        max_waiting: int = MAX_WAITING,
+        timeout_s: float = TIMEOUT_S,
+        syncnet: EvaluateSettings | None = None,
     ) -> None:
+        """`syncnet`: the server's evaluate settings; with a checkpoint, LSE is measured too."""
         self._storage = storage
+        self._syncnet_args = _syncnet_arguments(syncnet)
         self._max_waiting = max_waiting
         self._timeout_s = timeout_s
         self._waiting: deque[tuple[str, list[str]]] = deque()
@@ -83,6 +91,7 @@ class QualityRuns:
             arguments += ["--audio", job.inputs.audio_path]
         if job.inputs.video_path:
             arguments += ["--template", job.inputs.video_path]
+        arguments += self._syncnet_args
         with self._changed:
             found = self.pending(job.id)
             if found is not None:
@@ -215,6 +224,13 @@ class QualityRuns:
             outcome["state"],
             extra={"event": "quality_evaluated", "job_id": job_id, "state": outcome["state"]},
         )
+
+
+def _syncnet_arguments(settings: EvaluateSettings | None) -> list[str]:
+    if settings is None or settings.syncnet_checkpoint is None:
+        return []
+    trust = ["--trust-checkpoint"] if settings.trust_checkpoint else []
+    return ["--syncnet", str(settings.syncnet_checkpoint), *trust]
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from talkingface.errors import ErrorRecord
 from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.states import JobState
+from talkingface.results import QualityReceipt
 from talkingface.vocabulary import FacePolicy, LoopMode
 
 # marks a field the OpenAPI document shows only where workers.allow_faults is set (openapi_doc)
@@ -39,6 +40,11 @@ class JobOptionsIn(BaseModel):
     )
     callback_url: str | None = Field(
         None, max_length=2048, description="http(s) URL that receives the job's terminal state."
+    )
+    evaluate: bool | None = Field(
+        None,
+        description="Measure the result's quality figures after rendering (the job's "
+        "`result.receipt`); the server default (evaluate.default) if absent.",
     )
     label: str | None = Field(
         None,
@@ -159,6 +165,55 @@ class AttemptPublic(BaseModel):
     error: ErrorPublic | None
 
 
+class ReceiptErrorPublic(BaseModel):
+    code: str
+    message: str
+
+
+class ReceiptPublic(BaseModel):
+    """The quality figures measured right after rendering (jobs submitted with `evaluate`)."""
+
+    state: str = Field(
+        description="measured, or failed: the evaluation failed (`error` says why) and the "
+        "video itself is fine."
+    )
+    low_sync: bool = Field(
+        description="A figure fell under the server's floor (evaluate.low_sync_floor / "
+        "low_lse_c_floor): the job succeeded, flagged; GET /v1/jobs?low_sync=true lists them."
+    )
+    low_sync_reasons: list[str]
+    figures: dict[str, float | int | None] | None = Field(
+        description="The figures of `talkingface evaluate --json` (sync_correlation, "
+        "sync_margin…; lse_d, lse_c, lse_av_offset_frames with a SyncNet)."
+    )
+    verdicts: list[str] = Field(description="The figures for people, one line each.")
+    lse: str = Field(description="SyncNet's figures: measured, not_configured or failed.")
+    lse_message: str | None = Field(description="Why LSE failed, when it did.")
+    error: ReceiptErrorPublic | None
+    sheet_url: str | None = Field(description="The mouth contact sheet (PNG), when kept.")
+    duration_s: float = Field(description="How long the evaluation took.")
+
+
+def receipt_public(receipt: QualityReceipt | None, sheet_url: str) -> ReceiptPublic | None:
+    if receipt is None:
+        return None
+    error = None
+    if receipt.error_code is not None:
+        error = ReceiptErrorPublic(code=receipt.error_code, message=receipt.error_message or "")
+    return ReceiptPublic(
+        state=receipt.state.value,
+        low_sync=receipt.low_sync,
+        low_sync_reasons=list(receipt.low_sync_reasons),
+        figures=receipt.figures,
+        verdicts=list(receipt.verdicts),
+        lse=receipt.lse.value,
+        lse_message=receipt.lse_message,
+        error=error,
+        sheet_url=sheet_url if receipt.has_sheet else None,
+        duration_s=round(receipt.duration_s, 3),
+    )
+
+
 class ResultPublic(BaseModel):
     """A succeeded job's result on the wire: JobResult's figures (its `path` stays on the
     server; `url` downloads it). Declared here, not derived, so that a field added to
@@ -177,6 +232,9 @@ class ResultPublic(BaseModel):
     sha256: str | None = Field(
         None,
         description="SHA-256 of the MP4 (hex); the download sends it as ETag and Repr-Digest.",
+    )
+    receipt: ReceiptPublic | None = Field(
+        None, description="Quality figures measured after rendering; null without `evaluate`."
     )
     size_bytes: int | None = Field(None, description="The MP4's size in bytes.")
 
@@ -295,7 +353,12 @@ def job_public(
     """The job object of the v1 contract (GET /v1/jobs/{id})."""
     result = None
     if job.result is not None and job.state is JobState.SUCCEEDED:
-        result = ResultPublic.model_validate({**job.result.figures(), "url": result_url})
+        # the sheet route sits beside the result's: /v1/jobs/{id}/quality/sheet.png
+        sheet_url = result_url.removesuffix("/result") + "/quality/sheet.png"
+        receipt = receipt_public(job.result.receipt, sheet_url)
+        result = ResultPublic.model_validate(
+            {**job.result.figures(), "url": result_url, "receipt": receipt}
+        )
     return JobPublic(
         id=job.id,
         state=job.state,

@@ -57,6 +57,7 @@ def job_options(options: JobOptionsIn, settings: Settings) -> JobOptions:
         face_policy=(options.face_policy or settings.engines.face_policy).value,
         fault=options.fault,
         callback_url=options.callback_url,
+        evaluate=settings.evaluate.default if options.evaluate is None else options.evaluate,
     )
 
 

@@ -45,6 +45,8 @@ from talkingface.pipeline.attempt import (
     run_attempt,
 )
 from talkingface.pipeline.preparation import run_preparation
+from talkingface.results import JobResult
+from talkingface.storage.local import LocalStorage
 from talkingface.vocabulary import FacePolicy, JobTag, LoopMode, Progress
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ def worker_main(conn: Connection, settings_json: dict[str, Any], worker_id: str)
         engines = _Engines()
         try:
             engines.get(settings.engines.default)
+            _preload_receipts(settings)
         except TalkingFaceError as exc:
             logger.error(
                 "worker %s could not load engine %s: %s",
@@ -165,6 +168,7 @@ class AttemptService:
         self.worker_id = worker_id
         self._engines = _Engines()
         self._engines.get(settings.engines.default)
+        _preload_receipts(settings)
         self._run = attempt_runner(settings)
 
     def run(self, sink: MessageSink, assignment: Assignment) -> Succeeded | Failed:
@@ -211,6 +215,8 @@ def _run_assignment(
             )
             attempt = dataclasses.replace(attempt, assignment=confined)
             rendered = run(attempt, engine, settings).job_result()
+            if confined.options.evaluate:  # before finish: with S3 it moves the file away
+                rendered = _with_receipt(rendered, confined, attempt, settings)
             result = files.finish(rendered, attempt.progress)  # its SHA-256; uploaded if S3
             return Succeeded(worker_id, assignment.job_id, assignment.attempt_id, result)
         except TalkingFaceError as exc:
@@ -224,6 +230,47 @@ def _run_assignment(
             return Failed(worker_id, assignment.job_id, assignment.attempt_id, record)
         finally:
             beats.stop()
+
+
+def _with_receipt(
+    rendered: JobResult,
+    assignment: Assignment,
+    attempt: AttemptContext,
+    settings: Settings,
+) -> JobResult:
+    """The result with its quality receipt (quality_receipt.py: never fails the job)."""
+    from talkingface.quality_receipt import ReceiptRequest, receipt_maker  # models load on use
+
+    tag = JobTag(assignment.job_id, assignment.attempt_number)
+    started_s = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        elapsed_s = time.monotonic() - started_s
+        attempt.progress(Progress(tag, Stage.EVALUATE.value, done, total, elapsed_s))
+
+    quality_dir = None
+    if settings.storage.url is None:  # a sheet only where the API reads the same folder
+        quality_dir = LocalStorage(settings.data_dir).quality_dir(assignment.job_id)
+    request = ReceiptRequest(
+        job_id=assignment.job_id,
+        video_path=Path(assignment.output_path),
+        audio_path=Path(assignment.audio_path),
+        template_path=Path(assignment.video_path),
+        loop=LoopMode(assignment.options.loop),
+        quality_dir=quality_dir,
+    )
+    receipt = receipt_maker(settings.evaluate).make(request, progress, attempt.cancel)
+    return dataclasses.replace(rendered, receipt=receipt)
+
+
+def _preload_receipts(settings: Settings) -> None:
+    """Warm the receipts' models where the server uses receipts (every job measured by
+    default, or a SyncNet configured); otherwise the first job that asks loads them."""
+    receipts = settings.evaluate
+    if receipts.default or receipts.syncnet_checkpoint is not None:
+        from talkingface.quality_receipt import receipt_maker
+
+        receipt_maker(receipts).preload()
 
 
 def _prepare(

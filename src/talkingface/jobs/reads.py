@@ -29,6 +29,7 @@ class JobQuery:
     label: str | None = None  # exactly
     error_code: ErrorCode | None = None  # the job's last error
     text: str | None = None  # case-insensitive, in the label or an input file name
+    low_sync: bool | None = None  # the quality receipt's flag (jobs without one never match)
 
     def conditions(self) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = [jobs.c.kind == JobKind.RENDER.value]
@@ -38,6 +39,8 @@ class JobQuery:
             found.append(jobs.c.label == self.label)
         if self.error_code is not None:
             found.append(jobs.c.error_code == self.error_code.value)
+        if self.low_sync is not None:
+            found.append(jobs.c.low_sync == self.low_sync)
         if self.text is not None:
             escaped = self.text.casefold().replace("\\", "\\\\")
             escaped = escaped.replace("%", "\\%").replace("_", "\\_")

@@ -28,6 +28,7 @@ class JobOptions:
     face_policy: str = "largest"
     fault: str | None = None  # test-only fault injection (refused unless enabled in settings)
     callback_url: str | None = None  # receives the terminal state (webhooks)
+    evaluate: bool = False  # the worker measures the result after rendering (its receipt)
 
 
 @dataclass(frozen=True, slots=True)

@@ -317,6 +317,7 @@ class JobStore(JobReads, TemplateRows, JobDeletion, ServiceState, DeliveryOutbox
                 .values(
                     state=JobState.SUCCEEDED.value,
                     result=asdict(result),
+                    low_sync=None if result.receipt is None else result.receipt.low_sync,
                     frames_done=result.frame_count,  # the last heartbeat may predate the end
                     frames_total=result.frame_count,
                     finished_at=now,

@@ -118,12 +118,15 @@ jobs = Table(
     Column("video_name", Text),
     Column("template_id", String(32)),
     Column("search_text", Text),  # label and input names, casefolded: what `q=` searches
+    # migration 0005: the result's quality receipt fell under a floor (NULL: no receipt)
+    Column("low_sync", Boolean),
     CheckConstraint(ERROR_MESSAGE_CHECK, name="ck_jobs_error_message"),
 )
 Index("ix_jobs_claim", jobs.c.state, jobs.c.priority.desc(), jobs.c.created_at)
 Index("ix_jobs_finished_at", jobs.c.finished_at)
 Index("ix_jobs_label", jobs.c.label)
 Index("ix_jobs_template_id", jobs.c.template_id)
+Index("ix_jobs_low_sync", jobs.c.low_sync)
 Index(  # prefix searches (HeyGem codes) on PostgreSQL under any collation: migration 0002
     "ix_jobs_idempotency_key_prefix",
     jobs.c.idempotency_key,
@@ -335,7 +338,7 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         updated_at=values["updated_at"],
         started_at=values["started_at"],
         finished_at=values["finished_at"],
-        result=JobResult(**result) if result is not None else None,
+        result=JobResult.from_stored(result) if result is not None else None,
         error=_error_from(values),
         progress_at=values["progress_at"],
         kind=JobKind(values["kind"]),

@@ -140,6 +140,13 @@ class ServiceMetrics:
         self.frames = Counter(
             "talkingface_frames_rendered", "Frames of succeeded jobs", registry=self.registry
         )
+        self.receipts = Counter(
+            "talkingface_quality_receipts",
+            "Quality receipts of succeeded jobs (evaluate), by outcome: measured, low_sync "
+            "(under a floor) or failed (no figures)",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def attempt_ended(self, outcome: str, code: str | None) -> None:
         self.attempts.labels(outcome=outcome, code=code or "").inc()
@@ -147,10 +154,13 @@ class ServiceMetrics:
     def job_started(self, queue_wait_s: float) -> None:
         self.queue_wait.observe(max(0.0, queue_wait_s))
 
-    def job_succeeded(self, duration_s: float, frames: int) -> None:
+    def job_succeeded(self, duration_s: float, frames: int, *, receipt: str | None = None) -> None:
+        """`receipt`: the job's receipt outcome (measured, low_sync, failed); None: none."""
         self.attempt_ended("succeeded", None)
         self.job_duration.observe(max(0.0, duration_s))
         self.frames.inc(frames)
+        if receipt is not None:
+            self.receipts.labels(outcome=receipt).inc()
 
     def render(self) -> bytes:
         _forget_dead_processes(self.multiprocess_dir)

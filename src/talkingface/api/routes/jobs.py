@@ -71,6 +71,7 @@ SUBMIT_BODY: dict[str, Any] = {  # Any: an OpenAPI fragment; JobCreate is added 
                         "engine": {"type": "string"},
                         "loop": {"type": "string"},
                         "face_policy": {"type": "string"},
+                        "evaluate": {"type": "boolean"},
                         "label": {"type": "string", "maxLength": LABEL_MAX_CHARS},
                         "metadata": {
                             "type": "string",
@@ -196,6 +197,13 @@ def list_jobs(
             description="Case-insensitive text in the label or an input file name.",
         ),
     ] = None,
+    low_sync: Annotated[
+        bool | None,
+        Query(
+            description="true: jobs whose quality receipt fell under the sync floor; false: "
+            "receipts above it (jobs without a receipt match neither)."
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ROW_NUMBER)] = 0,
 ) -> JobList:
@@ -205,6 +213,7 @@ def list_jobs(
         label=label.strip() if label is not None else None,
         error_code=error_code,
         text=q,
+        low_sync=low_sync,
     )
     jobs, total = store.list_jobs(query, limit=limit, offset=offset)
     attempts = store.attempts_of([job.id for job in jobs])

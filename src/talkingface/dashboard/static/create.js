@@ -17,6 +17,7 @@ const form = {
   face_policy: "largest",
   priority: 0,
   label: "",
+  evaluate: false, // unchecked: the server's default (evaluate.default)
   sending: null, // upload fraction while submitting
 };
 let root = null;
@@ -126,6 +127,7 @@ function optionControls() {
     field("face-policy", "create.facepolicy", choice("face-policy", "face_policy", ["largest", "strict"], "facepolicy")),
     field("priority", "create.priority", h("input", { id: "priority", type: "number", min: -100, max: 100, step: 1, value: String(form.priority), "aria-describedby": "priority-hint", oninput: (e) => (form.priority = e.target.value) }), "create.priority.hint"),
     field("label", "create.label", h("input", { id: "label", type: "text", maxlength: 200, value: form.label, oninput: (e) => (form.label = e.target.value) })),
+    field("evaluate", "create.evaluate", h("input", { id: "evaluate", type: "checkbox", checked: form.evaluate, onchange: (e) => (form.evaluate = e.target.checked) })),
     h("button", { id: "submit", type: "submit", class: "primary" }, t("create.submit")),
     h("p", { id: "submit-why", class: "hint" }),
     h("div", { id: "submit-progress" }),
@@ -162,6 +164,7 @@ async function submit(event) {
   body.append("loop", form.loop);
   body.append("face_policy", form.face_policy);
   if (form.label.trim()) body.append("label", form.label.trim());
+  if (form.evaluate) body.append("evaluate", "true");
   const bar = root.querySelector("#submit-progress");
   form.sending = 0;
   updateSubmit();

@@ -6,6 +6,7 @@ import { clear, errorText, fmtSeconds, fmtTime, h, notice, progressBar, shortId,
 import { t } from "./i18n.js";
 import { listen, remember, streamStatus, summaryOf } from "./live.js";
 import { mountQuality, unmountQuality } from "./quality.js";
+import { receiptBlock } from "./receipt.js";
 
 let root = null;
 let jobId = null;
@@ -145,7 +146,7 @@ function resultFigure() {
     download.href = path;
   }
   const facts = [fmtSeconds(r.duration_s), `${r.width}×${r.height}`, `${r.fps.toFixed(2)} fps`, t("job.frames.count", { n: r.frame_count }), t("job.processing", { s: fmtSeconds(r.processing_s) }), r.frames_without_face ? t("job.noface", { n: r.frames_without_face }) : ""];
-  return h("figure", { class: "card" }, h("h2", {}, t("job.result")), video, h("figcaption", {}, facts.filter(Boolean).join(" · "), " ", download));
+  return h("figure", { class: "card" }, h("h2", {}, t("job.result")), video, h("figcaption", {}, facts.filter(Boolean).join(" · "), " ", download), receiptBlock(r.receipt));
 }
 
 function renderMedia() {

@@ -3,6 +3,7 @@ import { api } from "./api.js";
 import { jobActions, priorityControl } from "./actions.js";
 import { clear, errorText, fmtSeconds, fmtTime, h, notice, progressBar, shortId, stateBadge } from "./dom.js";
 import { t } from "./i18n.js";
+import { lowSyncBadge } from "./receipt.js";
 import { listen, queueSnapshot, remember, streamStatus, summary, summaryOf } from "./live.js";
 
 export const STATES = ["queued", "running", "succeeded", "failed", "canceled"];
@@ -32,6 +33,7 @@ export function enter(container, route) {
     error_code: route.params.get("error_code") || "",
     label: route.params.get("label") || "",
     q: route.params.get("q") || "",
+    low_sync: route.params.get("low_sync") === "true" ? "true" : "",
   };
   render();
   stopListening = listen(onLive);
@@ -88,6 +90,8 @@ function render() {
       h("input", { id: "filter-label", type: "text", value: filters.label, oninput: debounced("label") }),
       h("label", { for: "filter-q" }, t("jobs.filter.q")),
       h("input", { id: "filter-q", type: "search", value: filters.q, oninput: debounced("q") }),
+      h("label", { for: "filter-lowsync", title: t("receipt.lowsync.title") }, t("jobs.filter.lowsync")),
+      h("input", { id: "filter-lowsync", type: "checkbox", checked: filters.low_sync === "true", onchange: (e) => setFilter("low_sync", e.target.checked ? "true" : "") }),
     ),
     h("div", { id: "jobs-notice", "aria-live": "polite" }),
     h(
@@ -164,7 +168,7 @@ function progressCell(job) {
 }
 
 function stateCell(job) {
-  return [stateBadge(job.state), job.error && job.state === "failed" ? h("div", { class: "error-code mono small", title: job.error.message }, job.error.code) : null];
+  return [stateBadge(job.state), job.low_sync ? [" ", lowSyncBadge()] : null, job.error && job.state === "failed" ? h("div", { class: "error-code mono small", title: job.error.message }, job.error.code) : null];
 }
 
 function report(err) {
@@ -207,6 +211,7 @@ function matches(job) {
   if (filters.state && job.state !== filters.state) return false;
   if (filters.error_code && (!job.error || job.error.code !== filters.error_code)) return false;
   if (filters.label && job.label !== filters.label) return false;
+  if (filters.low_sync && !job.low_sync) return false;
   return true;
 }
 

@@ -22,6 +22,7 @@ export function summaryOf(job) {
     attempt: job.attempt,
     priority: job.priority,
     label: job.label || null,
+    low_sync: job.result && job.result.receipt ? Boolean(job.result.receipt.low_sync) : Boolean(job.low_sync),
     created_at: job.created_at,
     updated_at: job.updated_at,
     error: job.error,
