@@ -132,8 +132,8 @@ def run_generate(
     from talkingface.engines.base import get_engine
     from talkingface.pipeline.attempt import GenerateRequest, run_attempt
 
-    engine = get_engine(engine_name or settings.engines.default)
-    engine.load("cpu")
+    engine = get_engine(engine_name or settings.engines.default, settings.engines)
+    engine.load()
     request = GenerateRequest(
         tag=vocabulary.JobTag(vocabulary.JobId(uuid.uuid4().hex[:12])),
         audio_path=audio,
@@ -155,6 +155,22 @@ def run_generate(
     return result
 
 
+def with_wav2lip_checkpoint(
+    settings: Settings, checkpoint: Path | None, *, trust: bool
+) -> Settings:
+    """`settings` with generate's --checkpoint / --trust-checkpoint applied to engines.wav2lip."""
+    update: dict[str, object] = {}
+    if checkpoint is not None:
+        update["checkpoint"] = checkpoint.expanduser().resolve()
+    if trust:
+        update["trust_checkpoint"] = True
+    if not update:
+        return settings
+    wav2lip = settings.engines.wav2lip.model_copy(update=update)
+    engines = settings.engines.model_copy(update={"wav2lip": wav2lip})
+    return settings.model_copy(update={"engines": engines})
+
+
 @app.command()
 def generate(
     audio: Annotated[
@@ -167,7 +183,25 @@ def generate(
         Path, typer.Option("--video", "-v", help="Template: a video or photo of one person.")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the MP4.")],
-    engine: Annotated[str | None, typer.Option(help="Render engine (default: classic).")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="Render engine: classic (default) or wav2lip.")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="wav2lip: your Wav2Lip checkpoint (wav2lip.pth, wav2lip_gan.pth or a "
+            "TorchScript .pt); default engines.wav2lip.checkpoint.",
+        ),
+    ] = None,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--trust-checkpoint",
+            help="wav2lip: also load a checkpoint that needs arbitrary unpickling (it can run "
+            "code: only for files from a source you trust).",
+        ),
+    ] = False,
     loop: LoopOpt = None,
     face_policy: FacePolicyOpt = None,
     force: ForceOpt = False,
@@ -181,7 +215,9 @@ def generate(
 ) -> None:
     """Make OUTPUT: the template person saying the audio, lips in sync."""
     with user_errors(as_json=as_json):
-        settings = _settings(config, verbose=verbose)
+        settings = with_wav2lip_checkpoint(
+            _settings(config, verbose=verbose), checkpoint, trust=trust_checkpoint
+        )
         check_output_file(output, force=force)
         result = run_generate(
             audio,

@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
-from talkingface.config import Settings
+from talkingface.config import EngineSettings, Settings
 from talkingface.engines.base import LipSyncEngine, get_engine
 from talkingface.errors import (
     MAX_TRACEBACK_BYTES,
@@ -63,7 +63,7 @@ def worker_main(conn: Connection, settings_json: dict[str, Any], worker_id: str)
     start_worker_metrics(settings.data_dir, worker_id)
     channel = _Channel(conn)
     with bind(worker=worker_id):
-        engines = _Engines()
+        engines = _Engines(settings.engines)
         try:
             engines.get(settings.engines.default)
         except TalkingFaceError as exc:
@@ -163,7 +163,7 @@ class AttemptService:
         """Load the default engine now (a failure raises, as worker_main exits on it)."""
         self.settings = settings
         self.worker_id = worker_id
-        self._engines = _Engines()
+        self._engines = _Engines(settings.engines)
         self._engines.get(settings.engines.default)
         self._run = attempt_runner(settings)
 
@@ -388,16 +388,18 @@ class _Heartbeats:
 
 
 class _Engines:
-    """Engines loaded in this worker, by name; the default one is loaded before Ready."""
+    """Engines loaded in this worker, by name; the default one is loaded before Ready. They stay
+    loaded (a neural model warm) between jobs, and close() releases them (GPU memory too)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: EngineSettings) -> None:
+        self._settings = settings
         self._loaded: dict[str, LipSyncEngine] = {}
 
     def get(self, name: str) -> LipSyncEngine:
         if name not in self._loaded:
-            engine = get_engine(name)
+            engine = get_engine(name, self._settings)
             with translate_errors(Stage.SETUP, context=f"loading engine {name}"):
-                engine.load("cpu")
+                engine.load()
             self._loaded[name] = engine
         return self._loaded[name]
 
