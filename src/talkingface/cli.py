@@ -42,6 +42,7 @@ from talkingface.cli_templates import templates_app
 from talkingface.cli_usage import run_app
 from talkingface.cli_worker import worker
 from talkingface.config import Settings, load_settings
+from talkingface.errors import UnknownEngineError
 from talkingface.logs import configure_logging
 
 app = typer.Typer(
@@ -375,14 +376,38 @@ def bench(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the figures as one JSON object.")
     ] = False,
-    seconds: Annotated[float, typer.Option(help="Length of the speech clip to render.")] = 10.0,
+    seconds: Annotated[
+        float | None,
+        typer.Option(help="Length of the speech clip to render (default 10 s; wav2lip 4 s)."),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(help="classic, or wav2lip: generator-only and end-to-end fps on this CPU."),
+    ] = "classic",
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="wav2lip: a checkpoint to time (default: random weights, same speed)."),
+    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Measure end-to-end fps and real-time factor at 512x512 and 1280x720, cold and cached."""
-    from talkingface.bench import run_bench
-
+    """Measure end-to-end fps and real-time factor, cold and cached, against encode-only."""
     with user_errors(as_json=as_json):
-        _settings(None)
-        figures = run_bench(duration_s=seconds, log=None if as_json else err.print)
+        settings = _settings(config)
+        log = None if as_json else err.print
+        if engine == "wav2lip":
+            from talkingface.bench_wav2lip import run_wav2lip_bench
+
+            settings = with_wav2lip_checkpoint(settings, checkpoint, trust=False)
+            figures = run_wav2lip_bench(settings, duration_s=seconds or 4.0, log=log)
+        elif engine == "classic":
+            from talkingface.bench import run_bench
+
+            figures = run_bench(duration_s=seconds or 10.0, log=log)
+        else:
+            raise UnknownEngineError(
+                f"bench measures the classic or wav2lip engine, not {engine!r}.",
+                details={"engine": engine},
+            )
     if as_json:
         out.print_json(json.dumps(figures))
     else:
