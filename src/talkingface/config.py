@@ -58,7 +58,8 @@ class Wav2LipSettings(_Section):
     trust_checkpoint: bool = False  # allow a pickle that needs arbitrary unpickling
     device: str = "cpu"  # cpu, cuda or cuda:N; never falls back silently
     batch_size: int | None = Field(None, ge=1, le=1024)  # None: 16 on CPU, 128 on CUDA
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # CUDA autocast (auto: fp16)
+    # Autocast; auto: fp16 on CUDA, bf16 on a CPU with native bf16 (AMX / AVX-512 BF16)
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     compile: bool = False  # torch.compile on CUDA (slow first job, ~2x the generator)
     threads: int | None = Field(None, ge=1, le=256)  # CPU torch threads; None: sized to cores
     pads_px: tuple[int, int, int, int] = (0, 10, 0, 0)  # face box top, bottom, left, right

@@ -80,12 +80,13 @@ def test_each_accepted_form_loads_and_gives_identical_outputs(
         assert torch.equal(_outputs(loaded), expected), form
 
 
-def test_the_cpu_runner_matches_the_network_to_one_grey_level(
-    wav2lip_checkpoint: Path, wav2lip_model: Any
+@pytest.mark.parametrize(("precision", "grey_levels"), [("fp32", 1), ("bf16", 6)])
+def test_the_cpu_runner_matches_the_network(
+    wav2lip_checkpoint: Path, wav2lip_model: Any, precision: str, grey_levels: int
 ) -> None:
-    runner = GeneratorRunner(
-        load_generator(Wav2LipSettings(checkpoint=wav2lip_checkpoint)), Wav2LipSettings()
-    )
+    # fp32: batch norms folded into the convolutions, rounding only; bf16: 8-bit mantissas.
+    settings = Wav2LipSettings(checkpoint=wav2lip_checkpoint, precision=precision)
+    runner = GeneratorRunner(load_generator(settings), settings)
     mel, faces = _inputs()
     faces_u8 = (faces * 255).round().to(torch.uint8)
     got = runner.run(mel[:, 0].numpy(), faces_u8.permute(0, 2, 3, 1).numpy())
@@ -93,7 +94,7 @@ def test_the_cpu_runner_matches_the_network_to_one_grey_level(
         expected = wav2lip_model(mel, faces_u8.float() / 255).mul(255).round()
     difference = np.abs(got.astype(int) - expected.permute(0, 2, 3, 1).numpy().astype(int))
     assert got.shape == (1, 96, 96, 3) and got.dtype == np.uint8
-    assert difference.max() <= 1  # batch norms folded into the convolutions: rounding only
+    assert difference.max() <= grey_levels
 
 
 def test_a_renamed_key_is_an_invalid_checkpoint_naming_it(
