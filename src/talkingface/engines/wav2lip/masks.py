@@ -9,6 +9,7 @@ eye-corner distance (engines/mouth_frame), so the mask follows the face's scale 
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from talkingface.config import Wav2LipMaskKind
@@ -19,6 +20,7 @@ MOUTH_ABOVE_S = 0.10  # above the upper inner lip
 MOUTH_BELOW_S = 0.32  # below the lower inner lip: a dropping jaw stays inside
 FEATHER_S = 0.07
 LOWER_FACE_FEATHER = 0.12  # share of the box height / width
+MASK_GRID_PX = 96  # the mouth mask is evaluated on at most this many rows and columns
 
 
 def region_mask(
@@ -26,10 +28,16 @@ def region_mask(
 ) -> np.ndarray:
     """(h, w) float32 0..1 over the box (x1, y1, x2, y2)."""
     x1, y1, x2, y2 = box
+    height, width = y2 - y1, x2 - x1
     if kind is Wav2LipMaskKind.LOWER_FACE:
-        return _lower_face(y2 - y1, x2 - x1)
-    gy, gx = np.mgrid[y1:y2, x1:x2].astype(np.float64)
-    local = mouth.to_mouth(np.stack([gx, gy], axis=-1))  # (h, w, 2) mouth coordinates
+        return _lower_face(height, width)
+    # The mask is smooth (feathered over FEATHER_S), so it is evaluated on a coarse grid and
+    # enlarged: a 1080p face box costs what a 96 px one does.
+    rows, cols = min(height, MASK_GRID_PX), min(width, MASK_GRID_PX)
+    gy, gx = np.meshgrid(
+        np.linspace(y1, y2 - 1, rows), np.linspace(x1, x2 - 1, cols), indexing="ij"
+    )
+    local = mouth.to_mouth(np.stack([gx, gy], axis=-1))  # (rows, cols, 2) mouth coordinates
     mx, my = local[..., 0], local[..., 1]
     reach = mouth.half_width + MOUTH_SIDE_S
     side = 1.0 - smoothstep(reach - FEATHER_S, reach, np.abs(mx - mouth.center_x))
@@ -38,7 +46,10 @@ def region_mask(
     vertical = smoothstep(top - FEATHER_S, top, my) * (
         1.0 - smoothstep(bottom, bottom + FEATHER_S, my)
     )
-    return (side * vertical * _inside_box(y2 - y1, x2 - x1)).astype(np.float32)
+    coarse = (side * vertical * _inside_box(rows, cols)).astype(np.float32)
+    if (rows, cols) == (height, width):
+        return coarse
+    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _lower_face(height: int, width: int) -> np.ndarray:
