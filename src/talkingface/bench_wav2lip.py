@@ -64,16 +64,20 @@ def _random_checkpoint(path: Path) -> Path:
     return path
 
 
-def generator_fps(settings: Settings, batch_size: int) -> float:
+def generator_fps(settings: Settings, batch_size: int, precision: str | None = None) -> float:
     """Frames per second of the generator alone (uint8 in, uint8 out) at `batch_size`."""
     from talkingface.engines.wav2lip.inference import GeneratorRunner, load_generator
 
-    wav2lip = settings.engines.wav2lip.model_copy(update={"batch_size": batch_size})
+    update: dict[str, object] = {"batch_size": batch_size}
+    if precision is not None:
+        update["precision"] = precision
+    wav2lip = settings.engines.wav2lip.model_copy(update=update)
     runner = GeneratorRunner(load_generator(wav2lip), wav2lip)
     rng = np.random.default_rng(0)
     mel = rng.uniform(-4, 4, (batch_size, 80, 16)).astype(np.float32)
     faces = rng.integers(0, 256, (batch_size, 96, 96, 6), dtype=np.uint8)
-    runner.run(mel, faces)  # warm-up: first-call allocations, lazy kernels
+    for _ in range(2):  # warm-up: first-call allocations, oneDNN kernels built per shape
+        runner.run(mel, faces)
     rounds = max(1, GENERATOR_REPEATS_FRAMES // batch_size)
     started = time.perf_counter()
     for _ in range(rounds):
@@ -102,6 +106,8 @@ def run_wav2lip_bench(
         for batch in GENERATOR_BATCHES:
             say(f"generator only, batch {batch}…")
             figures[f"generator_fps_b{batch}"] = round(generator_fps(run_settings, batch), 1)
+        say("generator only, batch 16, fp32 (the base of precision auto's gain)…")
+        figures["generator_fps_b16_fp32"] = round(generator_fps(run_settings, 16, "fp32"), 1)
         speech = synth_speech(duration_s)
         audio = write_wav(root / "speech.wav", speech.samples_f32, speech.sample_rate_hz)
         for size in ("512", "1080"):
