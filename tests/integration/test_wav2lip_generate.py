@@ -123,7 +123,7 @@ def test_a_wav2lip_job_renders_through_the_service_and_a_job_without_checkpoint_
     done = service.wait_state(job_id, "succeeded", "failed", timeout_s=240)
 
     # Then the result is a valid video where only the mouth region changed
-    assert done["state"] == "succeeded", done
+    assert done["state"] == "succeeded", (done.get("error"), done.get("attempts"))
     got = tmp_path / "got.mp4"
     got.write_bytes(service.http.get(done["result"]["url"]).content)
     facts = read_stream_facts(got)

@@ -75,6 +75,7 @@ def worker_main(conn: Connection, settings_json: dict[str, Any], worker_id: str)
                 extra={"event": "worker_start_failed", "code": exc.code.value},
             )
             sys.exit(EXIT_ENGINE_LOAD_FAILED)
+        engines.preload_configured()
         try:
             if channel.send(Ready(worker_id=worker_id, pid=os.getpid())):
                 logger.info("worker ready", extra={"event": "worker_ready"})
@@ -165,6 +166,7 @@ class AttemptService:
         self.worker_id = worker_id
         self._engines = _Engines(settings.engines)
         self._engines.get(settings.engines.default)
+        self._engines.preload_configured()
         self._run = attempt_runner(settings)
 
     def run(self, sink: MessageSink, assignment: Assignment) -> Succeeded | Failed:
@@ -402,6 +404,22 @@ class _Engines:
                 engine.load()
             self._loaded[name] = engine
         return self._loaded[name]
+
+    def preload_configured(self) -> None:
+        """Load, before Ready, the engines the operator configured beyond the default (wav2lip
+        with a checkpoint): loading inside an attempt holds the GIL long enough (importing
+        torch, reading the weights) to starve the heartbeats. A failure here is logged and
+        left for the jobs that ask for the engine, which then fail with the same error."""
+        if self._settings.wav2lip.checkpoint is None:
+            return
+        try:
+            self.get("wav2lip")
+        except TalkingFaceError as exc:
+            logger.warning(
+                "engine wav2lip could not be preloaded: %s",
+                exc,
+                extra={"event": "engine_preload_failed", "code": exc.code.value},
+            )
 
     def close(self) -> None:
         for engine in self._loaded.values():

@@ -24,7 +24,7 @@ from talkingface.engines.mouth_units import ring_gain
 from talkingface.engines.wav2lip.face_boxes import padded_boxes, raw_box, smooth_boxes
 from talkingface.engines.wav2lip.masks import region_mask
 from talkingface.engines.wav2lip.model import FACE_SIZE_PX
-from talkingface.errors import Stage, translate_errors
+from talkingface.errors import ConfigError, Stage, translate_errors
 from talkingface.neural.torch_runtime import require_torch
 from talkingface.vocabulary import Articulation, AudioClip, MouthRender, TrackedFrame
 
@@ -133,6 +133,16 @@ class Wav2LipRenderer:
         return MouthRender(item.tag, item.index, item.image, x1, y1, region, patch_f32, mask)
 
 
+def missing_checkpoint_error() -> ConfigError:
+    return ConfigError(
+        "The wav2lip engine needs a Wav2Lip checkpoint and none is configured; set "
+        "engines.wav2lip.checkpoint (TALKINGFACE_ENGINES__WAV2LIP__CHECKPOINT) on the "
+        "server to your wav2lip.pth or wav2lip_gan.pth, or pass --checkpoint to generate.",
+        stage=Stage.SETUP,
+        details={"setting": "engines.wav2lip.checkpoint"},
+    )
+
+
 class Wav2LipEngine:
     """A Wav2Lip-compatible generator with weights from engines.wav2lip.checkpoint."""
 
@@ -149,6 +159,8 @@ class Wav2LipEngine:
 
     def load(self, device: str | None = None) -> None:
         """Read the checkpoint and place the generator (engines.wav2lip.device unless given)."""
+        if self.settings.checkpoint is None:  # said before the slow torch import
+            raise missing_checkpoint_error()
         require_torch("The wav2lip engine")
         from talkingface.engines.wav2lip.inference import GeneratorRunner, load_generator
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from talkingface.config import Wav2LipSettings
 from talkingface.engines.wav2lip.model import ConvBlock, UpBlock, Wav2LipGenerator
-from talkingface.errors import ConfigError, DeviceUnavailableError, InvalidCheckpointError, Stage
+from talkingface.errors import DeviceUnavailableError, InvalidCheckpointError, Stage
 from talkingface.neural.checkpoint_files import load_into, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -32,13 +32,9 @@ _PRECISIONS = {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloa
 def load_generator(settings: Wav2LipSettings) -> Wav2LipGenerator:
     """The generator with the configured checkpoint's weights, in eval mode, on the CPU."""
     if settings.checkpoint is None:
-        raise ConfigError(
-            "The wav2lip engine needs a Wav2Lip checkpoint and none is configured; set "
-            "engines.wav2lip.checkpoint (TALKINGFACE_ENGINES__WAV2LIP__CHECKPOINT) on the "
-            "server to your wav2lip.pth or wav2lip_gan.pth, or pass --checkpoint to generate.",
-            stage=Stage.SETUP,
-            details={"setting": "engines.wav2lip.checkpoint"},
-        )
+        from talkingface.engines.wav2lip.engine import missing_checkpoint_error
+
+        raise missing_checkpoint_error()
     model = Wav2LipGenerator()
     state = read_checkpoint(settings.checkpoint, trust=settings.trust_checkpoint)
     try:
