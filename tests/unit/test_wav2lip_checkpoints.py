@@ -85,7 +85,7 @@ def test_the_cpu_runner_matches_the_network(
     wav2lip_checkpoint: Path, wav2lip_model: Any, precision: str, grey_levels: int
 ) -> None:
     # fp32: batch norms folded into the convolutions, rounding only; bf16: 8-bit mantissas.
-    settings = Wav2LipSettings(checkpoint=wav2lip_checkpoint, precision=precision)
+    settings = Wav2LipSettings(checkpoint=wav2lip_checkpoint, precision=precision, batch_size=1)
     runner = GeneratorRunner(load_generator(settings), settings)
     mel, faces = _inputs()
     faces_u8 = (faces * 255).round().to(torch.uint8)
