@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 
 from talkingface.engines.wav2lip.face_boxes import padded_boxes, smooth_boxes
@@ -30,3 +33,16 @@ def test_padding_grows_top_bottom_left_right_and_clips_to_the_frame() -> None:
 def test_a_box_too_small_to_render_is_dropped() -> None:
     boxes = np.array([[10, 10, 20, 40]], np.float32)  # 10 px wide
     assert padded_boxes(boxes, (0, 0, 0, 0), 100, 100)[0].tolist() == [-1, -1, -1, -1]
+
+
+def test_the_engine_and_loader_modules_import_without_torch() -> None:
+    # A worker imports the engine at a job's start, between heartbeats; torch (seconds to
+    # import) must wait for load(), and a default install has no torch at all.
+    code = (
+        "import sys; import talkingface.engines.wav2lip.engine, "
+        "talkingface.neural.checkpoint_files; print('torch' in sys.modules)"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert completed.stdout.strip() == "False"

@@ -33,6 +33,12 @@ def _outputs(model: Any) -> Any:
         return model(*_inputs())
 
 
+def test_the_engine_crops_what_the_network_takes() -> None:
+    from talkingface.engines.wav2lip import engine, model
+
+    assert engine.FACE_SIZE_PX == model.FACE_SIZE_PX
+
+
 def test_the_state_dict_has_the_public_layout() -> None:
     state = Wav2LipGenerator().state_dict()
     assert len(state) == 352

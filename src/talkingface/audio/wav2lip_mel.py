@@ -15,7 +15,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.signal import get_window, lfilter
 
 from talkingface.errors import InvalidMediaError, Stage
 from talkingface.vocabulary import AudioClip
@@ -38,7 +37,7 @@ _CHUNK_FRAMES = 4096  # STFT frames per chunk: bounds memory on long clips
 
 def melspectrogram(samples_f32: np.ndarray) -> np.ndarray:
     """(M, T) float32 normalised log-mel of 16 kHz mono samples; T = 1 + S // 200."""
-    emphasised = lfilter([1.0, -PREEMPHASIS], [1.0], samples_f32.astype(np.float64))
+    emphasised = _preemphasis(samples_f32.astype(np.float64))
     mel = _mel_magnitude(emphasised)  # (M, T)
     level_db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
     scaled = 2 * MAX_ABS_VALUE * ((level_db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE
@@ -78,9 +77,18 @@ def _mel_magnitude(samples: np.ndarray) -> np.ndarray:
     return out
 
 
+def _preemphasis(samples: np.ndarray) -> np.ndarray:
+    """y[n] = x[n] − 0.97·x[n−1] (scipy.signal.lfilter([1, −0.97], [1], x), without scipy's
+    import cost in a worker)."""
+    out = samples.copy()
+    out[1:] -= PREEMPHASIS * samples[:-1]
+    return out
+
+
 @lru_cache(maxsize=1)
 def _window() -> np.ndarray:
-    return get_window("hann", WINDOW, fftbins=True)  # periodic, as librosa's stft
+    """The periodic Hann window, as librosa's stft uses (scipy's get_window(fftbins=True))."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(WINDOW) / WINDOW)
 
 
 @lru_cache(maxsize=1)

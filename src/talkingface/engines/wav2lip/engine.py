@@ -23,7 +23,6 @@ from talkingface.engines.mouth_frame import mouth_frame
 from talkingface.engines.mouth_units import ring_gain
 from talkingface.engines.wav2lip.face_boxes import padded_boxes, raw_box, smooth_boxes
 from talkingface.engines.wav2lip.masks import region_mask
-from talkingface.engines.wav2lip.model import FACE_SIZE_PX
 from talkingface.errors import ConfigError, Stage, translate_errors
 from talkingface.neural.torch_runtime import require_torch
 from talkingface.vocabulary import Articulation, AudioClip, MouthRender, TrackedFrame
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+FACE_SIZE_PX = 96  # the generator's crop (model.FACE_SIZE_PX; model.py imports torch)
 GAIN_SAMPLES_PX = 96  # the colour gain is measured on about this many rows and columns
 
 _UPSCALE = {
