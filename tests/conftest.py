@@ -14,6 +14,7 @@ pytest_plugins = (
     "tests.integration.store_fixtures",  # store on SQLite and PostgreSQL
     "tests.integration.service_fixtures",  # a real `talkingface serve` process
     "tests.integration.s3_fixtures",  # a moto S3 server on loopback
+    "tests.wav2lip_fixtures",  # a random-weight Wav2Lip checkpoint (needs torch, a dev dep)
 )
 
 

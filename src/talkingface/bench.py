@@ -68,8 +68,8 @@ def _generate_s(audio: Path, video: Path, out: Path, settings: Settings) -> floa
     from talkingface.pipeline.attempt import GenerateRequest, run_attempt
     from talkingface.vocabulary import JobId, JobTag
 
-    engine = get_engine(settings.engines.default)
-    engine.load("cpu")
+    engine = get_engine(settings.engines.default, settings.engines)
+    engine.load()
     request = GenerateRequest(JobTag(JobId("bench")), audio, video, out)
     started = time.perf_counter()
     run_attempt(request, engine, settings)

@@ -42,6 +42,7 @@ from talkingface.cli_templates import templates_app
 from talkingface.cli_usage import run_app
 from talkingface.cli_worker import worker
 from talkingface.config import Settings, load_settings
+from talkingface.errors import UnknownEngineError
 from talkingface.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -135,8 +136,8 @@ def run_generate(
     from talkingface.engines.base import get_engine
     from talkingface.pipeline.attempt import GenerateRequest, run_attempt
 
-    engine = get_engine(engine_name or settings.engines.default)
-    engine.load("cpu")
+    engine = get_engine(engine_name or settings.engines.default, settings.engines)
+    engine.load()
     request = GenerateRequest(
         tag=vocabulary.JobTag(vocabulary.JobId(uuid.uuid4().hex[:12])),
         audio_path=audio,
@@ -158,6 +159,22 @@ def run_generate(
     return result
 
 
+def with_wav2lip_checkpoint(
+    settings: Settings, checkpoint: Path | None, *, trust: bool
+) -> Settings:
+    """`settings` with generate's --checkpoint / --trust-checkpoint applied to engines.wav2lip."""
+    update: dict[str, object] = {}
+    if checkpoint is not None:
+        update["checkpoint"] = checkpoint.expanduser().resolve()
+    if trust:
+        update["trust_checkpoint"] = True
+    if not update:
+        return settings
+    wav2lip = settings.engines.wav2lip.model_copy(update=update)
+    engines = settings.engines.model_copy(update={"wav2lip": wav2lip})
+    return settings.model_copy(update={"engines": engines})
+
+
 @app.command()
 def generate(
     audio: Annotated[
@@ -170,7 +187,25 @@ def generate(
         Path, typer.Option("--video", "-v", help="Template: a video or photo of one person.")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the MP4.")],
-    engine: Annotated[str | None, typer.Option(help="Render engine (default: classic).")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="Render engine: classic (default) or wav2lip.")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="wav2lip: your Wav2Lip checkpoint (wav2lip.pth, wav2lip_gan.pth or a "
+            "TorchScript .pt); default engines.wav2lip.checkpoint.",
+        ),
+    ] = None,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--trust-checkpoint",
+            help="wav2lip: also load a checkpoint that needs arbitrary unpickling (it can run "
+            "code: only for files from a source you trust).",
+        ),
+    ] = False,
     loop: LoopOpt = None,
     face_policy: FacePolicyOpt = None,
     force: ForceOpt = False,
@@ -184,7 +219,9 @@ def generate(
 ) -> None:
     """Make OUTPUT: the template person saying the audio, lips in sync."""
     with user_errors(as_json=as_json):
-        settings = _settings(config, verbose=verbose)
+        settings = with_wav2lip_checkpoint(
+            _settings(config, verbose=verbose), checkpoint, trust=trust_checkpoint
+        )
         check_output_file(output, force=force)
         result = run_generate(
             audio,
@@ -375,14 +412,38 @@ def bench(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the figures as one JSON object.")
     ] = False,
-    seconds: Annotated[float, typer.Option(help="Length of the speech clip to render.")] = 10.0,
+    seconds: Annotated[
+        float | None,
+        typer.Option(help="Length of the speech clip to render (default 10 s; wav2lip 4 s)."),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(help="classic, or wav2lip: generator-only and end-to-end fps on this CPU."),
+    ] = "classic",
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="wav2lip: a checkpoint to time (default: random weights, same speed)."),
+    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Measure end-to-end fps and real-time factor at 512x512 and 1280x720, cold and cached."""
-    from talkingface.bench import run_bench
-
+    """Measure end-to-end fps and real-time factor, cold and cached, against encode-only."""
     with user_errors(as_json=as_json):
-        _settings(None)
-        figures = run_bench(duration_s=seconds, log=None if as_json else err.print)
+        settings = _settings(config)
+        log = None if as_json else err.print
+        if engine == "wav2lip":
+            from talkingface.bench_wav2lip import run_wav2lip_bench
+
+            settings = with_wav2lip_checkpoint(settings, checkpoint, trust=False)
+            figures = run_wav2lip_bench(settings, duration_s=seconds or 4.0, log=log)
+        elif engine == "classic":
+            from talkingface.bench import run_bench
+
+            figures = run_bench(duration_s=seconds or 10.0, log=log)
+        else:
+            raise UnknownEngineError(
+                f"bench measures the classic or wav2lip engine, not {engine!r}.",
+                details={"engine": engine},
+            )
     if as_json:
         out.print_json(json.dumps(figures))
     else:

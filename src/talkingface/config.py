@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from contextvars import ContextVar
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -34,6 +36,50 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Wav2LipMaskKind(StrEnum):
+    """Which part of the Wav2Lip box the generated face replaces (docs/wav2lip.md)."""
+
+    MOUTH = "mouth"  # lips, interior and jaw; the template's own skin elsewhere
+    LOWER_FACE = "lower_face"  # the whole lower half of the box, feathered
+
+
+class ResizeQuality(StrEnum):
+    """Interpolation between the face box and the 96 px generator crop (docs/wav2lip.md)."""
+
+    LINEAR = "linear"  # the reference's cv2.INTER_LINEAR both ways
+    CUBIC = "cubic"  # area-averaged down, bicubic up
+    LANCZOS = "lanczos"  # area-averaged down, Lanczos up (sharpest)
+
+
+class Wav2LipSettings(_Section):
+    """The wav2lip engine: a user-supplied checkpoint, where and how it runs, how it pastes."""
+
+    checkpoint: Path | None = None  # wav2lip.pth / wav2lip_gan.pth / a TorchScript .pt
+    trust_checkpoint: bool = False  # allow a pickle that needs arbitrary unpickling
+    device: str = "cpu"  # cpu, cuda or cuda:N; never falls back silently
+    batch_size: int | None = Field(None, ge=1, le=1024)  # None: 16 on CPU, 128 on CUDA
+    # Autocast; auto: fp16 on CUDA, bf16 on a CPU with native bf16 (AMX / AVX-512 BF16)
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    compile: bool = False  # torch.compile on CUDA (slow first job, ~2x the generator)
+    threads: int | None = Field(None, ge=1, le=256)  # CPU torch threads; None: sized to cores
+    pads_px: tuple[int, int, int, int] = (0, 10, 0, 0)  # face box top, bottom, left, right
+    box_smoothing_frames: int = Field(5, ge=1, le=100)  # 1: no smoothing (--nosmooth)
+    mask: Wav2LipMaskKind = Wav2LipMaskKind.MOUTH
+    resize: ResizeQuality = ResizeQuality.LANCZOS
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _absolute_checkpoint(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+            raise ValueError(f"device {value!r} is not cpu, cuda or cuda:N")
+        return value
+
+
 class EngineSettings(_Section):
     default: str = "classic"
     loop: LoopMode = LoopMode.PINGPONG
@@ -45,6 +91,7 @@ class EngineSettings(_Section):
     # the mouth. 0 always encodes at `crf` (media/encode_fidelity).
     min_psnr_db: float = Field(41.0, ge=0, le=60)
     min_crf: int = Field(10, ge=0, le=51)
+    wav2lip: Wav2LipSettings = Field(default_factory=lambda: Wav2LipSettings())
 
 
 class LimitSettings(_Section):

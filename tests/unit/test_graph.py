@@ -300,3 +300,41 @@ def test_a_stage_stuck_in_its_own_work_is_left_behind_and_logged_not_waited_out(
         assert any(getattr(r, "event", "") == "stage_thread_abandoned" for r in caplog.records)
     finally:
         release.set()  # let the abandoned thread finish so nothing leaks past this test
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 8, 9])
+def test_a_batching_stage_gets_full_batches_then_the_remainder_in_order(count: int) -> None:
+    batches: list[list[int]] = []
+
+    def double(items: list[Item]) -> list[Item]:
+        batches.append([i.value for i in items])
+        return [Item(i.tag, 2 * i.value) for i in items]
+
+    got: list[int] = []
+    source = (Item(TAG, n) for n in range(count))
+    run_chain(
+        TAG,
+        Stage.DECODE,
+        source,
+        [StageSpec(Stage.RENDER, double, batch_size=4)],
+        Stage.ENCODE,
+        lambda item: got.append(item.value),
+        queue_size=2,
+        timeout_s=5,
+    )
+
+    assert got == [2 * n for n in range(count)]
+    assert [len(b) for b in batches] == [4] * (count // 4) + ([count % 4] if count % 4 else [])
+
+
+def test_a_batching_stage_that_drops_items_is_an_ipc_error() -> None:
+    with pytest.raises(IpcError, match="returned 1 items for a batch of 3"):
+        run_chain(
+            TAG,
+            Stage.DECODE,
+            (Item(TAG, n) for n in range(3)),
+            [StageSpec(Stage.RENDER, lambda items: items[:1], batch_size=3)],
+            Stage.ENCODE,
+            lambda item: None,
+            timeout_s=5,
+        )

@@ -35,7 +35,7 @@ from talkingface.engines.mouth_warp import MouthPose, WarpPlan, plan_warp
 from talkingface.engines.person_model import with_person_model
 from talkingface.engines.synthetic_interior import synthesised_interior
 from talkingface.engines.unit_selection import select_units
-from talkingface.vocabulary import Articulation, MouthRender, TrackedFrame
+from talkingface.vocabulary import Articulation, AudioClip, MouthRender, TrackedFrame
 
 if TYPE_CHECKING:
     from talkingface.engines.prepared_template import PreparedTemplate
@@ -278,13 +278,16 @@ class ClassicEngine:
         description="person-range mouth warp + whole template mouths by unit selection",
     )
 
-    def load(self, device: str = "cpu") -> None:
+    def load(self, device: str | None = None) -> None:
         """Nothing to load: the engine has no weights."""
 
     def template_collector(self) -> ClassicCollector:
         return ClassicCollector()
 
-    def start_job(self, template: PreparedTemplate, drive: Articulation) -> ClassicRenderer:
+    def start_job(
+        self, template: PreparedTemplate, drive: Articulation, audio: AudioClip
+    ) -> ClassicRenderer:
+        """The renderer for one job; the drive already holds all it needs from the audio."""
         return ClassicRenderer(template, drive)
 
     def close(self) -> None:

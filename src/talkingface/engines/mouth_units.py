@@ -188,19 +188,31 @@ def lay_unit(
     """The unit, colour-matched on the feather ring, blended over the warped region (uint8),
     and the gain used. The gain is averaged with the previous frame's, so a jump between
     units does not step the skin's brightness."""
-    ring = (mask_f32 > 0.1) & (mask_f32 < 0.9)
     base = warped_rgb.astype(np.float32)
-    gain = previous_gain
-    if int(ring.sum()) >= 16:
-        measured = base[ring].mean(axis=0) / np.maximum(unit_rgb_f32[ring].mean(axis=0), 1.0)
-        gain = np.clip(measured, *GAIN_LIMITS).astype(np.float32)
-        if previous_gain is not None:
-            gain = GAIN_SMOOTHING * previous_gain + (1.0 - GAIN_SMOOTHING) * gain
+    gain = ring_gain(base, unit_rgb_f32, mask_f32, previous_gain)
     if gain is not None:
         unit_rgb_f32 = unit_rgb_f32 * gain
     a = mask_f32[..., None]
     region = np.clip(base * (1.0 - a) + unit_rgb_f32 * a + 0.5, 0, 255).astype(np.uint8)
     return region, gain
+
+
+def ring_gain(
+    base_f32: np.ndarray,
+    top_f32: np.ndarray,
+    mask_f32: np.ndarray,
+    previous_gain: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """(3,) per-channel gain that matches `top` to `base` on the mask's feather ring, averaged
+    with the previous frame's; the previous gain when the ring is too small to measure."""
+    ring = (mask_f32 > 0.1) & (mask_f32 < 0.9)
+    if int(ring.sum()) < 16:
+        return previous_gain
+    measured = base_f32[ring].mean(axis=0) / np.maximum(top_f32[ring].mean(axis=0), 1.0)
+    gain = np.clip(measured, *GAIN_LIMITS).astype(np.float32)
+    if previous_gain is not None:
+        gain = GAIN_SMOOTHING * previous_gain + (1.0 - GAIN_SMOOTHING) * gain
+    return gain
 
 
 def cavity_heights(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from talkingface.engines.base import EngineInfo, FrameRenderer, LipSyncEngine, TemplateCollector
 from talkingface.errors import ConfigError, IpcError, Stage
-from talkingface.vocabulary import Articulation, MouthRender, Progress, TrackedFrame
+from talkingface.vocabulary import Articulation, AudioClip, MouthRender, Progress, TrackedFrame
 
 if TYPE_CHECKING:
     from talkingface.config import Settings
@@ -226,14 +226,16 @@ class _FaultyEngine:
         self.on_frame = on_frame
         self.info: EngineInfo = inner.info
 
-    def load(self, device: str = "cpu") -> None:
+    def load(self, device: str | None = None) -> None:
         self.inner.load(device)
 
     def template_collector(self) -> TemplateCollector:
         return self.inner.template_collector()
 
-    def start_job(self, template: PreparedTemplate, drive: Articulation) -> FrameRenderer:
-        return _FaultyRenderer(self.inner.start_job(template, drive), self.on_frame)
+    def start_job(
+        self, template: PreparedTemplate, drive: Articulation, audio: AudioClip
+    ) -> FrameRenderer:
+        return _FaultyRenderer(self.inner.start_job(template, drive, audio), self.on_frame)
 
     def close(self) -> None:
         self.inner.close()

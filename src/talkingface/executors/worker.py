@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
-from talkingface.config import Settings
+from talkingface.config import EngineSettings, Settings
 from talkingface.engines.base import LipSyncEngine, get_engine
 from talkingface.errors import (
     MAX_TRACEBACK_BYTES,
@@ -65,7 +65,7 @@ def worker_main(conn: Connection, settings_json: dict[str, Any], worker_id: str)
     start_worker_metrics(settings.data_dir, worker_id)
     channel = _Channel(conn)
     with bind(worker=worker_id):
-        engines = _Engines()
+        engines = _Engines(settings.engines)
         try:
             engines.get(settings.engines.default)
             _preload_receipts(settings)
@@ -78,6 +78,7 @@ def worker_main(conn: Connection, settings_json: dict[str, Any], worker_id: str)
                 extra={"event": "worker_start_failed", "code": exc.code.value},
             )
             sys.exit(EXIT_ENGINE_LOAD_FAILED)
+        engines.preload_configured()
         try:
             if channel.send(Ready(worker_id=worker_id, pid=os.getpid())):
                 logger.info("worker ready", extra={"event": "worker_ready"})
@@ -166,8 +167,9 @@ class AttemptService:
         """Load the default engine now (a failure raises, as worker_main exits on it)."""
         self.settings = settings
         self.worker_id = worker_id
-        self._engines = _Engines()
+        self._engines = _Engines(settings.engines)
         self._engines.get(settings.engines.default)
+        self._engines.preload_configured()
         _preload_receipts(settings)
         self._run = attempt_runner(settings)
 
@@ -435,18 +437,36 @@ class _Heartbeats:
 
 
 class _Engines:
-    """Engines loaded in this worker, by name; the default one is loaded before Ready."""
+    """Engines loaded in this worker, by name; the default one is loaded before Ready. They stay
+    loaded (a neural model warm) between jobs, and close() releases them (GPU memory too)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: EngineSettings) -> None:
+        self._settings = settings
         self._loaded: dict[str, LipSyncEngine] = {}
 
     def get(self, name: str) -> LipSyncEngine:
         if name not in self._loaded:
-            engine = get_engine(name)
+            engine = get_engine(name, self._settings)
             with translate_errors(Stage.SETUP, context=f"loading engine {name}"):
-                engine.load("cpu")
+                engine.load()
             self._loaded[name] = engine
         return self._loaded[name]
+
+    def preload_configured(self) -> None:
+        """Load, before Ready, the engines the operator configured beyond the default (wav2lip
+        with a checkpoint): loading inside an attempt holds the GIL long enough (importing
+        torch, reading the weights) to starve the heartbeats. A failure here is logged and
+        left for the jobs that ask for the engine, which then fail with the same error."""
+        if self._settings.wav2lip.checkpoint is None:
+            return
+        try:
+            self.get("wav2lip")
+        except TalkingFaceError as exc:
+            logger.warning(
+                "engine wav2lip could not be preloaded: %s",
+                exc,
+                extra={"event": "engine_preload_failed", "code": exc.code.value},
+            )
 
     def close(self) -> None:
         for engine in self._loaded.values():

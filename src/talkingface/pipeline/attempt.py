@@ -19,7 +19,7 @@ import av
 from talkingface.audio.features import articulation_track
 from talkingface.blend import blend_region
 from talkingface.config import Settings
-from talkingface.engines.base import LipSyncEngine
+from talkingface.engines.base import BatchFrameRenderer, FrameRenderer, LipSyncEngine
 from talkingface.engines.prepared_template import PreparedTemplate
 from talkingface.errors import JobCanceledError, Stage, translate_errors
 from talkingface.logs import bind_job
@@ -36,11 +36,9 @@ from talkingface.vocabulary import (
     FacePolicy,
     JobTag,
     LoopMode,
-    MouthRender,
     Progress,
     RenderedFrame,
     TemplateFrame,
-    TrackedFrame,
 )
 
 logger = logging.getLogger(__name__)
@@ -148,9 +146,10 @@ def run_attempt(
         )
         timings["track"] = time.monotonic() - t0
         t0 = time.monotonic()
-        renderer = engine.start_job(template, drive)
+        with translate_errors(Stage.SETUP, context=f"starting engine {engine.info.name}"):
+            renderer = engine.start_job(template, drive, audio)
         passthrough = _stream(
-            request, settings, template, video_info, renderer.render, frame_count, report, cancel
+            request, settings, template, video_info, renderer, frame_count, report, cancel
         )
         timings["render"] = time.monotonic() - t0
         result = GenerateResult(
@@ -175,7 +174,7 @@ def _stream(
     settings: Settings,
     template: PreparedTemplate,
     video_info: MediaInfo,
-    render: Callable[[TrackedFrame], MouthRender],
+    renderer: FrameRenderer,
     frame_count: int,
     report: _Reporter,
     cancel: threading.Event | None,
@@ -225,7 +224,7 @@ def _stream(
             frames(),
             [
                 StageSpec(Stage.TRACK, partial(attach_landmarks, template.track)),
-                StageSpec(Stage.RENDER, render),
+                _render_stage(renderer),
                 StageSpec(Stage.BLEND, blend_region),
                 StageSpec(Stage.ENCODE, convert),
             ],
@@ -237,6 +236,13 @@ def _stream(
         )
         _check_canceled(tag, Stage.ENCODE, cancel)  # a cancel after the last frame: no publish
     return passthrough
+
+
+def _render_stage(renderer: FrameRenderer) -> StageSpec:
+    """Frame by frame, or in batches for a renderer that is faster that way."""
+    if isinstance(renderer, BatchFrameRenderer) and renderer.batch_size > 1:
+        return StageSpec(Stage.RENDER, renderer.render_batch, batch_size=renderer.batch_size)
+    return StageSpec(Stage.RENDER, renderer.render)
 
 
 def encode_crf(template: PreparedTemplate, settings: Settings) -> int:

@@ -39,7 +39,10 @@ _END = object()  # end-of-stream marker
 @dataclass(frozen=True, slots=True)
 class StageSpec:
     stage: Stage
-    process: Callable[[Any], Any]  # Any: one tagged item in, the next tagged item out
+    # Any: one tagged item in, the next tagged item out; with batch_size > 1, a list of up to
+    # batch_size items in order, and a list of as many results out.
+    process: Callable[[Any], Any]
+    batch_size: int = 1
 
 
 class _Run:
@@ -165,6 +168,33 @@ def run_chain(
             except BaseException as exc:
                 run.fail(exc, spec.stage)
 
+    def batch_loop(i: int, spec: StageSpec) -> None:
+        """Gathers up to batch_size items (fewer at the end of the stream) per call."""
+        with bind_stage(spec.stage.value):
+            try:
+                ended = False
+                while not ended:
+                    batch: list[Any] = []
+                    while len(batch) < spec.batch_size:
+                        item = _get(run, spec.stage, queues[i], threads[i])
+                        if item is _END:
+                            ended = True
+                            break
+                        batch.append(item)
+                    results = spec.process(batch) if batch else []
+                    if len(results) != len(batch):
+                        raise IpcError(
+                            f"Stage {spec.stage.value} returned {len(results)} items for a "
+                            f"batch of {len(batch)}.",
+                            stage=spec.stage,
+                        )
+                    for out in [*results, _END] if ended else results:
+                        _put(run, spec.stage, queues[i + 1], out, consumers[i + 1])
+            except _Stopped:
+                return
+            except BaseException as exc:
+                run.fail(exc, spec.stage)
+
     ctx = contextvars.copy_context()
     threads.append(
         threading.Thread(
@@ -175,7 +205,7 @@ def run_chain(
         threads.append(
             threading.Thread(
                 target=ctx.copy().run,
-                args=(transform_loop, i, spec),
+                args=(batch_loop if spec.batch_size > 1 else transform_loop, i, spec),
                 name=f"tf-{spec.stage}",
                 daemon=True,
             )

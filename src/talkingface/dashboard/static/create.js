@@ -7,7 +7,7 @@ import { remember, summaryOf } from "./live.js";
 import { canRecord, startRecording } from "./record.js";
 import { mountTemplatePicker, picked, unmountTemplatePicker } from "./template_pick.js";
 
-export const ENGINES = ["classic"];
+export const ENGINES = ["classic", "wav2lip"];
 const form = {
   audio: null, // a File: chosen or recorded
   recording: null,
