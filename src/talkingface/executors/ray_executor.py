@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ TEMPLATES_REMEMBERED = 32  # template videos remembered per actor, most recent f
 GPU_RECHECK_S = 10.0  # how often a GPU cluster is checked for GPUs that joined
 RESPAWN_BACKOFF_BASE_S = 0.5  # after consecutive failures before Ready: 0.5, 1, 2… s
 RESPAWN_BACKOFF_MAX_S = 30.0
+INTERRUPT_CHECK_S = 0.02  # a poll's ray.wait runs in slices this long, checking interrupt()
 _worker_numbers = count(1)  # worker ids stay unique across executors in one process
 
 
@@ -118,6 +120,7 @@ class RayExecutor:
         self._remote_class: Any = None
         self._started = False
         self._shutting_down = False
+        self._interrupted = threading.Event()  # set by interrupt(), from any thread
 
     # --- the Executor protocol ------------------------------------------------------------
 
@@ -189,6 +192,12 @@ class RayExecutor:
         self._spawn_due()
         messages, self._pending = self._pending, []
         return messages
+
+    def interrupt(self) -> None:
+        """End a poll() in progress now, or the next one at once (any thread: the API's
+        wake() on a submit). ray.wait cannot be woken from outside, so poll() waits in
+        INTERRUPT_CHECK_S slices and looks at this flag between them."""
+        self._interrupted.set()
 
     def workers(self) -> list[WorkerInfo]:
         return [actor.info() for actor in list(self._actors.values())]  # API threads read it
@@ -314,11 +323,12 @@ class RayExecutor:
             owners[actor.inbox] = (actor, "inbox")
             if actor.running is not None:
                 owners[actor.running] = (actor, "run")
-        if not owners:
-            time.sleep(min(timeout_s, 1.0))  # nothing to wait on until a respawn is due
+        if not owners:  # nothing to wait on until a respawn is due
+            self._interrupted.wait(min(timeout_s, 1.0))
+            self._interrupted.clear()
             return
         refs = list(owners)
-        ready, _ = self._ray.wait(refs, num_returns=1, timeout=timeout_s, fetch_local=True)
+        ready = self._wait_first(refs, timeout_s)
         if ready:  # take everything else that is ready too, in one round
             ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=True)
         for ref in ready:
@@ -329,6 +339,18 @@ class RayExecutor:
                 self._read_inbox(actor)
             else:
                 self._read_run(actor)
+
+    def _wait_first(self, refs: list[Any], timeout_s: float) -> list[Any]:
+        """ray.wait for the first ready ref, for at most `timeout_s`, or until interrupt()."""
+        deadline_s = time.monotonic() + timeout_s
+        while True:
+            if self._interrupted.is_set():
+                self._interrupted.clear()
+                return []
+            slice_s = max(0.0, min(INTERRUPT_CHECK_S, deadline_s - time.monotonic()))
+            ready, _ = self._ray.wait(refs, num_returns=1, timeout=slice_s, fetch_local=True)
+            if ready or time.monotonic() >= deadline_s:
+                return list(ready)
 
     def _read_inbox(self, actor: _Actor) -> None:
         try:
