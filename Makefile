@@ -50,7 +50,7 @@ load: $(STAMP)
 # EXECUTOR=ray (or make chaos-ray): on a two-node Ray cluster of its own with two servers,
 # adding Ray node kills and scheduler leader kills (~10 min, docs/chaos.md).
 EXECUTOR ?= local
-CHAOS_RAY_ARGS := --jobs 60 --minutes 8 --each-fault 2
+CHAOS_RAY_ARGS := --jobs 60 --minutes 10 --each-fault 2
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos --executor $(EXECUTOR) --report reliability-report.json \
 		$(if $(filter ray,$(EXECUTOR)),$(CHAOS_RAY_ARGS))
