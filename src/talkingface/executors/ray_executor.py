@@ -20,11 +20,14 @@ Ray is an optional extra: it is imported here only, when the executor is created
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
@@ -226,17 +229,8 @@ class RayExecutor:
             return
         address = self._settings.workers.ray_address or os.environ.get("RAY_ADDRESS")
         try:
-            if address:
-                self._ray.init(address=address, namespace=NAMESPACE, logging_level="warning")
-            else:
-                w = self._settings.workers
-                self._ray.init(
-                    namespace=NAMESPACE,
-                    num_cpus=max(1, round(w.count * w.ray_cpus_per_actor)),
-                    resources=dict(w.ray_actor_resources) or None,
-                    include_dashboard=False,
-                    logging_level="warning",
-                )
+            with _sigterm_handler_kept():
+                self._init_ray(address)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ConfigError(
                 f"Cannot connect to the Ray cluster at {address or 'a new local Ray'}: {exc}. "
@@ -249,6 +243,19 @@ class RayExecutor:
             "connected to Ray at %s",
             address or "a private one-node Ray",
             extra={"event": "ray_connected", "ray_address": address},
+        )
+
+    def _init_ray(self, address: str | None) -> None:
+        if address:
+            self._ray.init(address=address, namespace=NAMESPACE, logging_level="warning")
+            return
+        w = self._settings.workers
+        self._ray.init(
+            namespace=NAMESPACE,
+            num_cpus=max(1, round(w.count * w.ray_cpus_per_actor)),
+            resources=dict(w.ray_actor_resources) or None,
+            include_dashboard=False,
+            logging_level="warning",
         )
 
     def _actor_options(self) -> dict[str, Any]:  # Any: Ray's option values
@@ -465,6 +472,23 @@ class RayExecutor:
             logger.debug(
                 "ray.kill of %s: %s", actor.id, exc, extra={"event": "worker_kill_skipped"}
             )
+
+
+@contextlib.contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    """ray.init, called in the main thread, replaces the SIGTERM handler with one that calls
+    sys.exit wherever the main thread is: the server's graceful stop (hand-over of the
+    leadership, streams ended, exit 143) became a SystemExit inside the event loop, and then
+    often an abort (exit -6). The handler in place before is put back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Ray sets no handler outside the main thread
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: set outside Python, nothing to put back
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _why_lost(exc: Exception) -> str:
