@@ -436,6 +436,8 @@ class Campaign:
             "templates_unsettled": len(template_problems),
             "failed_for_read_only_results": len(read_only_failed),
             **edge_zero,
+            # a SIGTERMed server stops gracefully and exits 128 + 15
+            "servers_not_stopped_cleanly": sum(code != 143 for code in exit_codes),
             "executor": self.args.executor,
             "faults_injected_by_kind": dict(sorted(by_kind.items())),
             "faults_not_applicable": self._not_applicable(),
@@ -466,7 +468,7 @@ class Campaign:
             "workers": self.args.workers,
             "real_media": self.inputs.real_media,
             "server_starts": sum(server.starts for server in self.group.servers),
-            "server_exit_code_on_sigterm": exit_codes[0] if len(exit_codes) == 1 else exit_codes,
+            "server_exit_codes_on_sigterm": exit_codes,
             "api_failovers": self.api.failovers,
             "ray_nodes_replaced": self.nodes.replaced if self.nodes else None,
             "watcher_polls": watcher.polls,
@@ -482,6 +484,7 @@ class Campaign:
             + [f"failed for a read-only results dir: {job_id}" for job_id in read_only_failed]
             + [f"{k} = {v}" for k, v in edge_zero.items() if v]
             + [f"empty error: {j}" for j in sorted(watcher.empty_errors)]
+            + [f"server exit code on SIGTERM: {c} (not 143)" for c in exit_codes if c != 143]
             + [f"leaked temp file: {p}" for p in temp[:20]]
             + [f"leaked thread: {name} x{n}" for name, n in leaked_threads.items()]
             + [f"leaked process: {p.pid} {p.cmdline()[:4]}" for p in leaked_processes]
@@ -566,6 +569,7 @@ MUST_BE_ZERO = (
     "hung",
     "bad_outputs",
     "templates_unsettled",
+    "servers_not_stopped_cleanly",
     "failed_for_read_only_results",
     "probe_crash_unclear_answers",
     "probe_crash_status_read_failures",
@@ -620,10 +624,11 @@ def summary(report: dict[str, Any]) -> str:  # Any: JSON
         f"({report['recoveries_measured']} faults)",
         f"  lost {report['lost']}, duplicated {report['duplicated']}, empty errors "
         f"{report['empty_errors']}, hung {report['hung']}, bad outputs {report['bad_outputs']}",
-        f"  leaked {report['leaked']}",
+        f"  leaked {report['leaked']}; servers not stopped cleanly by SIGTERM "
+        f"{report['servers_not_stopped_cleanly']} (exit codes "
+        f"{report['server_exit_codes_on_sigterm']})",
         f"  templates {report['templates']['by_state']}, unsettled {report['templates_unsettled']}",
-        "  edge faults: "
-        + ", ".join(f"{k} {report[k]}" for k in MUST_BE_ZERO[5:] if k != "templates_unsettled"),
+        "  edge faults: " + ", ".join(f"{k} {report[k]}" for k in MUST_BE_ZERO[7:]),
         f"  status reads in slow-URL windows: "
         f"{report['status_reads']['by_fault_window'].get('slow_url_inputs')}",
         f"  5xx answers seen by clients: {report['server_errors'] or 'none'}",
