@@ -1,49 +1,65 @@
-"""The ray executor leaves the process's SIGTERM handler alone: ray.init (in the main
-thread) installs one that calls sys.exit wherever the main thread is, which turned a
-server's graceful stop into a SystemExit inside its event loop and often an abort. Its own
-module: the executor must start Ray itself here (test_ray_executor's Ray is already up)."""
+"""The ray executor leaves the server's SIGTERM handling alone. ray.init (in the main thread)
+installed a handler that calls sys.exit wherever the main thread is, and Ray's C++ failure
+signal handler, after a ray.shutdown() and a second ray.init (a server that stopped leading
+and leads again), handed SIGTERM to the default action: the server's graceful stop became a
+SystemExit in its event loop, an abort, or an outright kill. Run in a fresh interpreter:
+Ray reads its settings when it is first imported, and this test must be the one that
+imports it."""
 
 from __future__ import annotations
 
+import os
 import shutil
-import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
-from types import FrameType
 
-import pytest
-import ray  # the dev extra installs it (pyproject): never skipped
-
+DRIVER = """
+import os, signal, sys, threading, time
 from talkingface.config import Settings
 from talkingface.executors.ray_executor import RayExecutor
 
+received = []
+signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+settings = Settings(
+    data_dir=sys.argv[1],
+    logging={"level": "error"},
+    workers={"executor": "ray", "count": 1, "ready_timeout_s": 60.0},
+)
+first = RayExecutor(settings)
+first.start()  # in the main thread, as the first leader's lifespan does
+handler = signal.getsignal(signal.SIGTERM)
+print("handler kept after a start in the main thread:", handler.__name__ == "<lambda>")
+first.shutdown()  # it stops leading: the private Ray ends
+second = RayExecutor(settings)
+starting = threading.Thread(target=second.start)  # leads again, from its election thread
+starting.start()
+starting.join(timeout=120)
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.5)  # Python runs the handler in the main thread, between bytecodes
+print("handler got:", received)
+second.shutdown()
+"""
 
-def _graceful_stop(signum: int, frame: FrameType | None) -> None:
-    """Stands for the server's own SIGTERM handler."""
 
-
-def test_starting_the_ray_executor_keeps_the_sigterm_handler(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert not ray.is_initialized()
-    # a short private temp dir (Ray's socket paths must fit in 107 bytes)
-    temp_dir = tempfile.mkdtemp(prefix="tfsig-", dir="/tmp")
-    monkeypatch.setenv("RAY_TMPDIR", temp_dir)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        logging={"level": "error"},
-        workers={"executor": "ray", "count": 1, "ready_timeout_s": 60.0},
-    )
-    previous = signal.signal(signal.SIGTERM, _graceful_stop)
-    executor = RayExecutor(settings)
+def test_sigterm_reaches_the_servers_handler_after_ray_starts_again(tmp_path: Path) -> None:
+    # Given a process with its own SIGTERM handler (the server's graceful stop), whose ray
+    # executor starts a private Ray, ends it, and starts another from another thread
+    temp_dir = tempfile.mkdtemp(prefix="tfsig-", dir="/tmp")  # Ray's socket paths are short
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["RAY_TMPDIR"] = temp_dir
     try:
-        # When the executor starts a private Ray in this (the main) thread
-        executor.start()
-        # Then SIGTERM still goes to the handler set before
-        assert ray.is_initialized()
-        assert signal.getsignal(signal.SIGTERM) is _graceful_stop
+        done = subprocess.run(
+            [sys.executable, "-c", DRIVER, str(tmp_path / "data")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
     finally:
-        executor.shutdown()  # ends the private Ray it started
-        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(temp_dir, ignore_errors=True)
+    # When it receives SIGTERM, then its handler runs and it is not killed
+    assert done.returncode == 0, f"exit {done.returncode}:\n{done.stderr[-3000:]}"
+    assert "handler kept after a start in the main thread: True" in done.stdout, done.stdout
+    assert "handler got: [15]" in done.stdout, done.stdout

@@ -62,6 +62,12 @@ _worker_numbers = count(1)  # worker ids stay unique across executors in one pro
 
 def import_ray() -> Any:  # Any: the ray module (an optional dependency, untyped here)
     """The ray module, or CONFIG_INVALID saying how to install it."""
+    # Ray's C++ core installs a failure signal handler for SIGTERM in the driver too; after
+    # a ray.shutdown() (this server stopped leading) and a second ray.init (it leads again)
+    # it hands SIGTERM to the default action, killing the server outright. The server
+    # handles its own signals, so it goes (an operator's setting is kept). Ray reads this
+    # when it is imported.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
         import ray
     except ImportError as exc:
@@ -481,7 +487,7 @@ def _sigterm_handler_kept() -> Iterator[None]:
     leadership, streams ended, exit 143) became a SystemExit inside the event loop, and then
     often an abort (exit -6). The handler in place before is put back."""
     if threading.current_thread() is not threading.main_thread():
-        yield  # Ray sets no handler outside the main thread
+        yield  # Ray sets no Python handler outside the main thread
         return
     previous = signal.getsignal(signal.SIGTERM)
     try:
