@@ -8,12 +8,12 @@ imports it."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from bench.ray_cluster_process import RayCluster, cluster_env, new_cluster_dir
+from bench.service_process import free_port
 
 DRIVER = """
 import os, signal, sys, threading, time
@@ -25,13 +25,13 @@ signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
 settings = Settings(
     data_dir=sys.argv[1],
     logging={"level": "error"},
-    workers={"executor": "ray", "count": 1, "ready_timeout_s": 60.0},
+    workers={"executor": "ray", "count": 1, "ray_address": sys.argv[2]},
 )
 first = RayExecutor(settings)
-first.start()  # in the main thread, as the first leader's lifespan does
+first.start()  # joins the cluster in the main thread, as the first leader's lifespan does
 handler = signal.getsignal(signal.SIGTERM)
 print("handler kept after a start in the main thread:", handler.__name__ == "<lambda>")
-first.shutdown()  # it stops leading: the private Ray ends
+first.shutdown()  # it stops leading: it leaves the cluster
 second = RayExecutor(settings)
 starting = threading.Thread(target=second.start)  # leads again, from its election thread
 starting.start()
@@ -44,21 +44,22 @@ second.shutdown()
 
 
 def test_sigterm_reaches_the_servers_handler_after_ray_starts_again(tmp_path: Path) -> None:
-    # Given a process with its own SIGTERM handler (the server's graceful stop), whose ray
-    # executor starts a private Ray, ends it, and starts another from another thread
-    temp_dir = tempfile.mkdtemp(prefix="tfsig-", dir="/tmp")  # Ray's socket paths are short
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["RAY_TMPDIR"] = temp_dir
+    # Given a one-node Ray cluster, and a process with its own SIGTERM handler (the server's
+    # graceful stop) whose ray executor joins the cluster, leaves it, and joins it again
+    # from another thread
+    cluster = RayCluster(new_cluster_dir(), tmp_path, f"127.0.0.1:{free_port()}", cluster_env())
     try:
+        cluster.start_node("head", head=True, num_cpus=1, resources={})
+        env = {k: v for k, v in cluster.env.items() if k != "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"}
         done = subprocess.run(
-            [sys.executable, "-c", DRIVER, str(tmp_path / "data")],
+            [sys.executable, "-c", DRIVER, str(tmp_path / "data"), cluster.address],
             env=env,
             capture_output=True,
             text=True,
             timeout=240,
         )
     finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        cluster.stop()
     # When it receives SIGTERM, then its handler runs and it is not killed
     assert done.returncode == 0, f"exit {done.returncode}:\n{done.stderr[-3000:]}"
     assert "handler kept after a start in the main thread: True" in done.stdout, done.stdout
