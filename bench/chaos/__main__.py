@@ -205,15 +205,16 @@ class Campaign:
     def settled_footprint(self) -> Footprint:
         """Idle footprint of the scheduler's server: wait until its thread count stops
         falling."""
-        pid = self.group.leader().pid
+        leader = self.group.leader()
+        pid, url = leader.pid, leader.url
         assert pid is not None
         db_port = self.postgres.port if self.postgres else None
         sqlite_path = None if self.postgres else self.data_dir / "talkingface.db"
         time.sleep(SETTLE_S)
-        last = footprint(self.api, pid, db_port, sqlite_path)
+        last = footprint(url, pid, db_port, sqlite_path)
         for _ in range(20):
             time.sleep(1.0)
-            now = footprint(self.api, pid, db_port, sqlite_path)
+            now = footprint(url, pid, db_port, sqlite_path)
             if now == last:
                 return now
             last = now
