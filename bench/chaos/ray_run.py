@@ -25,7 +25,7 @@ from bench.service_process import free_port
 LEASE_S = 3.0  # cluster.leader_lease_s of the Ray run: a dead leader is replaced within it
 NODE_RESOURCES = {SLOT: 1.0}  # one actor slot per node (the actors ask for {SLOT: 1})
 SERVER_START_S = 240.0  # a serve that connects to Ray on a busy 2-core machine
-CAPACITY_S = 180.0  # a replacement node's (or a new leader's) actors ready, at most
+CAPACITY_S = 300.0  # a fresh node's (or new leader's) actors ready, at most: a loaded machine
 NODE_EXIT_S = 30.0  # `ray start --block` notices its raylet's death and exits
 ACTOR_EXIT_S = 10.0  # Ray ends a dead driver's actors within this (else they are orphans)
 
