@@ -207,7 +207,7 @@ class ServerProcess:
                 time.sleep(0.1)
         raise ChaosSetupError(f"the server was not ready after {timeout_s:.0f} s")
 
-    def start_rival(self, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def start_rival(self, timeout_s: float = 180.0) -> subprocess.CompletedProcess[str]:
         """A second `serve` with local workers and SQLite on the same data directory (its
         own port), run until it exits; it should refuse at once (servers on PostgreSQL may
         share the directory; a SQLite one may not share it with anyone). Killed at
@@ -215,13 +215,20 @@ class ServerProcess:
         command = [sys.executable, "-m", "talkingface", "serve", "--port", str(free_port())]
         command += ["--workers", "1", "--data-dir", str(self.data_dir)]
         env = {k: v for k, v in self.env.items() if k != "TALKINGFACE_DB__URL"}
+        rival = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # killed with everything it started, if it must be
+        )
         try:
-            return subprocess.run(
-                command, env=env, capture_output=True, text=True, timeout=timeout_s
-            )
-        except subprocess.TimeoutExpired as exc:  # it started: run() killed it
-            output = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-            return subprocess.CompletedProcess(command, -9, "", output)
+            stdout, stderr = rival.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:  # it started: kill its whole group
+            os.killpg(rival.pid, signal.SIGKILL)
+            stdout, stderr = rival.communicate()
+        return subprocess.CompletedProcess(command, rival.returncode, stdout, stderr)
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
