@@ -70,6 +70,7 @@ from bench.chaos.processes import (
 from bench.chaos.ray_run import (
     ADAPTED_KINDS,
     NOT_APPLICABLE_LOCALLY,
+    RAY_TIMING,
     SERVER_START_S,
     RayFaults,
     RayNodes,
@@ -99,7 +100,9 @@ JANITOR_INTERVAL_S = 10  # below SETTLE_S: a pass runs before the end-of-run tem
 FAULT_INTERVAL_S = (2.0, 6.0)  # random pause between two faults
 
 
-def server_env(root: Path, data_dir: Path, run_id: str, db_url: str | None) -> dict[str, str]:
+def server_env(
+    root: Path, data_dir: Path, run_id: str, db_url: str | None, timing: dict[str, float]
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
@@ -123,7 +126,7 @@ def server_env(root: Path, data_dir: Path, run_id: str, db_url: str | None) -> d
             "TALKINGFACE_LOGGING__JSON_LINES": "true",
         }
     )
-    env.update({f"TALKINGFACE_WORKERS__{k.upper()}": str(v) for k, v in TIMING.items()})
+    env.update({f"TALKINGFACE_WORKERS__{k.upper()}": str(v) for k, v in timing.items()})
     if db_url:
         env["TALKINGFACE_DB__URL"] = db_url
     return env
@@ -150,7 +153,8 @@ class Campaign:
         self.orphans: list[str] = []  # what outlived a killed server, for the problems list
         self.warmup_ids: list[str] = []
         self.harness_errors: list[str] = []
-        self.plan_done = threading.Event()  # every kind injected MIN_EACH_FAULT times
+        self.plan_done = threading.Event()  # every kind injected --each-fault times
+        self.timing = {**TIMING, **(RAY_TIMING if self.args.executor == "ray" else {})}
 
     def setup(self) -> None:
         self.inputs = prepare_inputs(self.root / "inputs", self.rng)
@@ -162,7 +166,7 @@ class Campaign:
             self.postgres = PrivatePostgres(self.root / "pg")
             self.postgres.start()
             db_url = self.postgres.url
-        env = server_env(self.root, self.data_dir, self.run_id, db_url)
+        env = server_env(self.root, self.data_dir, self.run_id, db_url, self.timing)
         if self.args.executor == "ray":
             self.nodes = RayNodes(self.root)
             self.nodes.start()
@@ -382,7 +386,7 @@ class Campaign:
             submissions,
             self.data_dir / "results",
             audio_s,
-            TIMING,
+            self.timing,
             datetime.now(UTC),
             {j["id"] for j in jobs if j["state"] == "succeeded"},
         )
@@ -478,7 +482,7 @@ class Campaign:
             "status_reads": {**self.reads.totals(), "by_fault_window": windows},
             "edge_faults": self.edges.report(),
             "wall_s": round(wall_s, 1),
-            "settings": {**TIMING, "janitor_interval_s": JANITOR_INTERVAL_S},
+            "settings": {**self.timing, "janitor_interval_s": JANITOR_INTERVAL_S},
             "footprint": {"baseline": asdict(baseline), "end": asdict(end_print)},
             "problems": outcome.problems
             + template_problems

@@ -29,6 +29,10 @@ CAPACITY_S = 300.0  # a fresh node's (or new leader's) actors ready, at most: a 
 NODE_EXIT_S = 30.0  # `ray start --block` notices its raylet's death and exits
 ACTOR_EXIT_S = 10.0  # Ray ends a dead driver's actors within this (else they are orphans)
 
+# An actor's heartbeat reaches the leader through a Ray call and the leader's poll: on a
+# starved 2-core machine that path lagged past the local run's 1.5 s (0.5 s x 3), and
+# actors were killed while healthy. The Ray run's detection is longer (still short).
+RAY_TIMING = {"heartbeat_s": 1.0, "lost_after_beats": 4, "stall_s": 6.0}
 # What the local executor's fault kinds do in the Ray run (none is dropped).
 ADAPTED_KINDS = {
     "worker_kill": "SIGKILL of a busy actor's process (on its Ray node)",
