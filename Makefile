@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: browser demo test test-cluster bench load chaos image-check lint format clean
+.PHONY: browser demo test test-cluster bench load chaos chaos-ray image-check lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,8 +47,16 @@ load: $(STAMP)
 
 # Reliability campaign (~5 min, root: it mounts a tmpfs and runs a private PostgreSQL);
 # writes reliability-report.json and exits 1 if a must-be-zero figure is not zero.
+# EXECUTOR=ray (or make chaos-ray): on a two-node Ray cluster of its own with two servers,
+# adding Ray node kills and scheduler leader kills (~10 min, docs/chaos.md).
+EXECUTOR ?= local
+CHAOS_RAY_ARGS := --jobs 60 --minutes 10 --each-fault 2
 chaos: $(STAMP)
-	$(BIN)/python -m bench.chaos --report reliability-report.json
+	$(BIN)/python -m bench.chaos --executor $(EXECUTOR) --report reliability-report.json \
+		$(if $(filter ray,$(EXECUTOR)),$(CHAOS_RAY_ARGS))
+
+chaos-ray:
+	$(MAKE) chaos EXECUTOR=ray
 
 # The image's install script (deploy/install.sh) in a fresh debootstrap root, then a HeyGem
 # job through /easy (root; ~1 min with a warm cache in /var/cache/talkingface-image-check).

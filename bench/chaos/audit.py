@@ -240,10 +240,13 @@ class Footprint:
         return threads, max(0, fds)
 
 
-def footprint(api: Api, pid: int, db_port: int | None, sqlite_path: Path | None) -> Footprint:
-    """`db_connections` counts what the store's connection pool holds, which may grow up to
-    the pool's size: TCP connections to PostgreSQL, or descriptors of the SQLite files."""
-    seen = api.call("GET", "/v1/process").json()
+def footprint(url: str, pid: int, db_port: int | None, sqlite_path: Path | None) -> Footprint:
+    """The footprint of the server at `url`, whose pid is `pid` (asked directly: a client
+    that fails over could get another server's answer). `db_connections` counts what the
+    store's connection pool holds, which may grow up to the pool's size: TCP connections to
+    PostgreSQL, or descriptors of the SQLite files."""
+    seen = httpx.get(f"{url}/v1/process", timeout=30.0).json()
+    assert seen["pid"] == pid, f"{url} is pid {seen['pid']}, not {pid}"
     process = psutil.Process(pid)
     db = 0
     if db_port is not None:

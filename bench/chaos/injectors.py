@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
-from bench.chaos.processes import PrivatePostgres, ServerProcess, Tmpfs, same_process
+from bench.chaos.processes import PrivatePostgres, ServerGroup, Tmpfs, same_process
 from bench.chaos.workload import Api
 
 STOP_HOLD_S = 6.0  # a SIGSTOPped worker gets SIGCONT this much later (if it is still there)
@@ -27,6 +27,7 @@ class FaultRecord:
     until: datetime  # when the fault itself was over (space freed, server back, …)
     affected_job_ids: list[str] = field(default_factory=list)
     note: str = ""
+    figures: dict[str, float] = field(default_factory=dict)  # the kind's own timings
 
 
 def _now() -> datetime:
@@ -39,14 +40,14 @@ class Injector:
     def __init__(
         self,
         api: Api,
-        server: ServerProcess,
+        group: ServerGroup,
         workers: int,
         tmpfs: Tmpfs | None,
         postgres: PrivatePostgres | None,
         cache_dir: Path,
     ) -> None:
         self.api = api
-        self.server = server
+        self.group = group
         self.workers = workers
         self.tmpfs = tmpfs
         self.postgres = postgres
@@ -108,11 +109,16 @@ class Injector:
         return FaultRecord("worker_stop", at, at, [job_id], f"pid {pid}, SIGCONT after hold")
 
     def _server_kill(self) -> FaultRecord | None:
+        """SIGKILL the server (with two, the standby: an API process's death must cost
+        nothing) and restart it."""
+        server = self.group.standby()
+        killed_pid = server.pid
         running = self._running_job_ids()
         at = _now()
-        self.server.kill()
-        startup_s = self.server.start(self.workers)
-        return FaultRecord("server_kill", at, _now(), running, f"restart took {startup_s:.1f} s")
+        server.kill()
+        startup_s = server.start(self.workers)
+        note = f"pid {killed_pid}, restart took {startup_s:.1f} s"
+        return FaultRecord("server_kill", at, _now(), running, note)
 
     def _disk_full(self) -> FaultRecord | None:
         assert self.tmpfs is not None

@@ -153,11 +153,19 @@ class ReadOnlyBind:
 class ServerProcess:
     """`talkingface serve` on a fixed loopback port: started, SIGKILLed and started again."""
 
-    def __init__(self, data_dir: Path, port: int, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        env: dict[str, str],
+        log_path: Path,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.data_dir = data_dir
         self.port = port
         self.env = env
         self.log_path = log_path
+        self.extra_args = extra_args  # e.g. --executor ray --ray-address ADDR
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -168,7 +176,12 @@ class ServerProcess:
 
     def command(self, port: int, workers: int) -> list[str]:
         command = [sys.executable, "-m", "talkingface", "serve", "--port", str(port)]
-        return [*command, "--workers", str(workers), "--data-dir", str(self.data_dir)]
+        command += ["--workers", str(workers), "--data-dir", str(self.data_dir)]
+        return [*command, *self.extra_args]
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def start(self, workers: int, timeout_s: float = 180.0) -> float:
         """Start and wait until /readyz answers 200; returns the seconds it took."""
@@ -194,17 +207,28 @@ class ServerProcess:
                 time.sleep(0.1)
         raise ChaosSetupError(f"the server was not ready after {timeout_s:.0f} s")
 
-    def start_rival(self, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
-        """A second `serve` on the same data directory (its own port), run until it exits;
-        it should refuse at once. Killed at `timeout_s` if it does not (returncode < 0)."""
-        command = self.command(free_port(), 1)
+    def start_rival(self, timeout_s: float = 180.0) -> subprocess.CompletedProcess[str]:
+        """A second `serve` with local workers and SQLite on the same data directory (its
+        own port), run until it exits; it should refuse at once (servers on PostgreSQL may
+        share the directory; a SQLite one may not share it with anyone). Killed at
+        `timeout_s` if it does not (returncode < 0)."""
+        command = [sys.executable, "-m", "talkingface", "serve", "--port", str(free_port())]
+        command += ["--workers", "1", "--data-dir", str(self.data_dir)]
+        env = {k: v for k, v in self.env.items() if k != "TALKINGFACE_DB__URL"}
+        rival = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # killed with everything it started, if it must be
+        )
         try:
-            return subprocess.run(
-                command, env=self.env, capture_output=True, text=True, timeout=timeout_s
-            )
-        except subprocess.TimeoutExpired as exc:  # it started: run() killed it
-            output = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-            return subprocess.CompletedProcess(command, -9, "", output)
+            stdout, stderr = rival.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:  # it started: kill its whole group
+            os.killpg(rival.pid, signal.SIGKILL)
+            stdout, stderr = rival.communicate()
+        return subprocess.CompletedProcess(command, rival.returncode, stdout, stderr)
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
@@ -244,3 +268,50 @@ def same_process(pid: int, create_time: float) -> bool:
         return psutil.Process(pid).create_time() == create_time
     except psutil.NoSuchProcess:
         return False
+
+
+class ServerGroup:
+    """The campaign's `serve` processes: one, or (Ray run) two API processes on one
+    PostgreSQL store, of which one leads the scheduler (GET /v1/cluster says which)."""
+
+    def __init__(self, servers: list[ServerProcess]) -> None:
+        self.servers = servers
+
+    def leader(self, timeout_s: float = 60.0) -> ServerProcess:
+        """The server holding a confirmed scheduler lease (the only one, with one)."""
+        if len(self.servers) == 1:
+            return self.servers[0]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pid = self.leader_pid()
+            for server in self.servers:
+                if server.alive and server.pid == pid:
+                    return server
+            time.sleep(0.1)
+        raise ChaosSetupError(f"no server held a confirmed scheduler lease for {timeout_s:.0f} s")
+
+    def leader_pid(self) -> int | None:
+        """The confirmed leader's pid as the first live server sees it; None if none."""
+        for server in self.servers:
+            if not server.alive:
+                continue
+            try:
+                view = httpx.get(f"{server.url}/v1/cluster", timeout=5.0).json()
+            except (httpx.HTTPError, ValueError):
+                continue
+            leader = view.get("leader") or {}
+            if view.get("mode") == "single":
+                return server.pid
+            return int(leader["pid"]) if leader.get("confirmed") else None
+        return None
+
+    def standby(self) -> ServerProcess:
+        """A server that does not lead (the only one, with one)."""
+        if len(self.servers) == 1:
+            return self.servers[0]
+        leader = self.leader()
+        return next(s for s in self.servers if s is not leader)
+
+    def kill_all(self) -> None:
+        for server in self.servers:
+            server.kill()

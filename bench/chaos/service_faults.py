@@ -6,6 +6,7 @@ the Injector's kinds, and keeps what it saw for the report (`findings`)."""
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 import httpx
 from bench.chaos.injectors import FaultRecord
-from bench.chaos.processes import ReadOnlyBind, ServerProcess
+from bench.chaos.processes import ReadOnlyBind, ServerGroup
 from bench.chaos.status_reads import StatusReads
 from bench.chaos.template_traffic import TemplateTraffic
 from bench.chaos.trickle import TrickleServer
@@ -58,7 +59,7 @@ class ServiceFaults:
     def __init__(
         self,
         api: Api,
-        server: ServerProcess,
+        group: ServerGroup,
         workers: int,
         traffic: Traffic,
         templates: TemplateTraffic,
@@ -67,14 +68,15 @@ class ServiceFaults:
         rng: random.Random,
     ) -> None:
         self.api = api
-        self.server = server
+        self.group = group
         self.workers = workers
         self.traffic = traffic
         self.templates = templates
         self.reads = reads
         self.results = results
         self.rng = rng
-        self.http = httpx.Client(base_url=server.url, timeout=60.0)  # no retries: raw answers
+        # no retries: raw answers (faults run one at a time, so this server is up)
+        self.http = httpx.Client(base_url=group.servers[0].url, timeout=60.0)
         self.trickle = TrickleServer(traffic.inputs.directory)
         self.trickle.start()
         self.crash_files = self._crash_files()
@@ -116,9 +118,10 @@ class ServiceFaults:
         else:
             self.findings["server_kill_during_prepare"]["not_caught"] += 1
             return None
+        server = self.group.leader()  # its scheduler runs the preparation
         at = _now()
-        self.server.kill()
-        startup_s = self.server.start(self.workers)
+        server.kill()
+        startup_s = server.start(self.workers, timeout_s=240.0)
         note = f"template {item.template_id[:8]}, restart took {startup_s:.1f} s"
         return FaultRecord("server_kill_during_prepare", at, _now(), [item.job_id], note)
 
@@ -163,8 +166,7 @@ class ServiceFaults:
         findings["messages"].add(message[:200])
         if not (400 <= response.status_code < 500 and message):
             findings["unclear"].append(f"{target}: HTTP {response.status_code} {message!r}")
-        alive = self.server.process is not None and self.server.process.poll() is None
-        if not alive:
+        if not all(server.alive for server in self.group.servers):
             findings["unclear"].append("the server died after a crashed probe")
         time.sleep(PROBE_CRASH_AFTER_S)  # the reads just after belong to the window
         self.reads.mark("probe_crash", began, time.monotonic())
@@ -174,22 +176,24 @@ class ServiceFaults:
     # --- second_server ---------------------------------------------------------------------
 
     def _second_server(self) -> FaultRecord | None:
-        """A second `serve` on the same data dir must exit 2 naming the lock and the first
-        server's pid; the first server's running jobs go on (the audit catches any lost or
+        """A second `serve` (SQLite) on the same data dir must exit 2 naming the lock and
+        the running servers' pids; their running jobs go on (the audit catches any lost or
         failed)."""
         running = self._running_job_ids()
         at = _now()
-        done = self.server.start_rival()
+        done = self.group.servers[0].start_rival()
         output = (done.stderr + done.stdout).strip()
         message = output.splitlines()[-1] if output else ""
         findings = self.findings["second_server"]
         findings["exit_codes"][str(done.returncode)] += 1
         findings["messages"].add(message[:300])
-        names_holder = f"pid {self.server.pid}" in output and "lock" in output.lower()
-        if done.returncode != 2 or not names_holder:
+        pids = [str(server.pid) for server in self.group.servers]
+        names_holders = all(re.search(rf"\b{pid}\b", message) for pid in pids)
+        names_holders = names_holders and "lock" in message.lower()
+        if done.returncode != 2 or not names_holders:
             findings["not_refused"].append(f"exit {done.returncode}: {message[:300]!r}")
-        if self.server.process is None or self.server.process.poll() is not None:
-            findings["not_refused"].append("the first server is gone after the second started")
+        if not all(server.alive for server in self.group.servers):
+            findings["not_refused"].append("a running server is gone after the second started")
         return FaultRecord("second_server", at, at, running, f"exit {done.returncode}")
 
     # --- results_readonly ------------------------------------------------------------------

@@ -130,14 +130,29 @@ def prepare_inputs(directory: Path, rng: random.Random) -> Inputs:
 
 class Api:
     """HTTP calls that ride out an outage as a patient client does: a refused connection
-    (server restarting) or a 503 (store restarting) is retried for a while. Every 5xx is
-    counted by status and path, so the report can show what clients saw."""
+    (server restarting) or a 503 (store restarting) is retried for a while. With several
+    API processes (`urls`), a refused connection moves on to the next one, as a load
+    balancer in front of them would. Every 5xx is counted by status and path, so the report
+    can show what clients saw."""
 
-    def __init__(self, url: str, outage_s: float = 180.0) -> None:
-        self.http = httpx.Client(base_url=url, timeout=30.0)
+    def __init__(self, urls: str | list[str], outage_s: float = 180.0) -> None:
+        urls = [urls] if isinstance(urls, str) else urls
+        self.clients = [httpx.Client(base_url=url, timeout=30.0) for url in urls]
         self.outage_s = outage_s
         self.server_errors: Counter[str] = Counter()  # "503 GET /v1/jobs" → count
+        self.failovers = 0  # calls that moved on to another API process
         self._lock = threading.Lock()
+        self._current = 0
+
+    @property
+    def http(self) -> httpx.Client:
+        return self.clients[self._current]
+
+    def _fail_over(self) -> None:
+        if len(self.clients) > 1:
+            with self._lock:
+                self._current = (self._current + 1) % len(self.clients)
+                self.failovers += 1
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:  # Any: httpx kwargs
         deadline = time.monotonic() + self.outage_s
@@ -147,6 +162,7 @@ class Api:
             except httpx.TransportError:
                 if time.monotonic() > deadline:
                     raise
+                self._fail_over()
                 time.sleep(0.25)
                 continue
             if response.status_code >= 500:
@@ -158,7 +174,8 @@ class Api:
             return response
 
     def close(self) -> None:
-        self.http.close()
+        for client in self.clients:
+            client.close()
 
 
 @dataclass

@@ -98,8 +98,7 @@ def serve_command(
             return ApiProcesses(config, overrides, settings, processes).run()
         return serve_locked(settings)
     finally:
-        if lock is not None:
-            lock.release()
+        lock.release()
 
 
 def _workers_line(settings: Settings) -> str:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from talkingface.api.server import lock_data_dir
+from talkingface.config import Settings
 from talkingface.errors import ConfigError
 from talkingface.storage.data_dir_lock import SHARED_RECORDS, DataDirLock
 
@@ -90,3 +92,25 @@ def test_a_killed_holders_temp_dir_is_removed_unless_a_live_one_shares_it(
             holder.wait(timeout=30)
             if holder.stdout is not None:
                 holder.stdout.close()
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_a_server_on_postgresql_shares_the_lock_whatever_its_executor(
+    tmp_path: Path, executor: str
+) -> None:
+    # Given a server's lock on PostgreSQL, its attempts run by local workers or Ray actors
+    # (a ray executor's actors write their results into the data dir all the same)
+    settings = Settings(
+        data_dir=tmp_path,
+        db={"url": "postgresql://postgres@127.0.0.1:5432/postgres"},
+        workers={"executor": executor},
+    )
+    lock = lock_data_dir(settings)
+    try:
+        # Then a SQLite server on the same data dir is refused, naming it
+        assert lock.shared
+        with pytest.raises(ConfigError) as refused:
+            DataDirLock(tmp_path).acquire()
+        assert str(os.getpid()) in refused.value.message
+    finally:
+        lock.release()

@@ -6,6 +6,8 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -225,3 +227,37 @@ def test_a_job_goes_to_the_idle_actor_that_already_ran_its_template(
     # Then it ran in the actor that had that template, not simply the first idle one
     (ran_again,) = store.attempts(again)
     assert ran_again.worker == ran_second.worker
+
+
+def test_interrupt_ends_a_poll_that_is_waiting_on_actors(
+    settings: Settings, local_ray: None
+) -> None:
+    # Given actors that can never be placed (they ask for a resource no node has), so
+    # nothing an actor sends could end the poll
+    unplaceable = settings.model_copy(
+        update={
+            "workers": settings.workers.model_copy(
+                update={"ray_actor_resources": {"no-such-node": 1.0}}
+            )
+        }
+    )
+    executor = RayExecutor(unplaceable)
+    executor.start()
+    try:
+        # When another thread interrupts a 10 s poll after 0.3 s
+        timer = threading.Timer(0.3, executor.interrupt)
+        began_s = time.monotonic()
+        timer.start()
+        messages = executor.poll(10.0)
+        waited_s = time.monotonic() - began_s
+        timer.join()
+        # Then the poll ends at once, with nothing to say
+        assert messages == []
+        assert waited_s < 2.0, f"the poll went on {waited_s:.1f} s after interrupt()"
+        # and an interrupt that comes between polls ends the next one at once
+        executor.interrupt()
+        began_s = time.monotonic()
+        executor.poll(10.0)
+        assert time.monotonic() - began_s < 2.0
+    finally:
+        executor.shutdown()

@@ -52,8 +52,7 @@ def serve_process(settings: Settings, sock: socket.socket | None = None) -> int:
     try:
         return serve_locked(settings, sock)
     finally:
-        if lock is not None:
-            lock.release()
+        lock.release()
 
 
 def serve_locked(settings: Settings, sock: socket.socket | None = None) -> int:
@@ -69,11 +68,10 @@ def serve_locked(settings: Settings, sock: socket.socket | None = None) -> int:
     return serve_app(create_app(settings), settings, sock)
 
 
-def lock_data_dir(settings: Settings) -> DataDirLock | None:
-    """Local workers and the janitor own the data dir: one server with SQLite has it to
-    itself; API processes sharing a PostgreSQL store share it (one of them leads)."""
-    if settings.workers.executor != "local":
-        return None
+def lock_data_dir(settings: Settings) -> DataDirLock:
+    """The janitor, the inputs and the results own the data dir, whatever runs the attempts
+    (a ray executor's actors write their results there too): one server with SQLite has it
+    to itself; API processes sharing a PostgreSQL store share it (one of them leads)."""
     shared = not settings.database_url.startswith("sqlite")
     lock = DataDirLock(settings.data_dir).acquire(shared=shared)
     lock.record_temp_dir(multiprocessing.util.get_temp_dir())

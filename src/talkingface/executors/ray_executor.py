@@ -20,10 +20,14 @@ Ray is an optional extra: it is imported here only, when the executor is created
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
@@ -52,11 +56,18 @@ TEMPLATES_REMEMBERED = 32  # template videos remembered per actor, most recent f
 GPU_RECHECK_S = 10.0  # how often a GPU cluster is checked for GPUs that joined
 RESPAWN_BACKOFF_BASE_S = 0.5  # after consecutive failures before Ready: 0.5, 1, 2… s
 RESPAWN_BACKOFF_MAX_S = 30.0
+INTERRUPT_CHECK_S = 0.02  # a poll's ray.wait runs in slices this long, checking interrupt()
 _worker_numbers = count(1)  # worker ids stay unique across executors in one process
 
 
 def import_ray() -> Any:  # Any: the ray module (an optional dependency, untyped here)
     """The ray module, or CONFIG_INVALID saying how to install it."""
+    # Ray's C++ core installs a failure signal handler for SIGTERM in the driver too; after
+    # a ray.shutdown() (this server stopped leading) and a second ray.init (it leads again)
+    # it hands SIGTERM to the default action, killing the server outright. The server
+    # handles its own signals, so it goes (an operator's setting is kept). Ray reads this
+    # when it is imported.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
         import ray
     except ImportError as exc:
@@ -118,6 +129,7 @@ class RayExecutor:
         self._remote_class: Any = None
         self._started = False
         self._shutting_down = False
+        self._interrupted = threading.Event()  # set by interrupt(), from any thread
 
     # --- the Executor protocol ------------------------------------------------------------
 
@@ -190,6 +202,12 @@ class RayExecutor:
         messages, self._pending = self._pending, []
         return messages
 
+    def interrupt(self) -> None:
+        """End a poll() in progress now, or the next one at once (any thread: the API's
+        wake() on a submit). ray.wait cannot be woken from outside, so poll() waits in
+        INTERRUPT_CHECK_S slices and looks at this flag between them."""
+        self._interrupted.set()
+
     def workers(self) -> list[WorkerInfo]:
         return [actor.info() for actor in list(self._actors.values())]  # API threads read it
 
@@ -217,17 +235,8 @@ class RayExecutor:
             return
         address = self._settings.workers.ray_address or os.environ.get("RAY_ADDRESS")
         try:
-            if address:
-                self._ray.init(address=address, namespace=NAMESPACE, logging_level="warning")
-            else:
-                w = self._settings.workers
-                self._ray.init(
-                    namespace=NAMESPACE,
-                    num_cpus=max(1, round(w.count * w.ray_cpus_per_actor)),
-                    resources=dict(w.ray_actor_resources) or None,
-                    include_dashboard=False,
-                    logging_level="warning",
-                )
+            with _sigterm_handler_kept():
+                self._init_ray(address)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ConfigError(
                 f"Cannot connect to the Ray cluster at {address or 'a new local Ray'}: {exc}. "
@@ -240,6 +249,19 @@ class RayExecutor:
             "connected to Ray at %s",
             address or "a private one-node Ray",
             extra={"event": "ray_connected", "ray_address": address},
+        )
+
+    def _init_ray(self, address: str | None) -> None:
+        if address:
+            self._ray.init(address=address, namespace=NAMESPACE, logging_level="warning")
+            return
+        w = self._settings.workers
+        self._ray.init(
+            namespace=NAMESPACE,
+            num_cpus=max(1, round(w.count * w.ray_cpus_per_actor)),
+            resources=dict(w.ray_actor_resources) or None,
+            include_dashboard=False,
+            logging_level="warning",
         )
 
     def _actor_options(self) -> dict[str, Any]:  # Any: Ray's option values
@@ -314,11 +336,12 @@ class RayExecutor:
             owners[actor.inbox] = (actor, "inbox")
             if actor.running is not None:
                 owners[actor.running] = (actor, "run")
-        if not owners:
-            time.sleep(min(timeout_s, 1.0))  # nothing to wait on until a respawn is due
+        if not owners:  # nothing to wait on until a respawn is due
+            self._interrupted.wait(min(timeout_s, 1.0))
+            self._interrupted.clear()
             return
         refs = list(owners)
-        ready, _ = self._ray.wait(refs, num_returns=1, timeout=timeout_s, fetch_local=True)
+        ready = self._wait_first(refs, timeout_s)
         if ready:  # take everything else that is ready too, in one round
             ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=True)
         for ref in ready:
@@ -329,6 +352,18 @@ class RayExecutor:
                 self._read_inbox(actor)
             else:
                 self._read_run(actor)
+
+    def _wait_first(self, refs: list[Any], timeout_s: float) -> list[Any]:
+        """ray.wait for the first ready ref, for at most `timeout_s`, or until interrupt()."""
+        deadline_s = time.monotonic() + timeout_s
+        while True:
+            if self._interrupted.is_set():
+                self._interrupted.clear()
+                return []
+            slice_s = max(0.0, min(INTERRUPT_CHECK_S, deadline_s - time.monotonic()))
+            ready, _ = self._ray.wait(refs, num_returns=1, timeout=slice_s, fetch_local=True)
+            if ready or time.monotonic() >= deadline_s:
+                return list(ready)
 
     def _read_inbox(self, actor: _Actor) -> None:
         try:
@@ -443,6 +478,23 @@ class RayExecutor:
             logger.debug(
                 "ray.kill of %s: %s", actor.id, exc, extra={"event": "worker_kill_skipped"}
             )
+
+
+@contextlib.contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    """ray.init, called in the main thread, replaces the SIGTERM handler with one that calls
+    sys.exit wherever the main thread is: the server's graceful stop (hand-over of the
+    leadership, streams ended, exit 143) became a SystemExit inside the event loop, and then
+    often an abort (exit -6). The handler in place before is put back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Ray sets no Python handler outside the main thread
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: set outside Python, nothing to put back
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _why_lost(exc: Exception) -> str:
