@@ -153,8 +153,9 @@ def interior_split(unit: MouthUnit, grid: UnitGrid) -> np.ndarray:
     two, a grey line through the teeth. The darkest row is where the mouth is cavity anyway.
     """
     ys = grid.ys
-    luma = unit.image_u8.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    luma = cv2.blur(luma, (5, 3))  # 3 rows, 5 columns: one dark pixel is not the cavity
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    # 3 rows, 5 columns: one dark pixel is not the cavity
+    luma = np.asarray(cv2.blur(unit.image_u8.astype(np.float32) @ weights, (5, 3)))
     inside = (ys[:, None] > unit.upper_f32[None, :] + SPLIT_LIP_MARGIN_S) & (
         ys[:, None] < unit.lower_f32[None, :] - SPLIT_LIP_MARGIN_S
     )
