@@ -16,8 +16,10 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// Children may nest arrays to any depth (a cell built from parts that are lists themselves);
+// one level of flat() turned the inner lists into "[object HTMLSpanElement]" text.
 function append(el, children) {
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     el.append(child instanceof Node ? child : String(child));
   }
