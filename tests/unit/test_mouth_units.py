@@ -102,6 +102,27 @@ def test_teeth_past_the_middle_of_the_unit_stay_whole_when_the_output_opens_wide
     # Split at the middle (no split known), the same pixels below 0.04 would be cavity.
     _, _, middle_shortfall = unit_maps(_lips(my, 0.16), unit, GRID)
     assert middle_shortfall[my > 0.045].min() > 0.8  # (teeth 0.04-0.06 deep lost)
+    # Opened narrower than the unit, the middle is cut out as before: a split this low would
+    # cut out the dark band and leave lips over teeth, which reads as closed.
+    narrow = np.linspace(0.001, 0.049, 20)
+    _, split_rows, _ = unit_maps(_lips(narrow, 0.05), with_split, GRID)
+    _, middle_rows, _ = unit_maps(_lips(narrow, 0.05), unit, GRID)
+    np.testing.assert_allclose(split_rows, middle_rows, atol=1e-3)
+
+
+def test_where_the_unit_is_shut_no_cavity_is_painted_over_the_lips_or_chin() -> None:
+    # Mouth corners: the unit's lips meet there (gap 0). Pixels on the output's lower lip and
+    # chin below them read the unit's lower lip; only inside the output's opening is there
+    # anything to fill (a dark "fang" hung from both corners of smiling templates before).
+    unit = _unit(0.0)
+    for gap in (0.0, 0.05):
+        below = gap + np.array([0.02, 0.05, 0.15])  # over a pixel (0.01 S) from the line
+        above = np.array([-0.1, -0.02])
+        _, row, shortfall = unit_maps(_lips(np.concatenate([above, below]), gap), unit, GRID)
+        assert shortfall.max() == 0.0
+        np.testing.assert_allclose(_source_y(row)[2:], -0.01 + (below - gap), atol=2e-3)
+    _, _, inside = unit_maps(_lips(np.array([0.025]), 0.05), unit, GRID)
+    assert inside[0] == 1.0  # the opening itself, wider than the shut unit: cavity
 
 
 def test_mask_covers_the_mouth_and_fades_to_nothing_around_it() -> None:

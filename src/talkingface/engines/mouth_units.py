@@ -116,14 +116,22 @@ def unit_maps(
     depth_bottom = lips.lower - lips.my
     if unit.split_f32 is None:
         top_part = bottom_part = half
-    else:  # the unit's own split, kept off the lips
+    else:
+        # The unit's own split, kept off the lips, where the output opens wider than the unit
+        # (cavity goes in between: it must not cut the teeth). Narrower, the middle is cut out
+        # as before: a split near the lower lip would cut out the dark band instead and leave
+        # lips over teeth, which reads as a closed mouth.
         split = np.interp(lips.mx, xs, unit.split_f32)
         split = np.clip(split, unit_upper + 0.25 * half, unit_lower - 0.25 * half)
-        top_part = np.maximum(split - unit_upper, 0.0)
-        bottom_part = np.maximum(unit_lower - split, 0.0)
+        wider = smoothstep(1.0, 1.2, (depth_top + depth_bottom) / np.maximum(2.0 * half, 1e-6))
+        top_part = half + wider * (np.maximum(split - unit_upper, 0.0) - half)
+        bottom_part = half + wider * (np.maximum(unit_lower - split, 0.0) - half)
     # A pixel belongs to the upper lip's part when it sits above the output's split, which
-    # divides the output opening in the unit's proportion.
-    upper_side = depth_top * bottom_part <= depth_bottom * top_part
+    # divides the output opening in the unit's proportion (halves where the unit is shut).
+    share = np.where(
+        top_part + bottom_part > 1e-9, top_part / np.maximum(top_part + bottom_part, 1e-9), 0.5
+    )
+    upper_side = depth_top <= share * (depth_top + depth_bottom)
     between = np.where(
         upper_side,
         unit_upper + np.minimum(depth_top, top_part),
