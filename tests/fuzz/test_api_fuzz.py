@@ -61,8 +61,10 @@ HEYGEM_CLIENT_CODES = {10000, 10001, 10002, 10004}  # success, busy, bad paramet
 # The document the app serves; building the app touches no disk, so collection stays cheap.
 schema = schemathesis.openapi.from_dict(
     create_app(Settings(data_dir=Path(tempfile.gettempdir()) / "tf-fuzz-unused")).openapi(),
+    # request-timeout: an accepted multipart submit probes real media in a child process; on a
+    # loaded 2-core machine that passed 20 s and the 202 was never seen (a fresh make test).
     config=schemathesis.Config.from_dict(
-        {"request-timeout": 20, "generation": {"database": "none", "deterministic": True}}
+        {"request-timeout": 90, "generation": {"database": "none", "deterministic": True}}
     ),
 )
 

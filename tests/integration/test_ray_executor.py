@@ -212,7 +212,7 @@ def test_a_job_goes_to_the_idle_actor_that_already_ran_its_template(
     short_template_clip: Path,
     template_clip: Path,
 ) -> None:
-    _, store = service
+    scheduler, store = service
     # Given two actors that each ran one template (submitted together: one each)
     first = _submit(store, speech_wav, short_template_clip)
     second = _submit(store, speech_wav, template_clip)
@@ -221,7 +221,14 @@ def test_a_job_goes_to_the_idle_actor_that_already_ran_its_template(
     (ran_first,) = store.attempts(first)
     (ran_second,) = store.attempts(second)
     assert ran_first.worker != ran_second.worker
-    # When both are idle and a job with the second template arrives
+    # When both are idle (the store records a job's end before the executor has collected the
+    # actor's reply: until then only the other actor is idle) and a job with the second
+    # template arrives
+    wait_until(
+        lambda: [w.state for w in scheduler.workers()] == [WorkerState.READY] * 2,
+        timeout_s=DEADLINE_S,
+        what="both actors idle again",
+    )
     again = _submit(store, speech_wav, template_clip)
     assert _ended(store, again).state is JobState.SUCCEEDED
     # Then it ran in the actor that had that template, not simply the first idle one
