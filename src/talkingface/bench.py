@@ -30,22 +30,23 @@ FPS = 25.0
 TEMPLATE_S = 4.0
 
 
-def _frames_720(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    """A 720x720 face clip widened to 1280x720 with mirrored edges: a real 720p frame layout."""
+def _widened(frames: Iterator[np.ndarray], width: int) -> Iterator[np.ndarray]:
+    """A square face clip widened to `width` with mirrored edges: a real 16:9 frame layout."""
     for frame in frames:
-        pad = (1280 - 720) // 2
+        pad = (width - frame.shape[1]) // 2
         yield cv2.copyMakeBorder(frame, 0, 0, pad, pad, cv2.BORDER_REFLECT_101)
 
 
-def _write_template(path: Path, size: str) -> Path:
-    photo = astronaut_photo()
+def write_bench_template(path: Path, size: str) -> Path:
+    """ "512": a 512x512 face clip; any other size (a frame height, "720", "1080"): a square
+    face clip of that height widened to 16:9."""
+    face_px = int(size)
     count = int(TEMPLATE_S * FPS)
-    if size == "720":
-        frames = _frames_720(iter_template_frames_from_photo(photo, frame_count=count, size_px=720))
-        width, height = 1280, 720
-    else:
-        frames = iter_template_frames_from_photo(photo, frame_count=count, size_px=512)
-        width = height = 512
+    frames = iter_template_frames_from_photo(astronaut_photo(), frame_count=count, size_px=face_px)
+    width = height = face_px
+    if face_px != 512:
+        width = face_px * 16 // 9
+        frames = _widened(frames, width)
     with VideoWriter(path, width=width, height=height, fps=FPS) as writer:
         for frame in frames:
             writer.write(frame)
@@ -93,7 +94,7 @@ def run_bench(
         audio = write_wav(root / "speech.wav", speech.samples_f32, speech.sample_rate_hz)
         settings = load_settings(cache={"dir": root / "cache"})
         for size in ("512", "720"):
-            template = _write_template(root / f"template_{size}.mp4", size)
+            template = write_bench_template(root / f"template_{size}.mp4", size)
             say(f"encode-only {size}…")
             fps = _encode_only_fps(template, audio, root / "encode.mp4", frame_count)
             figures[f"encode_only_fps_{size}"] = round(fps, 1)

@@ -11,49 +11,27 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from talkingface.bench import FPS, TEMPLATE_S, _encode_only_fps, _generate_s, _peak_rss_mb
+from talkingface.bench import (
+    FPS,
+    _encode_only_fps,
+    _generate_s,
+    _peak_rss_mb,
+    write_bench_template,
+)
 from talkingface.config import Settings
-from talkingface.media.encode import VideoWriter
 from talkingface.neural.torch_runtime import require_torch
 from talkingface.samples import (
-    astronaut_photo,
-    iter_template_frames_from_photo,
     synth_speech,
     write_wav,
 )
 
 GENERATOR_BATCHES = (1, 16, 32)
 GENERATOR_REPEATS_FRAMES = 64  # frames timed per batch size, after one warm-up batch
-
-
-def _frames_1080(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    """A 1080×1080 face clip widened to 1920×1080 with mirrored edges (a real 1080p layout)."""
-    pad = (1920 - 1080) // 2
-    for frame in frames:
-        yield cv2.copyMakeBorder(frame, 0, 0, pad, pad, cv2.BORDER_REFLECT_101)
-
-
-def _write_template(path: Path, size: str) -> Path:
-    count = int(TEMPLATE_S * FPS)
-    photo = astronaut_photo()
-    if size == "1080":
-        frames = _frames_1080(
-            iter_template_frames_from_photo(photo, frame_count=count, size_px=1080)
-        )
-        width, height = 1920, 1080
-    else:
-        frames = iter_template_frames_from_photo(photo, frame_count=count, size_px=512)
-        width = height = 512
-    with VideoWriter(path, width=width, height=height, fps=FPS) as writer:
-        for frame in frames:
-            writer.write(frame)
-    return path
 
 
 def _random_checkpoint(path: Path) -> Path:
@@ -120,7 +98,7 @@ def run_wav2lip_bench(
         speech = synth_speech(duration_s)
         audio = write_wav(root / "speech.wav", speech.samples_f32, speech.sample_rate_hz)
         for size in ("512", "1080"):
-            template = _write_template(root / f"template_{size}.mp4", size)
+            template = write_bench_template(root / f"template_{size}.mp4", size)
             say(f"encode-only {size}…")
             encode_fps = _encode_only_fps(template, audio, root / "encode.mp4", frame_count)
             figures[f"encode_only_fps_{size}"] = round(encode_fps, 1)
