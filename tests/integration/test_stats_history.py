@@ -99,6 +99,7 @@ def test_template_preparations_are_not_counted(store: JobStore, clock: FakeClock
         ("hours=0", "hours must be more than 0"),
         ("hours=169", "at most 168"),
         ("bucket_minutes=0", "bucket_minutes must be at least 1"),
+        ("hours=1e-300&bucket_minutes=557661196440", "at most 10080"),  # was a 500 (fuzz)
         ("hours=168&bucket_minutes=1", "use bucket_minutes=21 or more"),
         ("hours=abc", "hours"),
     ],

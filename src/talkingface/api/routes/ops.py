@@ -42,6 +42,8 @@ def read_stats_history(
         problems.append(f"hours must be more than 0 and at most {MAX_HOURS} (7 days)")
     if bucket_minutes < 1:
         problems.append("bucket_minutes must be at least 1")
+    elif bucket_minutes > MAX_HOURS * 60:  # a bucket past the longest window overflows dates
+        problems.append(f"bucket_minutes must be at most {MAX_HOURS * 60} (7 days)")
     elif not problems and bucket_count(hours, bucket_minutes) > MAX_BUCKETS:
         fewest = max(1, int(-(-hours * 60 // MAX_BUCKETS)))
         problems.append(
