@@ -26,9 +26,9 @@ demo: $(STAMP)
 	$(BIN)/talkingface demo --force
 
 # The whole suite but the cluster (make test-cluster; CI runs both: .ci/run), so make test
-# stays under 15 minutes on 2 cores.
+# stays under 15 minutes on 2 cores; --durations prints the slowest tests, to watch that budget.
 test: lint browser
-	$(BIN)/python -m pytest -q -m "not cluster"
+	$(BIN)/python -m pytest -q -m "not cluster" --durations=15
 
 # A real two-node Ray cluster on this machine (ray start --head + a second node) under
 # `talkingface serve --executor ray` on PostgreSQL (127.0.0.1:5432): jobs spread over both

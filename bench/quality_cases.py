@@ -84,10 +84,11 @@ PHOTO_PICKS = (
 )
 
 
-def build_cases(media: Path, inputs: Path) -> list[Case]:
-    """Every case of the matrix, building the made-in-code inputs under `inputs` if absent."""
+def build_cases(media: Path, inputs: Path, mandarin_name: str = MANDARIN) -> list[Case]:
+    """Every case of the matrix, building the made-in-code inputs under `inputs` if absent;
+    `mandarin_name` picks the Mandarin drive (a file in `media`)."""
     inputs.mkdir(parents=True, exist_ok=True)
-    english, mandarin = media / ENGLISH, media / MANDARIN
+    english, mandarin = media / ENGLISH, media / mandarin_name
     cases = [
         Case(f"{short}__{lang}", Kind.VIDEO, media / video, audio)
         for short, video in TALKING_VIDEOS.items()

@@ -1,4 +1,8 @@
-"""Wav2Lip checkpoints: the public layout, every accepted form, and the failures users meet."""
+"""Wav2Lip checkpoints: the public layout, every accepted form, and the failures users meet.
+
+What the shared loader does with any network (damaged files, wrong shapes, extra keys) is
+tested once, on a small one, in test_checkpoint_files.py; here, what is Wav2Lip's own: its
+layout, the `module.` prefix of the public files, the setting names in the messages."""
 
 from __future__ import annotations
 
@@ -121,15 +125,6 @@ def test_a_renamed_key_is_an_invalid_checkpoint_naming_it(
     assert caught.value.details["path"] == str(path)
 
 
-def test_a_checkpoint_of_another_shape_names_the_key_and_both_shapes(tmp_path: Path) -> None:
-    state = Wav2LipGenerator().state_dict()
-    state["output_block.1.weight"] = torch.zeros(1, 32, 1, 1)  # a one-channel output
-    path = tmp_path / "grey.pth"
-    torch.save(state, path)
-    with pytest.raises(InvalidCheckpointError, match=r"'output_block\.1\.weight' has shape"):
-        load_generator(Wav2LipSettings(checkpoint=path))
-
-
 def test_an_untrusted_pickle_is_refused_and_loads_once_trusted(
     tmp_path: Path, wav2lip_model: Any
 ) -> None:
@@ -145,13 +140,6 @@ def test_an_untrusted_pickle_is_refused_and_loads_once_trusted(
 
     trusted = load_generator(Wav2LipSettings(checkpoint=path, trust_checkpoint=True))
     assert torch.equal(trusted.output_block[1].weight, wav2lip_model.output_block[1].weight)
-
-
-def test_a_truncated_checkpoint_is_invalid(tmp_path: Path, wav2lip_checkpoint: Path) -> None:
-    path = tmp_path / "cut.pth"
-    path.write_bytes(wav2lip_checkpoint.read_bytes()[:100_000])
-    with pytest.raises(InvalidCheckpointError, match="truncated"):
-        load_generator(Wav2LipSettings(checkpoint=path))
 
 
 def test_without_a_configured_checkpoint_the_engine_says_which_setting_to_set() -> None:
