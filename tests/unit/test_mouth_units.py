@@ -11,6 +11,7 @@ from talkingface.engines.mouth_units import (
     UnitGrid,
     interior_split,
     lay_unit,
+    skin_weight,
     unit_maps,
     unit_mask,
 )
@@ -157,3 +158,30 @@ def test_laid_unit_takes_the_lighting_of_the_frame_it_is_laid_on() -> None:
     assert out[0, 0, 0] == 120  # outside the mask: untouched
     assert out[12, 12, 0] == 118  # skin brightened by the ring's gain (clipped at 1.18)
     assert out[20, 20, 0] < 60  # the interior stays dark
+
+
+def test_a_unit_lit_differently_leaves_no_box_around_the_mouth() -> None:
+    # The frame is lit from the right (a turned head); the unit's skin is flat and darker, its
+    # lips red, its opening dark. One colour gain left a box: the skin inside the mask kept the
+    # unit's flat light and stepped against the frame's gradient at the mask's edge.
+    mx, my = np.meshgrid(np.linspace(-0.49, 0.49, 99), np.linspace(-0.27, 0.49, 77))
+    lips = OutputLips(mx, my, np.zeros_like(my), np.full_like(my, 0.06), mx + 0.5, 0.0, 0.25, 100.0)
+    frame = np.repeat((100.0 + 120.0 * (mx + 0.49))[..., None], 3, axis=2)  # 100 .. 218
+    unit = np.full((*mx.shape, 3), 120.0, np.float32)
+    on_lips = (np.abs(mx) < 0.25) & (my > -0.08) & (my < 0.14)
+    unit[on_lips] = (170.0, 60.0, 70.0)
+    opening = (np.abs(mx) < 0.2) & (my > 0.0) & (my < 0.06)
+    unit[opening] = 25.0
+    mask = unit_mask(lips)
+    shading = (skin_weight(lips), 6.0)
+
+    flat, _ = lay_unit(frame.astype(np.uint8), unit, mask)
+    shaded, _ = lay_unit(frame.astype(np.uint8), unit, mask, shading=shading)
+
+    skin = (mask > 0.5) & ~on_lips & (my < -0.1)  # skin inside the mask, above the lips
+    step_flat = np.abs(flat[skin].astype(float) - frame[skin]).max()
+    step_shaded = np.abs(shaded[skin].astype(float) - frame[skin]).max()
+    assert step_flat > 40  # the box
+    assert step_shaded < 12
+    assert shaded[opening].mean() < 60  # the opening stays dark, the lips red
+    assert (shaded[on_lips & ~opening & (np.abs(mx) < 0.1)][:, 0] > 140).all()

@@ -20,6 +20,7 @@ from talkingface.engines.base import EngineInfo
 from talkingface.engines.mouth_frame import MouthFrame, lip_colour, mouth_frame
 from talkingface.engines.mouth_targets import OpeningRange, gap_targets, speaking_range
 from talkingface.engines.mouth_units import (
+    SHADING_SIGMA_S,
     MouthUnit,
     OutputLips,
     UnitGrid,
@@ -28,6 +29,7 @@ from talkingface.engines.mouth_units import (
     grid_for,
     interior_split,
     lay_unit,
+    skin_weight,
     unit_maps,
     unit_mask,
 )
@@ -189,7 +191,8 @@ class ClassicRenderer:
         if jumped:
             sample = (1.0 - UNIT_CROSSFADE) * sample + UNIT_CROSSFADE * self._sample(previous, lips)
         self._previous_unit = unit
-        region, self._gain = lay_unit(warped, sample, unit_mask(lips), self._gain)
+        shading = (skin_weight(lips), SHADING_SIGMA_S * mouth.scale_px)
+        region, self._gain = lay_unit(warped, sample, unit_mask(lips), self._gain, shading)
         return region
 
     def _sample(self, unit: int, lips: OutputLips) -> np.ndarray:

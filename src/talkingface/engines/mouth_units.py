@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.ndimage import median_filter
+from scipy.ndimage import median_filter, uniform_filter1d
 
 from talkingface.engines.mouth_frame import MouthFrame, smoothstep
 
@@ -31,6 +31,14 @@ MASK_SIDE_S = 0.0  # ...and reaches the inner corners (beyond, the warped templa
 FEATHER_S = 0.045
 GAIN_LIMITS = (0.85, 1.18)
 GAIN_SMOOTHING = 0.6  # weight of the previous frame's colour gain
+# The unit's skin comes from another frame, lit and turned differently: a single colour gain
+# left a lighter or darker box around the mouth on heads that turn (the mpeg4 woman). Its
+# shading (detail coarser than this) is taken from the frame it is laid on, measured on skin
+# only: this far above the upper inner lip, below the lower one, or beside the corners.
+SHADING_SIGMA_S = 0.06
+SKIN_ABOVE_S = 0.13
+SKIN_BELOW_S = 0.15
+SKIN_BESIDE_S = 0.05
 CLOSED_GAP_S = 0.03  # output openings below this hide the unit's teeth sliver
 SPLIT_LIP_MARGIN_S = 0.01  # the split is sought this far inside the inner lips
 
@@ -171,7 +179,10 @@ def interior_split(unit: MouthUnit, grid: UnitGrid) -> np.ndarray:
     middle = 0.5 * (unit.upper_f32 + unit.lower_f32)
     split = np.where(inside.any(axis=0), darkest, middle)
     width = max(3, int(0.08 * grid.px_per_s) | 1)  # ~0.08 S of columns
-    return np.asarray(median_filter(split, size=width, mode="nearest"), dtype=np.float32)
+    # the median drops stray columns; the mean then smooths its row-sized steps, which showed
+    # as a staircase along the top of the cavity
+    split = median_filter(split, size=width, mode="nearest")
+    return np.asarray(uniform_filter1d(split, size=width, mode="nearest"), dtype=np.float32)
 
 
 def unit_mask(lips: OutputLips) -> np.ndarray:
@@ -184,8 +195,34 @@ def unit_mask(lips: OutputLips) -> np.ndarray:
     vertical = smoothstep(top - FEATHER_S, top, lips.my) * (
         1.0 - smoothstep(bottom, bottom + FEATHER_S, lips.my)
     )
-    inside = np.abs(lips.mx) < HALF_WIDTH_S - 0.01  # only where the grid has pixels
+    # only where the grid has pixels, fading in (a wide mouth's reach passes the grid's edge)
+    edge = HALF_WIDTH_S - 0.01
+    inside = 1.0 - smoothstep(edge - FEATHER_S, edge, np.abs(lips.mx))
     return (side * vertical * inside).astype(np.float32)
+
+
+def skin_weight(lips: OutputLips) -> np.ndarray:
+    """(h, w) float32: 1 where the unit and the frame both show skin (on the unit's grid, off
+    the lips and the opening), else 0."""
+    beside = np.abs(lips.mx - lips.center_x) > lips.half_width + SKIN_BESIDE_S
+    off_lips = (lips.my < lips.upper - SKIN_ABOVE_S) | (lips.my > lips.lower + SKIN_BELOW_S)
+    on_grid = (np.abs(lips.mx) < HALF_WIDTH_S - 0.01) & (lips.my > TOP_S + 0.01)
+    on_grid &= lips.my < BOTTOM_S - 0.01
+    return ((off_lips | beside) & on_grid).astype(np.float32)
+
+
+def shading_correction(
+    base_f32: np.ndarray, top_f32: np.ndarray, skin_f32: np.ndarray, sigma_px: float
+) -> np.ndarray:
+    """(h, w, 3) float32 to add to `top` so its shading matches `base`'s: their difference on
+    skin, blurred by `sigma_px` and spread over the lips and opening by normalised
+    convolution (the lips and teeth keep their own detail and colour, lit like the skin
+    around them). None far from any skin."""
+    weight = cv2.GaussianBlur(skin_f32, (0, 0), sigma_px)
+    difference = (base_f32 - top_f32) * skin_f32[..., None]
+    spread = cv2.GaussianBlur(difference, (0, 0), sigma_px)
+    reach = np.clip(weight / 0.05, 0.0, 1.0)  # under 5 % skin around: fade the correction out
+    return np.asarray(spread / np.maximum(weight, 1e-3)[..., None] * reach[..., None], np.float32)
 
 
 def lay_unit(
@@ -193,14 +230,19 @@ def lay_unit(
     unit_rgb_f32: np.ndarray,
     mask_f32: np.ndarray,
     previous_gain: np.ndarray | None = None,
+    shading: tuple[np.ndarray, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The unit, colour-matched on the feather ring, blended over the warped region (uint8),
     and the gain used. The gain is averaged with the previous frame's, so a jump between
-    units does not step the skin's brightness."""
+    units does not step the skin's brightness. With `shading` (skin weight, blur sigma in
+    pixels), the unit also takes the frame's shading (shading_correction)."""
     base = warped_rgb.astype(np.float32)
     gain = ring_gain(base, unit_rgb_f32, mask_f32, previous_gain)
     if gain is not None:
         unit_rgb_f32 = unit_rgb_f32 * gain
+    if shading is not None:
+        skin, sigma_px = shading
+        unit_rgb_f32 = unit_rgb_f32 + shading_correction(base, unit_rgb_f32, skin, sigma_px)
     a = mask_f32[..., None]
     region = np.clip(base * (1.0 - a) + unit_rgb_f32 * a + 0.5, 0, 255).astype(np.uint8)
     return region, gain
