@@ -217,12 +217,21 @@ def shading_correction(
     """(h, w, 3) float32 to add to `top` so its shading matches `base`'s: their difference on
     skin, blurred by `sigma_px` and spread over the lips and opening by normalised
     convolution (the lips and teeth keep their own detail and colour, lit like the skin
-    around them). None far from any skin."""
-    weight = cv2.GaussianBlur(skin_f32, (0, 0), sigma_px)
-    difference = (base_f32 - top_f32) * skin_f32[..., None]
-    spread = cv2.GaussianBlur(difference, (0, 0), sigma_px)
+    around them). None far from any skin. Shading is smooth, so it is computed at a scale
+    where the blur is about 2 pixels wide, and brought back up."""
+    height, width = skin_f32.shape
+    step = max(1, int(sigma_px / 2.0))
+    size = (max(1, width // step), max(1, height // step))
+    skin = cv2.resize(skin_f32, size, interpolation=cv2.INTER_AREA)
+    difference = cv2.resize(
+        (base_f32 - top_f32) * skin_f32[..., None], size, interpolation=cv2.INTER_AREA
+    )
+    sigma = sigma_px * size[0] / width
+    weight = cv2.GaussianBlur(skin, (0, 0), sigma)
+    spread = cv2.GaussianBlur(difference, (0, 0), sigma)
     reach = np.clip(weight / 0.05, 0.0, 1.0)  # under 5 % skin around: fade the correction out
-    return np.asarray(spread / np.maximum(weight, 1e-3)[..., None] * reach[..., None], np.float32)
+    small = spread / np.maximum(weight, 1e-3)[..., None] * reach[..., None]
+    return np.asarray(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR))
 
 
 def lay_unit(
