@@ -90,6 +90,15 @@ def test_relative_path_is_resolved_inside_the_input_root(api: ApiHarness) -> Non
     assert response.status_code == 202, response.text
 
 
+def test_a_job_shows_the_engine_it_runs_on(api: ApiHarness) -> None:
+    default = submit_paths(api).json()
+    chosen = api.client.post(
+        "/v1/jobs", json={"audio": "speech.wav", "video": "template.mp4", "engine": "wav2lip"}
+    ).json()
+    assert default["engine"] == "classic"  # the server's default
+    assert api.client.get(f"/v1/jobs/{chosen['id']}").json()["engine"] == "wav2lip"
+
+
 def test_path_outside_the_roots_is_refused_naming_the_field(
     api: ApiHarness, tmp_path: Path
 ) -> None:

@@ -251,6 +251,7 @@ class JobPublic(BaseModel):
     id: str
     state: JobState
     priority: int
+    engine: str = Field(description="The render engine: classic, or wav2lip.")
     label: str | None
     metadata: dict[str, Any] | None  # Any: free-form JSON values
     inputs: InputsPublic
@@ -363,6 +364,7 @@ def job_public(
         id=job.id,
         state=job.state,
         priority=job.priority,
+        engine=job.options.engine,
         label=job.label,
         metadata=job.metadata,
         inputs=InputsPublic(

@@ -26,6 +26,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import asdict
 from typing import Any
 
 import httpx
@@ -118,7 +119,7 @@ class WebhookSender:
                 continue  # purged since
             if not job.options.callback_url:
                 continue
-            payload = _payload(job, TERMINAL_KINDS[event.kind])
+            payload = webhook_payload(job, TERMINAL_KINDS[event.kind])
             body = json.dumps(payload, default=str, sort_keys=True)
             url = job.options.callback_url
             deliveries.append(
@@ -232,12 +233,18 @@ def _post(
     return {"ok": 200 <= response.status_code < 300, "status": response.status_code}
 
 
-def _payload(job: Any, event: str) -> dict[str, Any]:  # Any: a JobRecord; JSON-safe result
+def webhook_payload(job: Any, event: str) -> dict[str, Any]:  # Any: a JobRecord; JSON-safe
+    """The body of a job's callback: its terminal state, the engine that rendered it, the
+    result's figures and, for a job that asked for them (`evaluate`), its quality receipt."""
+    result = job.result
+    receipt = None if result is None or result.receipt is None else asdict(result.receipt)
     return {
         "event": event,
         "job_id": job.id,
         "state": job.state.value,
+        "engine": job.options.engine,
         "attempt": job.attempt,
         "error": None if job.error is None else job.error.to_dict(),
-        "result": None if job.result is None else job.result.figures(),
+        "result": None if result is None else result.figures(),
+        "receipt": receipt,
     }
