@@ -88,6 +88,7 @@ def test_upload_template_and_speech_watch_progress_and_play(
     shoot(page, "job-running")
     expect(progress).to_have_text("100 %", timeout=RENDER_TIMEOUT_MS)
     expect(page.locator("#job-head .badge")).to_have_text("succeeded")
+    expect(page.locator("#job-head .job-engine")).to_have_text("engine classic")
 
     video = page.locator("#result-video")
     page.wait_for_function("v => v.readyState >= 2 && v.duration > 4", arg=video.element_handle())

@@ -108,6 +108,7 @@ function renderHead() {
       job.stage ? h("span", {}, t(`stage.${job.stage}`)) : null,
       h("span", { class: "grow" }, progressBar(p.fraction, t("job.progress"))),
       h("span", { class: "muted" }, [frames, eta].filter(Boolean).join(" · ")),
+      job.engine ? h("span", { class: "muted job-engine" }, t("job.engine", { engine: job.engine })) : null,
       jobActions(job, report, { withDelete: true, onDeleted: () => (location.hash = "#/jobs") })),
     job.error ? h("div", { class: "notice error job-error", role: "alert" },
       h("strong", { class: "mono" }, job.error.code), " ", job.error.stage ? h("span", { class: "muted" }, `[${job.error.stage}] `) : null, h("span", { class: "message" }, job.error.message)) : null,
