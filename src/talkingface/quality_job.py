@@ -6,18 +6,53 @@ never in the server. It measures the result against the job's audio and template
 LSE too), and writes into the folder it is given `figures.json`
 (`{"figures": …, "verdicts": […]}`) and `sheet.png` (the mouth contact sheet), or, on a
 failure, `error.json` (`{"code", "message"}`) and exit status 1.
+
+`quality.json`, what the API's /v1/jobs/{id}/quality routes read, is written by one function
+here (write_quality_outcome) for both paths that produce it: an on-request evaluation
+(api/quality_runs.py) and a job's receipt (quality_receipt.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 FIGURES_NAME = "figures.json"
 SHEET_NAME = "sheet.png"
 ERROR_NAME = "error.json"
+QUALITY_NAME = "quality.json"
+
+
+def write_quality_outcome(
+    folder: Path,
+    job_id: str,
+    duration_s: float,
+    *,
+    figures: dict[str, Any] | None = None,  # Any: JSON-safe values
+    verdicts: list[str] | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write `quality.json` into the job's quality folder, whole or not at all (staged, then
+    renamed): succeeded with `figures` and `verdicts`, else failed with `error`. Returns it."""
+    outcome: dict[str, Any] = {
+        "job_id": job_id,
+        "state": "failed" if figures is None else "succeeded",
+        "computed_at": datetime.now(UTC).isoformat(),
+        "duration_s": round(duration_s, 2),
+    }
+    if figures is not None:
+        outcome |= {"figures": figures, "verdicts": verdicts or []}
+    else:
+        outcome["error"] = error
+    staged = folder / f".{QUALITY_NAME}.{os.getpid()}"
+    staged.write_text(json.dumps(outcome), encoding="utf-8")
+    os.replace(staged, folder / QUALITY_NAME)
+    return outcome
 
 
 def main(argv: list[str] | None = None) -> int:

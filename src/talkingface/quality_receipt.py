@@ -13,14 +13,12 @@ stage `evaluate`, so the scheduler's stall watch sees the worker alive.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from talkingface.config import EvaluateSettings
@@ -34,14 +32,13 @@ from talkingface.errors import (
 from talkingface.mouth_meter import MouthMeter
 from talkingface.quality import QualityReport, evaluate, with_lse
 from talkingface.quality_checks import describe_report
+from talkingface.quality_job import SHEET_NAME, write_quality_outcome
 from talkingface.results import LseState, QualityReceipt, ReceiptState
 from talkingface.syncnet_score import SyncNetScorer
 from talkingface.vocabulary import LoopMode
 
 logger = logging.getLogger(__name__)
 
-SHEET_NAME = "sheet.png"  # the names the API's /v1/jobs/{id}/quality routes read
-QUALITY_NAME = "quality.json"
 FrameProgress = Callable[[int, int], None]  # (frames done, frames total) in stage evaluate
 
 
@@ -270,17 +267,13 @@ def _keep(request: ReceiptRequest, sheet: Path | None, receipt: QualityReceipt) 
         return False
     try:
         os.replace(sheet, request.quality_dir / SHEET_NAME)
-        outcome = {
-            "job_id": request.job_id,
-            "state": "succeeded",
-            "computed_at": datetime.now(UTC).isoformat(),
-            "duration_s": round(receipt.duration_s, 2),
-            "figures": receipt.figures,
-            "verdicts": list(receipt.verdicts),
-        }
-        staged = request.quality_dir / f".{QUALITY_NAME}.{os.getpid()}"
-        staged.write_text(json.dumps(outcome), encoding="utf-8")
-        os.replace(staged, request.quality_dir / QUALITY_NAME)
+        write_quality_outcome(
+            request.quality_dir,
+            request.job_id,
+            receipt.duration_s,
+            figures=receipt.figures,
+            verdicts=list(receipt.verdicts),
+        )
     except OSError as exc:
         logger.warning(
             "the contact sheet of job %s could not be kept: %s",

@@ -20,21 +20,25 @@ import sys
 import threading
 import time
 from collections import deque
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from talkingface.config import EvaluateSettings
 from talkingface.errors import ServerBusyError
 from talkingface.jobs.records import JobRecord
-from talkingface.quality_job import ERROR_NAME, FIGURES_NAME, SHEET_NAME
+from talkingface.quality_job import (
+    ERROR_NAME,
+    FIGURES_NAME,
+    QUALITY_NAME,
+    SHEET_NAME,
+    write_quality_outcome,
+)
 from talkingface.storage.local import LocalStorage
 
 logger = logging.getLogger(__name__)
 
 MAX_WAITING = 4
 TIMEOUT_S = 600.0
-QUALITY_NAME = "quality.json"
 STAGING_NAME = ".staging"
 
 
@@ -204,20 +208,16 @@ class QualityRuns:
         body: dict[str, Any] | None = None,  # Any: JSON-safe values
         error: dict[str, Any] | None = None,
     ) -> None:
-        outcome: dict[str, Any] = {  # Any: JSON-safe values
-            "job_id": job_id,
-            "state": "failed" if body is None else "succeeded",
-            "computed_at": datetime.now(UTC).isoformat(),
-            "duration_s": round(time.monotonic() - started, 2),
-        }
-        if body is not None:
-            outcome |= {"figures": body["figures"], "verdicts": body["verdicts"]}
-        else:
-            outcome["error"] = error
-        target = self._storage.quality_dir(job_id)
-        staged = target / f".{QUALITY_NAME}.tmp"
-        staged.write_text(json.dumps(outcome), encoding="utf-8")
-        os.replace(staged, target / QUALITY_NAME)
+        figures = None if body is None else body["figures"]
+        verdicts = None if body is None else body["verdicts"]
+        outcome = write_quality_outcome(
+            self._storage.quality_dir(job_id),
+            job_id,
+            time.monotonic() - started,
+            figures=figures,
+            verdicts=verdicts,
+            error=error,
+        )
         logger.info(
             "quality evaluation of job %s %s",
             job_id,
