@@ -30,6 +30,7 @@ from talkingface.errors import (
     UnexpectedError,
 )
 from talkingface.mouth_meter import MouthMeter
+from talkingface.per_configuration import OnePerConfiguration
 from talkingface.quality import QualityReport, evaluate, with_lse
 from talkingface.quality_checks import describe_report
 from talkingface.quality_job import SHEET_NAME, write_quality_outcome
@@ -42,16 +43,9 @@ logger = logging.getLogger(__name__)
 FrameProgress = Callable[[int, int], None]  # (frames done, frames total) in stage evaluate
 
 
-_MAKERS: dict[str, ReceiptMaker] = {}  # per process, one per evaluate configuration (bounded)
-
-
 def receipt_maker(settings: EvaluateSettings) -> ReceiptMaker:
     """This process's ReceiptMaker (its SyncNet stays loaded between jobs), made once."""
-    config = settings.model_dump_json()
-    if config not in _MAKERS:
-        _MAKERS.clear()  # a worker has one configuration; a changed one replaces it
-        _MAKERS[config] = ReceiptMaker(settings)
-    return _MAKERS[config]
+    return _MAKERS.get(settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +211,10 @@ class ReceiptMaker:
             error_message=error.message,
             duration_s=duration_s,
         )
+
+
+# per process: its SyncNet stays loaded between jobs
+_MAKERS: OnePerConfiguration[EvaluateSettings, ReceiptMaker] = OnePerConfiguration(ReceiptMaker)
 
 
 def low_sync_reasons(report: QualityReport, settings: EvaluateSettings) -> tuple[str, ...]:

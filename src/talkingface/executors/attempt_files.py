@@ -24,6 +24,7 @@ from types import TracebackType
 from talkingface.config import Settings, StorageSettings
 from talkingface.errors import InputNotFoundError, Stage, translate_errors
 from talkingface.executors.messages import Assignment
+from talkingface.per_configuration import OnePerConfiguration
 from talkingface.pipeline.attempt import ProgressCallback
 from talkingface.results import JobResult
 from talkingface.storage.checksums import file_sha256
@@ -33,16 +34,12 @@ from talkingface.vocabulary import JobTag, Progress
 
 UPLOAD_STAGE = "upload"  # the progress stage while the result goes up to object storage
 
-_STORES: dict[str, ObjectStore] = {}  # per process, one per storage configuration (bounded)
+_STORES: OnePerConfiguration[StorageSettings, ObjectStore] = OnePerConfiguration(ObjectStore)
 
 
 def object_store(settings: StorageSettings) -> ObjectStore:
     """This process's client for the configured bucket, made once (clients are thread-safe)."""
-    config = settings.model_dump_json()
-    if config not in _STORES:
-        _STORES.clear()  # a worker has one configuration; a changed one replaces it
-        _STORES[config] = ObjectStore(settings)
-    return _STORES[config]
+    return _STORES.get(settings)
 
 
 class AttemptFiles:
