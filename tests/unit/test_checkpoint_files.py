@@ -9,6 +9,7 @@ import pytest
 
 from talkingface.errors import ErrorCode, InvalidCheckpointError
 from talkingface.neural.checkpoint_files import load_into, read_checkpoint
+from tests.checkpoint_forms import FORMS, save_accepted_forms
 
 torch = pytest.importorskip("torch")
 # The test writes a TorchScript file the way the public ones were made.
@@ -29,22 +30,10 @@ def _outputs(model: torch.nn.Module) -> torch.Tensor:
 
 
 def _saved_forms(tmp_path: Path, model: torch.nn.Module) -> dict[str, Path]:
-    state = model.state_dict()
-    forms = {
-        "training_dict": tmp_path / "train.pth",
-        "bare": tmp_path / "bare.pth",
-        "legacy_format": tmp_path / "legacy.pth",
-        "torchscript": tmp_path / "scripted.pt",
-    }
-    prefixed = {f"module.{k}": v for k, v in state.items()}
-    torch.save({"state_dict": prefixed, "global_step": 3, "optimizer": {}}, forms["training_dict"])
-    torch.save(state, forms["bare"])
-    torch.save({"state_dict": state}, forms["legacy_format"], _use_new_zipfile_serialization=False)
-    torch.jit.script(model).save(str(forms["torchscript"]))
-    return forms
+    return save_accepted_forms(tmp_path, model, torch.jit.script)
 
 
-@pytest.mark.parametrize("form", ["training_dict", "bare", "legacy_format", "torchscript"])
+@pytest.mark.parametrize("form", FORMS)
 def test_each_accepted_form_loads_into_a_fresh_model_with_identical_outputs(
     tmp_path: Path, form: str
 ) -> None:

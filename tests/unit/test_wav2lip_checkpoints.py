@@ -16,6 +16,7 @@ import pytest
 from talkingface.config import Wav2LipSettings, load_settings
 from talkingface.engines.base import get_engine
 from talkingface.errors import ConfigError, ErrorCode, InvalidCheckpointError
+from tests.checkpoint_forms import save_accepted_forms
 
 torch = pytest.importorskip("torch")
 
@@ -60,23 +61,7 @@ def test_the_state_dict_has_the_public_layout() -> None:
 @pytest.fixture(scope="module")
 def saved_forms(tmp_path_factory: pytest.TempPathFactory, wav2lip_model: Any) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("forms")
-    state = wav2lip_model.state_dict()
-    forms = {
-        "training_dict": root / "wav2lip.pth",
-        "legacy_training_dict": root / "wav2lip_legacy.pth",
-        "bare": root / "bare.pth",
-        "torchscript": root / "Wav2Lip-SD-GAN.pt",
-    }
-    prefixed = {f"module.{k}": v for k, v in state.items()}
-    torch.save({"state_dict": prefixed, "global_step": 1}, forms["training_dict"])
-    torch.save(
-        {"state_dict": prefixed},
-        forms["legacy_training_dict"],
-        _use_new_zipfile_serialization=False,
-    )
-    torch.save(state, forms["bare"])
-    torch.jit.trace(wav2lip_model, _inputs(1)).save(str(forms["torchscript"]))
-    return forms
+    return save_accepted_forms(root, wav2lip_model, lambda m: torch.jit.trace(m, _inputs(1)))
 
 
 def test_each_accepted_form_loads_and_gives_identical_outputs(
