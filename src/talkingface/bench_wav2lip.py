@@ -16,13 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talkingface.bench import (
-    FPS,
-    _encode_only_fps,
-    _generate_s,
-    _peak_rss_mb,
-    write_bench_template,
-)
+from talkingface.bench import FPS, _peak_rss_mb, time_size
 from talkingface.config import Settings
 from talkingface.neural.torch_runtime import require_torch
 from talkingface.samples import (
@@ -98,20 +92,16 @@ def run_wav2lip_bench(
         speech = synth_speech(duration_s)
         audio = write_wav(root / "speech.wav", speech.samples_f32, speech.sample_rate_hz)
         for size in ("512", "1080"):
-            template = write_bench_template(root / f"template_{size}.mp4", size)
-            say(f"encode-only {size}…")
-            encode_fps = _encode_only_fps(template, audio, root / "encode.mp4", frame_count)
+            times = time_size(size, audio, root, run_settings, frame_count, say)
+            encode_fps = times.encode_only_fps
             figures[f"encode_only_fps_{size}"] = round(encode_fps, 1)
-            say(f"end to end {size}, cold (template not cached)…")
-            cold = _generate_s(audio, template, root / f"out_{size}.mp4", run_settings)
-            say(f"end to end {size}, template cached…")
-            cpu_started = time.process_time()
-            warm = _generate_s(audio, template, root / f"out_{size}.mp4", run_settings)
-            cpu_ms = 1000.0 * (time.process_time() - cpu_started) / frame_count
+            cpu_ms = 1000.0 * times.warm_cpu_s / frame_count
             figures[f"e2e_cpu_ms_per_frame_{size}"] = round(cpu_ms, 1)
-            figures[f"cold_rtf_{size}"] = round(cold / duration_s, 3)
-            figures[f"e2e_fps_{size}"] = round(frame_count / warm, 1)
-            figures[f"e2e_vs_encode_only_{size}"] = round(frame_count / warm / encode_fps, 3)
+            figures[f"cold_rtf_{size}"] = round(times.cold_s / duration_s, 3)
+            figures[f"e2e_fps_{size}"] = round(frame_count / times.warm_s, 1)
+            figures[f"e2e_vs_encode_only_{size}"] = round(
+                frame_count / times.warm_s / encode_fps, 3
+            )
     figures["torch_threads"] = float(require_torch("The wav2lip bench").get_num_threads())
     figures["load_average_1m"] = round(os.getloadavg()[0], 2)  # other work on this machine
     figures["peak_rss_mb"] = round(_peak_rss_mb(), 1)
