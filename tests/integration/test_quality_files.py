@@ -72,12 +72,18 @@ def _job(tmp_path: Path, result: Path, audio: Path) -> JobRecord:
     )
 
 
-def _outcome(runs: QualityRuns, job_id: str) -> dict[str, Any]:
-    stored: dict[str, Any] = wait_until(
-        lambda: runs.pending(job_id) is None and runs.stored(job_id),
-        timeout_s=120,
-        what="the evaluation's outcome",
-    )
+def _evaluate(runs: QualityRuns, job: JobRecord, template: Path) -> dict[str, Any]:
+    """Request the job's evaluation, wait for its stored outcome, stop the runs."""
+    try:
+        state, _ = runs.request(job, str(template))
+        assert state in ("queued", "running")
+        stored: dict[str, Any] = wait_until(
+            lambda: runs.pending(job.id) is None and runs.stored(job.id),
+            timeout_s=120,
+            what="the evaluation's outcome",
+        )
+    finally:
+        runs.stop()
     return stored
 
 
@@ -86,12 +92,7 @@ def test_an_evaluation_that_cannot_read_its_inputs_is_stored_as_failed_with_the_
 ) -> None:
     runs = QualityRuns(LocalStorage(tmp_path))
     job = _job(tmp_path, template_clip, tmp_path / "gone.wav")
-    try:
-        state, _ = runs.request(job, str(template_clip))
-        assert state in ("queued", "running")
-        outcome = _outcome(runs, job.id)
-    finally:
-        runs.stop()
+    outcome = _evaluate(runs, job, template_clip)
 
     assert outcome["state"] == "failed"
     assert outcome["error"]["code"] == "INPUT_NOT_FOUND"
@@ -104,11 +105,7 @@ def test_an_evaluation_past_its_timeout_is_killed_and_stored_as_failed(
 ) -> None:
     runs = QualityRuns(LocalStorage(tmp_path), timeout_s=0.001)  # no child starts that fast
     job = _job(tmp_path, template_clip, speech_wav)
-    try:
-        runs.request(job, str(template_clip))
-        outcome = _outcome(runs, job.id)
-    finally:
-        runs.stop()
+    outcome = _evaluate(runs, job, template_clip)
 
     assert outcome["state"] == "failed" and outcome["error"]["code"] == "STAGE_TIMEOUT"
     assert not (LocalStorage(tmp_path).quality_dir(job.id) / ".staging").exists()
@@ -121,11 +118,7 @@ def test_a_server_with_a_syncnet_runs_on_request_evaluations_with_it(
     missing = tmp_path / "syncnet_v2.model"
     runs = QualityRuns(LocalStorage(tmp_path), syncnet=EvaluateSettings(syncnet_checkpoint=missing))
     job = _job(tmp_path, template_clip, speech_wav)
-    try:
-        runs.request(job, str(template_clip))
-        outcome = _outcome(runs, job.id)
-    finally:
-        runs.stop()
+    outcome = _evaluate(runs, job, template_clip)
 
     assert outcome["state"] == "failed" and outcome["error"]["code"] == "CONFIG_INVALID"
     assert str(missing) in outcome["error"]["message"]
