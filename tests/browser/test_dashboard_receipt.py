@@ -13,6 +13,7 @@ from bench.service_process import Service, start_service
 from playwright.sync_api import Page, expect
 
 from talkingface.samples import synth_speech, write_wav
+from tests.integration.service_fixtures import submit_upload
 
 pytestmark = pytest.mark.browser
 
@@ -40,14 +41,7 @@ def test_a_flagged_receipt_shows_on_the_job_page_and_in_the_filtered_list(
     tmp_path: Path,
 ) -> None:
     audio = write_wav(tmp_path / "speech.wav", synth_speech(1.5, seed=6).samples_f32, 16000)
-    with audio.open("rb") as a, short_template_clip.open("rb") as v:
-        response = flagging_server.http.post(
-            "/v1/jobs",
-            files={"audio": (audio.name, a), "video": (short_template_clip.name, v)},
-            data={"label": "receipt check"},
-        )
-    response.raise_for_status()
-    job_id = response.json()["id"]
+    job_id = submit_upload(flagging_server, audio, short_template_clip, label="receipt check")["id"]
     done = flagging_server.wait_state(job_id, "succeeded", "failed", timeout_s=120)
     assert done["state"] == "succeeded", done["attempts"]
     assert done["result"]["receipt"]["low_sync"], done["result"]["receipt"]

@@ -56,6 +56,19 @@ def fresh_postgres_url() -> Iterator[str]:
         yield url
 
 
+def submit_upload(service: Service, audio: Path, video: Path, **fields: Any) -> dict[str, Any]:
+    """POST /v1/jobs with both files uploaded and `fields` as form fields; the 202's job."""
+    with audio.open("rb") as a, video.open("rb") as v:
+        response = service.http.post(
+            "/v1/jobs",
+            files={"audio": (audio.name, a), "video": (video.name, v)},
+            data={k: str(value) for k, value in fields.items()},
+        )
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
 def descendants_alive(pids: list[int]) -> list[int]:
     alive = []
     for pid in pids:

@@ -9,23 +9,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from talkingface.neural.syncnet import SyncNet
 from talkingface.samples import synth_speech, write_wav
-from tests.integration.service_fixtures import Service
-
-
-def _submit(service: Service, audio: Path, video: Path, **fields: str) -> dict[str, Any]:
-    with audio.open("rb") as a, video.open("rb") as v:
-        response = service.http.post(
-            "/v1/jobs", files={"audio": (audio.name, a), "video": (video.name, v)}, data=fields
-        )
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    return job
+from tests.integration.service_fixtures import Service, submit_upload
 
 
 def _talkingface(env: dict[str, str], *args: str | Path) -> str:
@@ -65,7 +54,7 @@ def test_a_job_with_evaluate_stores_its_receipt_and_is_flagged_under_the_floor(
     measured = {
         "id": _talkingface(cli, "submit", "-a", audio, "-v", short_template_clip, "--evaluate")
     }
-    plain = _submit(service, audio, short_template_clip)
+    plain = submit_upload(service, audio, short_template_clip)
     done = service.wait_state(measured["id"], "succeeded", "failed", timeout_s=120)
     other = service.wait_state(plain["id"], "succeeded", "failed", timeout_s=120)
 

@@ -25,6 +25,7 @@ from tests.integration.service_fixtures import (
     all_error_messages,
     descendants_alive,
     json_lines,
+    submit_upload,
     wait_until,
 )
 from tests.media import read_stream_facts
@@ -37,18 +38,6 @@ def long_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """8 s of speech: long enough to interrupt mid-render."""
     path = tmp_path_factory.mktemp("service-media") / "long.wav"
     return write_wav(path, synth_speech(8.0, seed=11).samples_f32, 16000)
-
-
-def _submit(service: Service, audio: Path, video: Path, **fields: Any) -> dict[str, Any]:
-    with audio.open("rb") as a, video.open("rb") as v:
-        response = service.http.post(
-            "/v1/jobs",
-            files={"audio": (audio.name, a), "video": (video.name, v)},
-            data={k: str(value) for k, value in fields.items()},
-        )
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    return job
 
 
 def _running_with_progress(service: Service, job_id: str) -> dict[str, Any]:
@@ -81,7 +70,7 @@ def test_happy_path_over_http_on_sqlite(
     service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path, tmp_path: Path
 ) -> None:
     service = service_factory()
-    job = _submit(service, speech_wav, short_template_clip)
+    job = submit_upload(service, speech_wav, short_template_clip)
 
     done = service.wait_state(job["id"], "succeeded", "failed")
 
@@ -105,7 +94,7 @@ def test_happy_path_over_http_on_postgresql(
     short_template_clip: Path,
 ) -> None:
     service = service_factory(extra_env={"TALKINGFACE_DB__URL": fresh_postgres_url})
-    job = _submit(service, speech_wav, short_template_clip)
+    job = submit_upload(service, speech_wav, short_template_clip)
 
     done = service.wait_state(job["id"], "succeeded", "failed")
 
@@ -118,7 +107,7 @@ def test_twenty_jobs_at_once_all_succeed(
 ) -> None:
     service = service_factory(workers=2)
     audio = write_wav(tmp_path / "short.wav", synth_speech(1.5, seed=2).samples_f32, 16000)
-    ids = [_submit(service, audio, short_template_clip)["id"] for _ in range(20)]
+    ids = [submit_upload(service, audio, short_template_clip)["id"] for _ in range(20)]
 
     finals = [service.wait_state(job_id, "succeeded", "failed", timeout_s=180) for job_id in ids]
 
@@ -131,7 +120,7 @@ def test_sigkill_of_a_worker_mid_job_is_retried_and_succeeds(
     service_factory: ServiceFactory, long_speech: Path, short_template_clip: Path
 ) -> None:
     service = service_factory()
-    job = _submit(service, long_speech, short_template_clip)
+    job = submit_upload(service, long_speech, short_template_clip)
     _running_with_progress(service, job["id"])
 
     os.kill(_worker_pid_of(service, job["id"]), signal.SIGKILL)
@@ -150,7 +139,7 @@ def test_a_hanging_worker_is_detected_retried_and_then_failed_with_a_specific_me
     service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path
 ) -> None:
     service = service_factory(extra_env={"TALKINGFACE_RETRY__MAX_RETRIES": "1"})
-    job = _submit(service, speech_wav, short_template_clip, fault="hang")
+    job = submit_upload(service, speech_wav, short_template_clip, fault="hang")
 
     done = service.wait_state(job["id"], "succeeded", "failed", timeout_s=120)
 
@@ -159,7 +148,7 @@ def test_a_hanging_worker_is_detected_retried_and_then_failed_with_a_specific_me
     assert done["error"]["code"] == "STALLED"
     assert "No progress for" in done["error"]["message"]
     # the service keeps serving: a normal job afterwards succeeds on a fresh worker
-    after = _submit(service, speech_wav, short_template_clip)
+    after = submit_upload(service, speech_wav, short_template_clip)
     assert service.wait_state(after["id"], "succeeded", "failed")["state"] == "succeeded"
     _assert_clean(service)
 
@@ -168,7 +157,7 @@ def test_a_worker_that_stops_heartbeating_is_declared_lost(
     service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path
 ) -> None:
     service = service_factory(extra_env={"TALKINGFACE_RETRY__MAX_RETRIES": "0"})
-    job = _submit(service, speech_wav, short_template_clip, fault="silent_hang")
+    job = submit_upload(service, speech_wav, short_template_clip, fault="silent_hang")
 
     done = service.wait_state(job["id"], "succeeded", "failed", timeout_s=60)
 
@@ -192,7 +181,7 @@ def test_missing_input_fails_at_once_without_retry(
     video.write_bytes(short_template_clip.read_bytes())
     service = service_factory(extra_env={"TALKINGFACE_API__INPUT_ROOTS": f'["{roots}"]'})
     # Given the only worker is busy, a job whose input disappears before it runs
-    busy = _submit(service, long_speech, short_template_clip)
+    busy = submit_upload(service, long_speech, short_template_clip)
     _running_with_progress(service, busy["id"])
     response = service.http.post("/v1/jobs", json={"audio": str(audio), "video": str(video)})
     assert response.status_code == 202, response.text
@@ -209,8 +198,8 @@ def test_cancel_of_queued_and_running_jobs(
     service_factory: ServiceFactory, long_speech: Path, short_template_clip: Path
 ) -> None:
     service = service_factory()
-    running = _submit(service, long_speech, short_template_clip)
-    queued = _submit(service, long_speech, short_template_clip)
+    running = submit_upload(service, long_speech, short_template_clip)
+    queued = submit_upload(service, long_speech, short_template_clip)
     _running_with_progress(service, running["id"])
     old_pid = _worker_pid_of(service, running["id"])
 
@@ -239,7 +228,7 @@ def test_every_accepted_cancel_of_a_short_running_job_ends_canceled(
     audio = write_wav(tmp_path / "short.wav", synth_speech(1.0, seed=9).samples_f32, 16000)
     accepted = 0
     for _ in range(6):
-        job = _submit(service, audio, short_template_clip)
+        job = submit_upload(service, audio, short_template_clip)
         wait_until(
             lambda j=job["id"]: service.job(j)["state"] != "queued",
             timeout_s=60,
@@ -262,7 +251,7 @@ def test_server_sigkill_and_restart_mid_job_completes_the_job(
 ) -> None:
     data_dir = tmp_path / "data"
     service = service_factory(data_dir=data_dir)
-    job = _submit(service, long_speech, short_template_clip)
+    job = submit_upload(service, long_speech, short_template_clip)
     _running_with_progress(service, job["id"])
     worker_pids = service.worker_pids()
 
@@ -373,7 +362,7 @@ def test_an_attempt_past_its_time_limit_is_killed_and_recorded_as_timed_out(
             "TALKINGFACE_RETRY__MAX_RETRIES": "0",
         }
     )
-    job = _submit(service, long_speech, short_template_clip, fault="hang")
+    job = submit_upload(service, long_speech, short_template_clip, fault="hang")
 
     done = service.wait_state(job["id"], "failed", "succeeded", timeout_s=60)
 
@@ -416,7 +405,7 @@ def test_the_janitor_removes_orphans_at_start_and_expired_results(
     )
     wait_until(lambda: not orphan_partial.exists(), timeout_s=20, what="the orphan partial gone")
     wait_until(lambda: not orphan_inputs.exists(), timeout_s=20, what="orphan inputs gone")
-    job = _submit(service, speech_wav, short_template_clip)
+    job = submit_upload(service, speech_wav, short_template_clip)
     done = service.wait_state(job["id"], "succeeded", "failed")
     result_file = data_dir / "results" / f"{job['id']}.mp4"
     assert done["state"] == "succeeded" and result_file.exists()
@@ -536,8 +525,8 @@ def test_pause_reorder_and_resume_the_queue(
     service = service_factory()
     # Given dispatching is paused, submissions still queue and nothing starts
     assert _cli(service, "queue", "pause").returncode == 0
-    first = _submit(service, speech_wav, short_template_clip)
-    second = _submit(service, speech_wav, short_template_clip)
+    first = submit_upload(service, speech_wav, short_template_clip)
+    second = submit_upload(service, speech_wav, short_template_clip)
     queue = service.http.get("/v1/queue").json()
     assert queue["paused"] is True and [i["id"] for i in queue["items"]] == [
         first["id"],
@@ -590,7 +579,7 @@ def test_live_progress_over_server_sent_events_resumes_after_a_reconnect(
     service_factory: ServiceFactory, long_speech: Path, short_template_clip: Path
 ) -> None:
     service = service_factory()
-    job = _submit(service, long_speech, short_template_clip)
+    job = submit_upload(service, long_speech, short_template_clip)
 
     messages = _read_sse(service, job["id"])
 
@@ -676,7 +665,7 @@ def test_metrics_parse_and_move_when_jobs_run(
     assert before[("talkingface_workers", (("state", "ready"),))] == 1
     assert before[("talkingface_disk_free_bytes", ())] > 0
 
-    job = _submit(service, speech_wav, short_template_clip)
+    job = submit_upload(service, speech_wav, short_template_clip)
     service.wait_state(job["id"], "succeeded")
     after = _scrape(service)
 
@@ -725,7 +714,7 @@ def test_a_webhook_is_signed_retried_and_recorded_on_the_job(
             }
         )
         url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-        job = _submit(service, speech_wav, short_template_clip, callback_url=url)
+        job = submit_upload(service, speech_wav, short_template_clip, callback_url=url)
         service.wait_state(job["id"], "succeeded")
 
         def delivered() -> list[Any]:
@@ -747,7 +736,7 @@ def test_a_webhook_is_signed_retried_and_recorded_on_the_job(
     assert payload["result"]["duration_s"] == pytest.approx(3.0, abs=0.05)
 
 
-def test_a_callback_url_to_a_private_host_is_refused_at_submit(
+def test_a_callback_url_to_a_private_host_is_refused_atsubmit_upload(
     service_factory: ServiceFactory, speech_wav: Path, short_template_clip: Path
 ) -> None:
     service = service_factory()
@@ -829,13 +818,13 @@ def test_an_alert_fires_once_and_resolves_once(
         return data
 
     assert alerts()["active"] == []
-    failing = _submit(service, speech_wav, faceless_clip)
+    failing = submit_upload(service, speech_wav, faceless_clip)
     service.wait_state(failing["id"], "failed")
     wait_until(lambda: alerts()["active"], timeout_s=20, what="the failure-rate alert")
     assert [a["rule"] for a in alerts()["active"]] == ["failure_rate"]
     assert "1 of 1 jobs failed" in alerts()["active"][0]["message"]
     for _ in range(2):  # two successes bring the rate to 1/3, under the limit
-        ok = _submit(service, speech_wav, short_template_clip)
+        ok = submit_upload(service, speech_wav, short_template_clip)
         service.wait_state(ok["id"], "succeeded")
     wait_until(lambda: not alerts()["active"], timeout_s=20, what="the alert to resolve")
 
@@ -906,7 +895,7 @@ def test_a_full_disk_holds_dispatch_and_the_job_runs_when_space_is_back(
         extra_env={"TALKINGFACE_API__MIN_FREE_DISK_BYTES": str(16 << 20)},
     )
     assert service.http.post("/v1/queue/pause").status_code == 200
-    job = _submit(service, speech_wav, short_template_clip)
+    job = submit_upload(service, speech_wav, short_template_clip)
     small_disk.fill()
     assert service.http.get("/readyz").json()["checks"]["disk"]["ok"] is False
     assert service.http.post("/v1/queue/resume").status_code == 200
