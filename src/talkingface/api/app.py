@@ -130,6 +130,7 @@ def _lifespan(
             if elected is not None:
                 elected.stop()
             metrics.close()
+            await app.state.store.close_awaited_statements()  # the loop's own connections
             if owned_store is not None:
                 owned_store.close()
             logger.info("api stopped", extra={"event": "api_stopped"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Annotated, Protocol, TypeVar
 
 from anyio import CapacityLimiter, to_thread
@@ -12,6 +11,7 @@ from fastapi import Depends, Request
 from talkingface.config import Settings
 from talkingface.executors.base import WorkerInfo
 from talkingface.jobs.database import STATEMENT_POOL_SIZE
+from talkingface.jobs.status_reads import StatusRead
 from talkingface.jobs.store import JobStore
 from talkingface.storage.local import LocalStorage
 
@@ -59,19 +59,22 @@ def get_scheduler(request: Request) -> SchedulerView:
 T = TypeVar("T")
 
 
-async def read_store(request: Request, read: Callable[..., T], *args: object) -> T:
-    """Run a short store read for an async route: in the event loop on SQLite, whose reads
-    of a local file in WAL mode never wait for a writer (the thread pool's hand-off cost
-    more than the read: bench/load.py); in the thread pool on a server database, where a
-    stalled connection must not stop the loop (health probes, event streams), at most
-    STATEMENT_POOL_SIZE at once (the connections of JobStore._read_statement)."""
+async def read_store(request: Request, read: StatusRead[T]) -> T:
+    """Run one hot read (jobs/status_reads.py) for an async route:
+    in the event loop on SQLite, whose reads of a local file in WAL mode never wait for a
+    writer; awaited on an asyncio connection on PostgreSQL, so a stalled database delays the
+    read, never the loop (health probes, event streams); elsewhere in the thread pool, at most
+    STATEMENT_POOL_SIZE at once (the connections of JobStore._read_statement). Handing a read
+    to a thread cost more than the read itself (bench/load.py)."""
     store: JobStore = request.app.state.store
     if store.reads_are_local:
-        return read(*args)
+        return store.read_statement(read)
+    if store.statements_are_awaitable:
+        return await store.read_statement_awaited(read)
     limiter = getattr(request.app.state, "store_read_limiter", None)
     if limiter is None:
         limiter = request.app.state.store_read_limiter = CapacityLimiter(STATEMENT_POOL_SIZE)
-    return await to_thread.run_sync(functools.partial(read, *args), limiter=limiter)
+    return await to_thread.run_sync(functools.partial(store.read_statement, read), limiter=limiter)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -15,8 +15,9 @@ from talkingface.jobs.records import AttemptRecord, EventRecord, JobRecord
 from talkingface.jobs.states import JobKind, JobState
 from talkingface.jobs.status_reads import (
     job_not_found,
-    job_with_attempts,
-    newest_with_key_prefix_and_position,
+    job_with_attempts_read,
+    newest_with_key_prefix_read,
+    run_status_read,
 )
 from talkingface.jobs.tables import attempts, events, jobs
 
@@ -100,7 +101,7 @@ class JobReads:
     def get_with_attempts(self, job_id: str) -> tuple[JobRecord, list[AttemptRecord]]:
         """The job and its attempts from one statement (GET /v1/jobs/{id}: a hot read)."""
         with self._read_statement() as conn:
-            return job_with_attempts(conn, job_id)
+            return run_status_read(conn, job_with_attempts_read(job_id))
 
     def events(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
         with self._read() as conn:
@@ -185,8 +186,9 @@ class JobReads:
     def latest_with_key_prefix_and_position(self, prefix: str) -> tuple[JobRecord | None, int]:
         """latest_with_key_prefix and, when that job is queued, its queue_position, from one
         statement (a HeyGem poll, /easy/query: a hot read)."""
+        read = newest_with_key_prefix_read(prefix, is_sqlite=self._is_sqlite)
         with self._read_statement() as conn:
-            return newest_with_key_prefix_and_position(conn, prefix, self._is_sqlite)
+            return run_status_read(conn, read)
 
     def running(self) -> list[tuple[JobRecord, AttemptRecord]]:
         """Every running job with its current attempt (supervision and recovery)."""

@@ -9,7 +9,9 @@ snapshot, so they need no BEGIN/COMMIT around them (JobStore._read_statement).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -29,6 +31,8 @@ from talkingface.jobs import tables
 from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.states import JobState
 from talkingface.jobs.tables import attempts, jobs
+
+T = TypeVar("T")
 
 _JOB_WITH_ATTEMPTS = (
     select(jobs, *[column.label(f"a_{column.name}") for column in attempts.c])
@@ -93,18 +97,36 @@ def job_not_found(job_id: str) -> JobNotFoundError:
     )
 
 
-def job_with_attempts(conn: Connection, job_id: str) -> tuple[JobRecord, list[AttemptRecord]]:
+@dataclass(frozen=True, slots=True)
+class StatusRead(Generic[T]):
+    """One hot read: a prebuilt statement, its values, and what its rows mean. The same read
+    runs on a SQLAlchemy connection (run_status_read) or on an asyncio one (jobs/
+    async_statements.py); `interpret` takes rows with attribute and `_mapping` access."""
+
+    statement: Select[Any]
+    values: dict[str, Any]
+    interpret: Callable[[Sequence[Any]], T]
+
+
+def run_status_read(conn: Connection, read: StatusRead[T]) -> T:
+    return read.interpret(conn.execute(read.statement, read.values).all())
+
+
+def job_with_attempts_read(job_id: str) -> StatusRead[tuple[JobRecord, list[AttemptRecord]]]:
     """The job and its attempts, oldest first; JobNotFoundError when there is no such job."""
-    rows = conn.execute(_JOB_WITH_ATTEMPTS, {"job_id": job_id}).all()
-    if not rows:
-        raise job_not_found(job_id)
-    found = [tables.attempt_from_row(row, prefix="a_") for row in rows if row.a_id is not None]
-    return tables.job_from_row(rows[0]), found
+
+    def interpret(rows: Sequence[Any]) -> tuple[JobRecord, list[AttemptRecord]]:
+        if not rows:
+            raise job_not_found(job_id)
+        found = [tables.attempt_from_row(row, prefix="a_") for row in rows if row.a_id is not None]
+        return tables.job_from_row(rows[0]), found
+
+    return StatusRead(_JOB_WITH_ATTEMPTS, {"job_id": job_id}, interpret)
 
 
-def newest_with_key_prefix_and_position(
-    conn: Connection, prefix: str, is_sqlite: bool
-) -> tuple[JobRecord | None, int]:
+def newest_with_key_prefix_read(
+    prefix: str, *, is_sqlite: bool
+) -> StatusRead[tuple[JobRecord | None, int]]:
     """The newest job whose idempotency key starts with `prefix` and, when it is queued, how
     many queued jobs run before it (else 0); (None, 0) when there is none."""
     byte_range = is_sqlite and bool(prefix)
@@ -113,7 +135,10 @@ def newest_with_key_prefix_and_position(
     else:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         values = {"pattern": escaped + "%"}
-    row = conn.execute(_NEWEST_BY_PREFIX[byte_range], values).first()
-    if row is None:
-        return None, 0
-    return tables.job_from_row(row), int(row.queued_ahead)
+
+    def interpret(rows: Sequence[Any]) -> tuple[JobRecord | None, int]:
+        if not rows:
+            return None, 0
+        return tables.job_from_row(rows[0]), int(rows[0].queued_ahead)
+
+    return StatusRead(_NEWEST_BY_PREFIX[byte_range], values, interpret)

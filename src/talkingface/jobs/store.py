@@ -8,8 +8,10 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
+from psycopg_pool import PoolTimeout
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -21,6 +23,11 @@ from talkingface.errors import (
     StoreUnavailableError,
 )
 from talkingface.jobs import tables
+from talkingface.jobs.async_statements import (
+    POOL_WAIT_S,
+    AsyncStatements,
+    async_statement_conninfo,
+)
 from talkingface.jobs.database import (
     damaged_sqlite_error,
     is_damaged_sqlite,
@@ -46,6 +53,7 @@ from talkingface.jobs.states import (
     JobState,
     check_transition,
 )
+from talkingface.jobs.status_reads import StatusRead, run_status_read
 from talkingface.jobs.tables import attempts, events, jobs
 from talkingface.jobs.template_rows import TemplateRows
 from talkingface.results import JobResult
@@ -60,6 +68,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATE_LOCK_KEY = 0x7466_0001  # pg_advisory_xact_lock key: one migrator at a time
 _QUEUE_LIMIT_LOCK_KEY = 0x7466_0002  # one limited create at a time counts the queue
 _LIVE_PREFIX_LOCK_SPACE = 0x7466_0003  # (space, hashtext(prefix)): one create per key prefix
+T = TypeVar("T")
 _LIVE_STATES = [JobState.QUEUED, JobState.RUNNING]
 _PURGE_BATCH = 500
 
@@ -80,11 +89,49 @@ class JobStore(JobReads, TemplateRows, JobDeletion, ServiceState, DeliveryOutbox
             self._statement_engine = server_engine(url, transactions=False)
         elif self._url.database not in (None, "", ":memory:"):
             self._statement_engine = sqlite_engine(url, transactions=False)
+        # The same single statements awaited on asyncio connections (PostgreSQL), for the API.
+        conninfo = async_statement_conninfo(self._url)
+        self._async_statements = AsyncStatements(conninfo) if conninfo is not None else None
 
     @property
     def reads_are_local(self) -> bool:
         """Reads are of a local SQLite file (short, never waiting on a network)."""
         return self._is_sqlite
+
+    @property
+    def statements_are_awaitable(self) -> bool:
+        """read_statement_awaited is available (PostgreSQL through psycopg's asyncio driver)."""
+        return self._async_statements is not None
+
+    def read_statement(self, read: StatusRead[T]) -> T:
+        """One hot read (jobs/status_reads.py): a single statement, no transaction."""
+        with self._read_statement() as conn:
+            return run_status_read(conn, read)
+
+    async def read_statement_awaited(self, read: StatusRead[T]) -> T:
+        """read_statement on an asyncio connection, for the event loop (statements_are_
+        awaitable); a stalled database makes the read wait, never the loop."""
+        if self._async_statements is None:
+            raise RuntimeError("this store has no asyncio statements (not PostgreSQL)")
+        try:
+            return await self._async_statements.run(read)
+        except PoolTimeout as exc:
+            reason = await self._async_statements.why_unavailable()
+            if reason is not None:
+                raise self._unavailable(reason) from exc
+            raise StoreUnavailableError(
+                f"The job store at {self._where} is overloaded: every connection for status "
+                f"reads stayed busy for {POOL_WAIT_S:.0f} s; check the database's load.",
+                details={"url": self._where},
+                cause=exc,
+            ) from exc
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    async def close_awaited_statements(self) -> None:
+        """Close the asyncio connections (the API's shutdown, in its event loop)."""
+        if self._async_statements is not None:
+            await self._async_statements.close()
 
     @property
     def engine(self) -> Engine:
@@ -518,10 +565,10 @@ class JobStore(JobReads, TemplateRows, JobDeletion, ServiceState, DeliveryOutbox
                 raise self._unavailable(exc) from exc
             raise
 
-    def _unavailable(self, exc: DBAPIError) -> StoreUnavailableError:
-        reason = (
-            str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc).__name__
-        )
+    def _unavailable(self, exc: DBAPIError | psycopg.OperationalError) -> StoreUnavailableError:
+        driver_error = exc.orig if isinstance(exc, DBAPIError) else exc
+        reason = str(driver_error).strip()
+        reason = reason.splitlines()[0] if reason else type(exc).__name__
         return StoreUnavailableError(
             f"The job store at {self._where} cannot be reached ({reason}); check that the "
             "database is running and the database URL is right.",

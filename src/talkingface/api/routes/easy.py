@@ -51,6 +51,7 @@ from talkingface.errors import (
 from talkingface.heygem_results import code_key_prefix, exposed_result_of, job_key
 from talkingface.jobs.records import JobRecord
 from talkingface.jobs.states import JobState
+from talkingface.jobs.status_reads import newest_with_key_prefix_read
 from talkingface.jobs.store import JobStore
 from talkingface.storage.base import is_object_url
 from talkingface.storage.local import LocalStorage
@@ -273,24 +274,17 @@ async def heygem_query(request: Request, code: str | None = None) -> JSONRespons
     settings: Settings = request.app.state.settings
     store: JobStore = request.app.state.store
     try:  # a hot read of polling clients: one store read, no dependencies to solve
-        data = await read_store(request, _find_task, store, settings, task)
-        if data is None:
+        read = newest_with_key_prefix_read(code_key_prefix(task), is_sqlite=store.reads_are_local)
+        job, ahead = await read_store(request, read)
+        if job is None:
             return envelope(NOT_FOUND, {}, "任务不存在")
-        return envelope(SUCCESS, data, "")
+        return envelope(SUCCESS, _query_data(task, job, ahead, settings), "")
     except TalkingFaceError as exc:
         return envelope(SYSTEM_ERROR, {}, f"系统异常: {exc.message}", success=False)
     except Exception as exc:  # the API boundary: never a 500 or an empty message here
         logger.exception("heygem query failed", extra={"event": "heygem_query_failed"})
         error = UnexpectedError.from_exception(exc, context="reading a HeyGem task")
         return envelope(SYSTEM_ERROR, {}, f"系统异常: {error.message}", success=False)
-
-
-def _find_task(store: JobStore, settings: Settings, code: str) -> dict[str, Any] | None:
-    """The query's `data` for the task's newest job, or None when there is none: one store
-    read and, for a finished job, two file stats (read_store runs it off the event loop
-    where the store is a server database)."""
-    job, ahead = store.latest_with_key_prefix_and_position(code_key_prefix(code))
-    return None if job is None else _query_data(code, job, ahead, settings)
 
 
 def _query_data(code: str, job: JobRecord, ahead: int, settings: Settings) -> dict[str, Any]:

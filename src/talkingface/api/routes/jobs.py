@@ -35,6 +35,7 @@ from talkingface.errors import ErrorCode, JobStateError
 from talkingface.jobs.reads import JobQuery
 from talkingface.jobs.records import AttemptRecord, JobRecord
 from talkingface.jobs.states import JobState
+from talkingface.jobs.status_reads import job_with_attempts_read
 from talkingface.jobs.store import JobStore
 from talkingface.storage.base import is_object_url
 from talkingface.storage.checksums import digest_headers, etag_matches
@@ -226,8 +227,7 @@ async def read_job(request: Request, job_id: str) -> Response:
     """The job: state, stage, progress, attempts, error and result."""
     # The hot read of status polling: no dependencies, serialised once by its model (FastAPI
     # would validate the returned model again), the URL looked up only when there is a result.
-    store: JobStore = request.app.state.store
-    job, attempts = await read_store(request, store.get_with_attempts, job_id)
+    job, attempts = await read_store(request, job_with_attempts_read(job_id))
     url = str(request.url_for("download_result", job_id=job.id)) if job.result else ""
     body = build_job_public(job, attempts, url).model_dump_json()
     return Response(body, media_type="application/json")
