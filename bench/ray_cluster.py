@@ -31,6 +31,7 @@ from bench.service import make_inputs, submit
 from bench.service_process import Service, free_port, fresh_postgres_database, wait_until
 
 DEADLINE_S = 600.0
+FINISHED = ("succeeded", "failed", "canceled")
 
 
 def run_batch(service: Service, audio: Path, video: Path, jobs: int) -> float:
@@ -101,11 +102,17 @@ def node_kill_recovery(
         assert raylet is not None
         killed_s = time.monotonic()
         raylet.send_signal(signal.SIGKILL)
-        wait_until(
-            lambda: len(service.job(job_id)["attempts"]) == 2,
-            timeout_s=DEADLINE_S,
-            what="the lost attempt's retry",
-        )
+
+        def retried_or_finished() -> dict[str, Any] | None:
+            job = service.job(job_id)
+            return job if len(job["attempts"]) == 2 or job["state"] in FINISHED else None
+
+        job = wait_until(retried_or_finished, timeout_s=DEADLINE_S, what="the lost attempt's retry")
+        if len(job["attempts"]) < 2:  # its worker outlived the raylet long enough to finish
+            raise RuntimeError(
+                f"the job on the second node {job['state']} before the raylet's death reached "
+                "its worker: rerun with a longer --kill-seconds"
+            )
         retried_s = time.monotonic() - killed_s
         job = service.wait_state(job_id, "succeeded", "failed", timeout_s=DEADLINE_S)
         done_s = time.monotonic() - killed_s
@@ -121,6 +128,12 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=8, help="jobs per throughput batch")
     parser.add_argument("--seconds", type=float, default=4.0, help="speech per job")
     parser.add_argument("--size", type=int, default=256, help="template size in pixels")
+    parser.add_argument(
+        "--kill-seconds",
+        type=float,
+        default=16.0,
+        help="speech of the node-kill jobs: long enough that the render outlasts the kill",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="tf-ray-bench-"))  # kept: the nodes' logs
@@ -136,7 +149,10 @@ def main() -> int:
             two = throughput(cluster, url, work, "two", 2, {SLOT: 1}, inputs, args.jobs)
             figures["one_node"], figures["two_nodes"] = one, two
             figures["two_over_one"] = round(two["jobs_per_minute"] / one["jobs_per_minute"], 2)
-            figures["node_kill"] = node_kill_recovery(cluster, url, work, inputs)
+            print(json.dumps(figures), flush=True)  # kept if the node kill goes wrong
+            (work / "long").mkdir()
+            long_inputs = make_inputs(work / "long", args.kill_seconds, args.size)
+            figures["node_kill"] = node_kill_recovery(cluster, url, work, long_inputs)
         finally:
             cluster.stop()
     text = json.dumps(figures, indent=2)
