@@ -44,7 +44,15 @@ from talkingface.vocabulary import (
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 3  # 2: the person's articulation model; 3: re-encode PSNR per CRF
+CACHE_FORMAT = 4  # 2: the person's articulation model; 3: re-encode PSNR per CRF; 4: at least
+# PREPARE_AT_LEAST_S prepared (older entries of short jobs held only what that job needed)
+
+# A job prepares at least this much of its template (all of a shorter one), however short its
+# speech: the person's model and the library of real mouths come from the prepared frames, so
+# preparing only what a short job needed made the same job render a different video depending
+# on whether a longer job had prepared the template before (the cache kept whichever came
+# first). Longer templates are prepared further when a longer job needs it.
+PREPARE_AT_LEAST_S = 30.0
 OWN_SPEECH_MIN_FRACTION = 0.2  # below this the template's audio is not someone talking
 
 
@@ -237,7 +245,7 @@ def prepare_template(
         logger.info("template from cache", extra={"event": "template_cache_hit", "key": key})
         return cached
     started = time.monotonic()
-    limit = 1 if info.is_still_image else max(1, frames_needed)
+    limit = 1 if info.is_still_image else max(1, frames_needed, round(PREPARE_AT_LEAST_S * fps))
     track, engine_data, tracked = _track_template(path, info, fps, limit, engine, policy, on_frame)
     own_drive = _own_drive(path, info, fps, tracked)
     person_model = None if own_drive is None else fit_person_model(track, own_drive)

@@ -141,3 +141,30 @@ def test_the_janitor_evicts_the_least_recently_used_first(
     assert not oldest.exists()
     assert middle.exists() and entry.exists()
     store.close()
+
+
+def test_a_short_job_prepares_the_whole_template_so_its_video_does_not_depend_on_earlier_jobs(
+    tmp_path: Path, template_clip: Path
+) -> None:
+    info = probe(template_clip)
+    fps = choose_output_fps(info)
+
+    def prepared(cache: str, frames_needed: int) -> PreparedTemplate:
+        return prepare_template(
+            template_clip,
+            info,
+            fps=fps,
+            frames_needed=frames_needed,
+            engine=ClassicEngine(),
+            policy=FacePolicy.LARGEST,
+            cache=TemplateCache(tmp_path / cache),
+        )
+
+    # a job needing 5 frames (0.2 s of speech) and one needing all of them, each on a cold cache
+    short, full = prepared("short", 5), prepared("full", 10**6)
+    assert short.frame_count == full.frame_count == round(info.duration_s * fps)
+    assert short.complete and short.covers(10**6)  # a later, longer job reuses it as it is
+    assert np.array_equal(short.track.landmarks_f32, full.track.landmarks_f32, equal_nan=True)
+    assert short.engine_data.keys() == full.engine_data.keys()
+    for name, values in full.engine_data.items():
+        assert np.array_equal(short.engine_data[name], values), name
