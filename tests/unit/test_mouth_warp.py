@@ -160,6 +160,24 @@ def test_alpha_is_zero_outside_the_opened_gap_and_one_inside() -> None:
     assert plan.alpha_f32.min() >= 0.0 and plan.alpha_f32.max() <= 1.0
 
 
+def test_a_narrower_real_mouth_keeps_the_corners_beyond_it_closed() -> None:
+    # A smiling frame's mouth (corners at ±0.25 S) under a real mouth open only to ±0.15 S:
+    # opened past the real mouth, the corners could only show a synthesised cavity.
+    mouth = mouth_frame(_landmarks(half_gap_px=2.0))
+    xs = np.linspace(-0.5, 0.5, 101)
+    share = np.clip((0.15 - np.abs(xs)) / 0.05, 0.0, 1.0)
+    free = _plan(mouth, gap=0.2)
+    shaped = plan_warp(
+        mouth, MouthPose(gap=0.2, spread=0.0, opening_shape=(xs, share)), SIZE_PX, SIZE_PX
+    )
+    assert shaped is not None
+    beyond = np.abs(free.mouth_x) >= 0.16
+    assert free.alpha_f32[beyond].max() > 0.9  # the default taper opens out there
+    assert shaped.alpha_f32[beyond].max() == 0.0
+    centre = np.abs(free.mouth_x) < 0.02
+    np.testing.assert_allclose(shaped.alpha_f32[centre], free.alpha_f32[centre])
+
+
 def _column_source_y(plan: WarpPlan, x_px: float) -> tuple[np.ndarray, np.ndarray]:
     col = round(x_px) - plan.x0
     rows = np.arange(plan.y0, plan.y0 + plan.map_y.shape[0], dtype=np.float64)

@@ -49,6 +49,7 @@ MIN_OPEN_UNITS = 8  # a template with fewer frames this open gets a synthesised 
 OPEN_UNIT_GAP = 0.05  # S units
 UNIT_CROSSFADE = 0.4  # weight of the previous unit on the frame where the unit jumps
 GAP_COST_S = 0.02  # an opening this far off costs as much as an average spectral mismatch
+MIN_SHAPED_UNIT_GAP_S = 0.02  # a unit opened less than this leaves the default opening shape
 CAVITY_SHARE = 0.65  # an open target wants at least this share of its gap as dark cavity
 
 
@@ -131,6 +132,7 @@ class ClassicRenderer:
         self._previous_unit = -1
         self._gain: np.ndarray | None = None  # colour gain of the last laid unit
         self._splits: dict[int, np.ndarray] = {}  # interior split per unit, as they are used
+        self._shapes: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}  # opening per unit
 
     def render(self, item: TrackedFrame) -> MouthRender:
         index = min(item.index, self._drive.frame_count - 1)
@@ -141,6 +143,7 @@ class ClassicRenderer:
             gap=float(self._gaps[index]),
             spread=float(self._drive.width_f32[index]),
             press=float(self._drive.closure_f32[index]),
+            opening_shape=self._opening_shape(index),
         )
         height, width = item.image.shape[:2]
         plan = plan_warp(mouth, pose, width, height)
@@ -168,6 +171,23 @@ class ClassicRenderer:
         return MouthRender(
             item.tag, item.index, item.image, plan.x0, plan.y0, warped, inside, plan.alpha_f32
         )
+
+    def _opening_shape(self, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The opening of the unit laid on output frame `index` along x, as a share of its
+        centre gap (0..1), or None without units or when that unit is (nearly) closed."""
+        units = self._units
+        if units is None:
+            return None
+        unit = int(units.choice[min(index, units.choice.shape[0] - 1)])
+        if unit not in self._shapes:
+            gaps = np.maximum(units.lower[unit] - units.upper[unit], 0.0).astype(np.float64)
+            centre = float(gaps[gaps.shape[0] // 2])
+            self._shapes[unit] = (
+                None
+                if centre < MIN_SHAPED_UNIT_GAP_S
+                else (units.grid.xs, np.clip(gaps / centre, 0.0, 1.0))
+            )
+        return self._shapes[unit]
 
     def _lay_real_mouth(
         self, index: int, mouth: MouthFrame, plan: WarpPlan, warped: np.ndarray

@@ -34,6 +34,9 @@ class MouthPose:
     gap: float  # inner-lip gap at the centre, S units (0 = closed)
     spread: float  # -1 rounded … +1 spread
     press: float = 0.0  # 0 … 1 lips pressed together (m, b, p): they thin as they roll in
+    # (xs, share): the opening's share of `gap` along x (mouth coordinates, S units), from the
+    # real mouth laid over this frame; None: the default taper towards the corners.
+    opening_shape: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +81,23 @@ class _LipLines:
     gap: np.ndarray  # output opening
 
 
-def _lip_lines(mouth: MouthFrame, x: np.ndarray, target_gap: float) -> _LipLines:
+def _lip_lines(
+    mouth: MouthFrame,
+    x: np.ndarray,
+    target_gap: float,
+    shape: tuple[np.ndarray, np.ndarray] | None = None,
+) -> _LipLines:
     upper, lower = mouth.upper_at(x), mouth.lower_at(x)
     own_gap = lower - upper
     lower_src = lower + np.where(own_gap > 0.005, np.minimum(0.3 * own_gap, 0.015), 0.0)
     u_norm = (x - mouth.center_x) / mouth.half_width
-    gap = target_gap * np.clip(1.0 - u_norm**2, 0.0, 1.0) ** 0.6
+    taper = np.clip(1.0 - u_norm**2, 0.0, 1.0) ** 0.6
+    if shape is not None:
+        # Never open wider along the lips than the real mouth laid here: a smiling frame's
+        # corners reach past a narrower mouth, and opened there they could only be filled
+        # with a synthesised cavity (dark wedges at both corners).
+        taper = np.minimum(taper, np.interp(x, *shape))
+    gap = target_gap * taper
     closing = own_gap - gap
     share = np.where(closing > 0, UPPER_SHARE_CLOSING, UPPER_SHARE_OPENING)
     return _LipLines(upper, upper + share * closing, lower_src, gap)
@@ -99,7 +113,7 @@ def plan_warp(mouth: MouthFrame, pose: MouthPose, width: int, height: int) -> Wa
     # Shape first: each output pixel is moved to where it sits before spreading, rounding
     # or pressing; everything after (lines, jaw, interiors, units) works on those coordinates.
     mx = _spread_x(mouth, pose, m[..., 0], m[..., 1])
-    lines = _lip_lines(mouth, mx, pose.gap)
+    lines = _lip_lines(mouth, mx, pose.gap, pose.opening_shape)
     u_norm = (mx - mouth.center_x) / mouth.half_width
     my = _lip_thickness_y(pose, m[..., 1], lines, u_norm)
     src_y = _source_y(mouth, pose, my, lines, u_norm)
@@ -118,7 +132,7 @@ def _source_y(
 ) -> np.ndarray:
     """Source rows: the upper lip eases towards the line where the lips meet, the gap stretches
     the template's own opening, and the lower lip and jaw move as one, fading below the chin."""
-    centre = _lip_lines(mouth, np.array([mouth.center_x]), pose.gap)
+    centre = _lip_lines(mouth, np.array([mouth.center_x]), pose.gap, pose.opening_shape)
     centre_shift = float((centre.upper_out + centre.gap - centre.lower_src)[0])
     lip_shift = lines.upper_out + lines.gap - lines.lower_src
     jaw_profile = 1.0 - smoothstep(1.0, JAW_WIDTH, np.abs(u_norm))
