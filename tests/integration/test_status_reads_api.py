@@ -129,3 +129,22 @@ def test_a_status_read_of_a_database_that_is_down_says_why() -> None:
         store.close()
     assert f"127.0.0.1:{port}" in raised.value.message
     assert "Connection refused" in raised.value.message  # the reason, not only "timed out"
+
+
+def test_many_first_reads_at_once_all_answer(postgres_database: Any) -> None:
+    url = postgres_database()
+    store = JobStore(url)
+    store.migrate()
+    job = _submit(store, "burst")
+
+    async def burst() -> list[tuple[JobRecord, Any]]:
+        reads = [store.read_statement_awaited(job_with_attempts_read(job.id)) for _ in range(24)]
+        found = await asyncio.gather(*reads)
+        await store.close_awaited_statements()
+        return found
+
+    try:
+        found = asyncio.run(burst())
+    finally:
+        store.close()
+    assert [record.id for record, _ in found] == [job.id] * 24

@@ -6,7 +6,7 @@ third of a read's CPU. psycopg's asyncio connections wait without blocking the l
 without a thread. The reads are the same prebuilt statements as the synchronous path
 (jobs/status_reads.py), compiled once for psycopg and run as server-side prepared statements
 straight on the driver: through SQLAlchemy's asyncio layer (a greenlet per call, parameter
-and row processing) a read cost twice the server CPU of the same read on SQLite. Column
+and row processing) a read cost about three times the server CPU of the same read on SQLite. Column
 values get SQLAlchemy's own result processing (aware UTC datetimes), so a row means the
 same on both paths.
 
@@ -115,21 +115,25 @@ class AsyncStatements:
 
     async def _pool_for_this_loop(self) -> AsyncConnectionPool:
         loop = asyncio.get_running_loop()
-        if self._pool is None or self._loop is not loop:
-            # A pool of an earlier, finished loop is dropped, not closed: its connections
-            # cannot be closed from another loop (they close when collected).
-            self._loop = loop
-            self._pool = AsyncConnectionPool(
-                self._conninfo,
-                min_size=0,
-                max_size=STATEMENT_POOL_SIZE,
-                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
-                timeout=POOL_WAIT_S,
-                open=False,
-                name="talkingface-status-reads",
-            )
-            await self._pool.open()
-        return self._pool
+        if self._pool is not None and self._loop is loop:
+            return self._pool
+        # A pool of an earlier, finished loop is dropped, not closed: its connections cannot
+        # be closed from another loop (they close when collected).
+        pool = AsyncConnectionPool(
+            self._conninfo,
+            min_size=0,
+            max_size=STATEMENT_POOL_SIZE,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+            timeout=POOL_WAIT_S,
+            open=False,
+            name="talkingface-status-reads",
+        )
+        await pool.open()
+        if self._pool is not None and self._loop is loop:  # another first read opened one
+            await pool.close()
+            return self._pool
+        self._pool, self._loop = pool, loop
+        return pool
 
     async def run(self, read: StatusRead[T]) -> T:
         """The read on a pooled connection. A connection found broken (the database
