@@ -178,7 +178,7 @@ class ClassicRenderer:
         units = self._units
         if units is None:
             return None
-        unit = int(units.choice[min(index, units.choice.shape[0] - 1)])
+        unit = _unit_at(units, index)
         if unit not in self._shapes:
             gaps = np.maximum(units.lower[unit] - units.upper[unit], 0.0).astype(np.float64)
             centre = float(gaps[gaps.shape[0] // 2])
@@ -204,7 +204,7 @@ class ClassicRenderer:
             half_width=mouth.half_width,
             scale_px=mouth.scale_px,
         )
-        unit = int(units.choice[min(index, units.choice.shape[0] - 1)])
+        unit = _unit_at(units, index)
         sample = self._sample(unit, lips)
         previous = self._previous_unit
         jumped = previous >= 0 and units.frames[unit] - units.frames[previous] not in (0, 1, 2)
@@ -239,6 +239,11 @@ class ClassicRenderer:
             )
             sample[box] += shortfall[box][..., None] * (cavity - sample[box])
         return sample
+
+
+def _unit_at(units: _Units, index: int) -> int:
+    """The unit chosen for output frame `index` (the last one past the end)."""
+    return int(units.choice[min(index, units.choice.shape[0] - 1)])
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:

@@ -63,6 +63,7 @@ class _Compiled:
     sql: str
     defaults: dict[str, Any]  # the statement's own bound literals
     columns: tuple[ColumnElement[Any], ...]
+    keys: tuple[str, ...]  # the row keys, one per column
     # One per column, made from the first reply's column types (the driver's type OIDs
     # decide some processors, as in SQLAlchemy's own results).
     processors: tuple[Callable[[Any], Any] | None, ...] | None = None
@@ -74,12 +75,11 @@ class _Compiled:
                 column.type._cached_result_processor(_DIALECT, type_code)
                 for column, type_code in zip(self.columns, types, strict=True)
             )
-        keys = [str(column.key) for column in self.columns]
         return [
             _Row(
                 {
                     key: value if process is None or value is None else process(value)
-                    for key, process, value in zip(keys, self.processors, row, strict=True)
+                    for key, process, value in zip(self.keys, self.processors, row, strict=True)
                 }
             )
             for row in values
@@ -96,10 +96,12 @@ def _compile(statement: Select[Any]) -> _Compiled:
     found = _compiled.get(id(statement))
     if found is None:
         compiled = statement.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+        columns = tuple(statement.selected_columns)
         found = _compiled[id(statement)] = _Compiled(
             sql=str(compiled),
             defaults={k: v for k, v in compiled.params.items() if v is not None},
-            columns=tuple(statement.selected_columns),
+            columns=columns,
+            keys=tuple(str(column.key) for column in columns),
         )
     return found
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, select
 
@@ -14,12 +14,15 @@ from talkingface.jobs import tables
 from talkingface.jobs.records import AttemptRecord, EventRecord, JobRecord
 from talkingface.jobs.states import JobKind, JobState
 from talkingface.jobs.status_reads import (
+    StatusRead,
     job_not_found,
     job_with_attempts_read,
     newest_with_key_prefix_read,
     run_status_read,
 )
 from talkingface.jobs.tables import attempts, events, jobs
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,11 @@ class JobReads:
 
     def _read_statement(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError  # JobStore: one read statement, no transaction
+
+    def read_statement(self, read: StatusRead[T]) -> T:
+        """One hot read (jobs/status_reads.py): a single statement, no transaction."""
+        with self._read_statement() as conn:
+            return run_status_read(conn, read)
 
     def get(self, job_id: str) -> JobRecord:
         with self._read() as conn:
@@ -100,8 +108,7 @@ class JobReads:
 
     def get_with_attempts(self, job_id: str) -> tuple[JobRecord, list[AttemptRecord]]:
         """The job and its attempts from one statement (GET /v1/jobs/{id}: a hot read)."""
-        with self._read_statement() as conn:
-            return run_status_read(conn, job_with_attempts_read(job_id))
+        return self.read_statement(job_with_attempts_read(job_id))
 
     def events(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
         with self._read() as conn:
@@ -186,9 +193,7 @@ class JobReads:
     def latest_with_key_prefix_and_position(self, prefix: str) -> tuple[JobRecord | None, int]:
         """latest_with_key_prefix and, when that job is queued, its queue_position, from one
         statement (a HeyGem poll, /easy/query: a hot read)."""
-        read = newest_with_key_prefix_read(prefix, is_sqlite=self._is_sqlite)
-        with self._read_statement() as conn:
-            return run_status_read(conn, read)
+        return self.read_statement(newest_with_key_prefix_read(prefix, is_sqlite=self._is_sqlite))
 
     def running(self) -> list[tuple[JobRecord, AttemptRecord]]:
         """Every running job with its current attempt (supervision and recovery)."""

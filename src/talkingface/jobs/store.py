@@ -53,7 +53,7 @@ from talkingface.jobs.states import (
     JobState,
     check_transition,
 )
-from talkingface.jobs.status_reads import StatusRead, run_status_read
+from talkingface.jobs.status_reads import StatusRead
 from talkingface.jobs.tables import attempts, events, jobs
 from talkingface.jobs.template_rows import TemplateRows
 from talkingface.results import JobResult
@@ -64,11 +64,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATE_LOCK_KEY = 0x7466_0001  # pg_advisory_xact_lock key: one migrator at a time
 _QUEUE_LIMIT_LOCK_KEY = 0x7466_0002  # one limited create at a time counts the queue
 _LIVE_PREFIX_LOCK_SPACE = 0x7466_0003  # (space, hashtext(prefix)): one create per key prefix
-T = TypeVar("T")
 _LIVE_STATES = [JobState.QUEUED, JobState.RUNNING]
 _PURGE_BATCH = 500
 
@@ -102,11 +102,6 @@ class JobStore(JobReads, TemplateRows, JobDeletion, ServiceState, DeliveryOutbox
     def statements_are_awaitable(self) -> bool:
         """read_statement_awaited is available (PostgreSQL through psycopg's asyncio driver)."""
         return self._async_statements is not None
-
-    def read_statement(self, read: StatusRead[T]) -> T:
-        """One hot read (jobs/status_reads.py): a single statement, no transaction."""
-        with self._read_statement() as conn:
-            return run_status_read(conn, read)
 
     async def read_statement_awaited(self, read: StatusRead[T]) -> T:
         """read_statement on an asyncio connection, for the event loop (statements_are_
