@@ -9,6 +9,7 @@ from talkingface.engines.mouth_units import (
     MouthUnit,
     OutputLips,
     UnitGrid,
+    grid_box,
     interior_split,
     lay_unit,
     skin_weight,
@@ -185,3 +186,16 @@ def test_a_unit_lit_differently_leaves_no_box_around_the_mouth() -> None:
     assert step_shaded < 12
     assert shaded[opening].mean() < 60  # the opening stays dark, the lips red
     assert (shaded[on_lips & ~opening & (np.abs(mx) < 0.1)][:, 0] > 140).all()
+
+
+def test_the_unit_is_laid_only_on_the_box_that_holds_its_grid() -> None:
+    # a region twice as wide and tall as the grid: the unit's box is the grid's, no more
+    mx, my = np.meshgrid(np.linspace(-1.0, 1.0, 201), np.linspace(-0.6, 0.9, 151))
+    box = grid_box(mx, my)
+    assert box is not None
+    on_grid = (np.abs(mx) < 0.5) & (my > -0.28) & (my < 0.5)
+    inside = np.zeros_like(on_grid)
+    inside[box] = True
+    assert np.all(inside[on_grid])  # every grid pixel is in the box
+    assert inside.sum() == on_grid.sum()  # and the box is no bigger (the grid is a rectangle)
+    assert grid_box(mx + 3.0, my) is None  # the mouth beside the region: nothing to lay

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from talkingface.blend import alpha_blend, paste_region
+from talkingface.engines import mouth_warp
 from talkingface.engines.mouth_frame import (
     CHIN,
     EYE_OUTER,
@@ -18,6 +19,7 @@ from talkingface.engines.mouth_frame import (
 from talkingface.engines.mouth_warp import (
     UPPER_FADE,
     UPPER_SHARE_OPENING,
+    WARP_STEP,
     MouthPose,
     WarpPlan,
     plan_warp,
@@ -171,7 +173,8 @@ def test_a_narrower_real_mouth_keeps_the_corners_beyond_it_closed() -> None:
         mouth, MouthPose(gap=0.2, spread=0.0, opening_shape=(xs, share)), SIZE_PX, SIZE_PX
     )
     assert shaped is not None
-    beyond = np.abs(free.mouth_x) >= 0.16
+    # one coarse warp step past the real mouth's corner (the warp interpolates between steps)
+    beyond = np.abs(free.mouth_x) >= 0.15 + WARP_STEP / EYE_DISTANCE_PX
     assert free.alpha_f32[beyond].max() > 0.9  # the default taper opens out there
     assert shaped.alpha_f32[beyond].max() == 0.0
     centre = np.abs(free.mouth_x) < 0.02
@@ -224,3 +227,25 @@ def test_paste_region_places_a_copy_and_never_modifies_its_input() -> None:
     np.testing.assert_array_equal(out[1:3, 4:7], region)
     out[1:3, 4:7] = 0
     np.testing.assert_array_equal(out, before)
+
+
+@pytest.mark.parametrize(
+    ("half_gap_px", "gap", "spread", "press"),
+    [(2.0, 0.0, 0.0, 0.0), (6.0, 0.0, 0.0, 1.0), (2.0, 0.2, 0.8, 0.0), (6.0, 0.12, -0.8, 0.0)],
+)
+def test_the_coarse_warp_grid_moves_no_pixel_off_the_full_resolution_warp(
+    monkeypatch: pytest.MonkeyPatch, half_gap_px: float, gap: float, spread: float, press: float
+) -> None:
+    # The warp is computed on every other pixel and interpolated (a third of the render's
+    # time); where the lips part or meet, the source row is assembled per pixel.
+    mouth = mouth_frame(_landmarks(half_gap_px=half_gap_px))
+    coarse = _plan(mouth, gap=gap, spread=spread, press=press)
+    monkeypatch.setattr(mouth_warp, "WARP_STEP", 1)
+    full = _plan(mouth, gap=gap, spread=spread, press=press)
+    assert coarse.map_y.shape == full.map_y.shape and (coarse.x0, coarse.y0) == (full.x0, full.y0)
+    for name in ("map_x", "map_y"):
+        error = np.abs(getattr(coarse, name) - getattr(full, name))
+        assert np.percentile(error, 99.5) < 0.25, name
+        assert (error > 1.0).sum() <= 2, name  # a pixel right on a fold of a closing lip
+    edge = np.abs(coarse.alpha_f32 - full.alpha_f32)
+    assert np.percentile(edge, 99.5) < 0.25

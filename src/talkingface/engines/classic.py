@@ -26,6 +26,7 @@ from talkingface.engines.mouth_units import (
     UnitGrid,
     cavity_heights,
     extract_unit,
+    grid_box,
     grid_for,
     interior_split,
     lay_unit,
@@ -194,12 +195,16 @@ class ClassicRenderer:
     ) -> np.ndarray:
         units = self._units
         assert units is not None
+        box = grid_box(plan.mouth_x, plan.mouth_y)
+        if box is None:  # the mouth lies outside the region (a face at the frame's edge)
+            return warped
+        my = plan.mouth_y[box]
         lips = OutputLips(
-            mx=plan.mouth_x,
-            my=plan.mouth_y,
-            upper=plan.mouth_y - plan.depth_top,
-            lower=plan.mouth_y + plan.depth_bottom,
-            u=plan.patch_u,
+            mx=plan.mouth_x[box],
+            my=my,
+            upper=my - plan.depth_top[box],
+            lower=my + plan.depth_bottom[box],
+            u=plan.patch_u[box],
             center_x=mouth.center_x,
             half_width=mouth.half_width,
             scale_px=mouth.scale_px,
@@ -212,8 +217,10 @@ class ClassicRenderer:
             sample = (1.0 - UNIT_CROSSFADE) * sample + UNIT_CROSSFADE * self._sample(previous, lips)
         self._previous_unit = unit
         shading = (skin_weight(lips), SHADING_SIGMA_S * mouth.scale_px)
-        region, self._gain = lay_unit(warped, sample, unit_mask(lips), self._gain, shading)
-        return region
+        warped[box], self._gain = lay_unit(
+            warped[box], sample, unit_mask(lips), self._gain, shading
+        )
+        return warped
 
     def _sample(self, unit: int, lips: OutputLips) -> np.ndarray:
         units = self._units

@@ -185,6 +185,20 @@ def interior_split(unit: MouthUnit, grid: UnitGrid) -> np.ndarray:
     return np.asarray(uniform_filter1d(split, size=width, mode="nearest"), dtype=np.float32)
 
 
+def grid_box(mx: np.ndarray, my: np.ndarray) -> tuple[slice, slice] | None:
+    """The (rows, cols) slices of a region holding every pixel whose mouth coordinates fall on
+    the unit grid, or None when none does. A unit, its mask and the skin its shading is
+    measured on all lie on the grid: the rest of the warp region (the jaw, the cheeks beside
+    it) is never touched by the unit, and laying the unit there only cost time (about half
+    of a 512x512 frame's render)."""
+    on_grid = (np.abs(mx) < HALF_WIDTH_S) & (my > TOP_S) & (my < BOTTOM_S)
+    rows = np.flatnonzero(on_grid.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(on_grid.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
 def unit_mask(lips: OutputLips) -> np.ndarray:
     """(h, w) float32 0..1: lips and interior, feathered into the skin around them."""
     reach = lips.half_width + MASK_SIDE_S

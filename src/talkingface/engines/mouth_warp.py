@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from talkingface.engines.mouth_frame import MouthFrame, smoothstep
@@ -25,6 +26,7 @@ PRESS_THIN = 0.3  # pressed lips roll in: this much thinner at full press
 UPPER_SHARE_CLOSING = 0.2  # of a closing the upper lip does: real lips meet part-way
 UPPER_SHARE_OPENING = 0.15  # of an opening beyond the template's the upper lip does (upwards)
 UPPER_FADE = 0.3  # S units above the upper lip over which its movement fades out
+WARP_STEP = 2  # the maps are computed on every other pixel and interpolated between
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +110,45 @@ def plan_warp(mouth: MouthFrame, pose: MouthPose, width: int, height: int) -> Wa
     x0, y0, x1, y1 = region_of_interest(mouth, width, height, extra_y=max(pose.gap, 0.0))
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
-    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+    # The geometry is computed on every WARP_STEP-th pixel and interpolated: each field below
+    # is continuous (the lip lines only bend it). What is not, the source row where the lips
+    # part (a closed output folds the template's opening away), is assembled here per pixel.
+    fields = cv2.resize(
+        _coarse_fields(mouth, pose, x0, y0, x1, y1),
+        None,
+        fx=WARP_STEP,
+        fy=WARP_STEP,
+        interpolation=cv2.INTER_LINEAR,
+    )[WARP_STEP : WARP_STEP + y1 - y0, WARP_STEP : WARP_STEP + x1 - x0]
+    mx, my, above_src, below_src, depth_top, depth_bottom, upper, lower_src, patch_u = np.moveaxis(
+        fields, -1, 0
+    )
+    gap = depth_top + depth_bottom
+    stretch = (lower_src - upper) / np.maximum(gap, 1e-6)
+    gap_src = upper + depth_top * stretch  # the template's own opening stretched over the gap
+    src_y = np.where(depth_top < 0.0, above_src, np.where(depth_bottom > 0.0, gap_src, below_src))
+    map_x, map_y = mouth.to_pixels(mx, src_y)
+    edge_px = np.minimum(depth_top, depth_bottom) * mouth.scale_px
+    coverage = np.clip(gap * mouth.scale_px, 0.0, 1.0)  # a sub-pixel gap only tints
+    alpha = (np.clip(edge_px + 0.5, 0.0, 1.0) * coverage).astype(np.float32)
+    return WarpPlan(x0, y0, map_x, map_y, alpha, patch_u, depth_top, depth_bottom, mx, my)
+
+
+def _coarse_fields(
+    mouth: MouthFrame, pose: MouthPose, x0: int, y0: int, x1: int, y1: int
+) -> np.ndarray:
+    """(h', w', 9) float32 on every WARP_STEP-th pixel of the region and one sample beyond
+    each edge (so that no edge pixel is extrapolated), centred so that cv2.resize's
+    pixel-centre convention puts each sample back where it was taken: mouth x
+    and y after shaping, the source row above the lips and below them, depth below the output's
+    upper lip and above its lower lip, the template's upper inner lip and lower source line,
+    and the column between the inner corners."""
+    offset = 0.5 * (WARP_STEP - 1) - WARP_STEP
+    columns, rows = -(-(x1 - x0) // WARP_STEP) + 2, -(-(y1 - y0) // WARP_STEP) + 2
+    gx, gy = np.meshgrid(
+        x0 + offset + WARP_STEP * np.arange(columns, dtype=np.float64),
+        y0 + offset + WARP_STEP * np.arange(rows, dtype=np.float64),
+    )
     m = mouth.to_mouth(np.stack([gx, gy], axis=-1))
     # Shape first: each output pixel is moved to where it sits before spreading, rounding
     # or pressing; everything after (lines, jaw, interiors, units) works on those coordinates.
@@ -116,22 +156,20 @@ def plan_warp(mouth: MouthFrame, pose: MouthPose, width: int, height: int) -> Wa
     lines = _lip_lines(mouth, mx, pose.gap, pose.opening_shape)
     u_norm = (mx - mouth.center_x) / mouth.half_width
     my = _lip_thickness_y(pose, m[..., 1], lines, u_norm)
-    src_y = _source_y(mouth, pose, my, lines, u_norm)
-    map_x, map_y = mouth.to_pixels(mx, src_y)
+    above_src, below_src = _source_rows(mouth, pose, my, lines, u_norm)
     depth_top, depth_bottom = my - lines.upper_out, lines.upper_out + lines.gap - my
-    edge_px = np.minimum(depth_top, depth_bottom) * mouth.scale_px
-    coverage = np.clip(lines.gap * mouth.scale_px, 0.0, 1.0)  # a sub-pixel gap only tints
-    alpha = (np.clip(edge_px + 0.5, 0.0, 1.0) * coverage).astype(np.float32)
     span = max(mouth.corner_right_x - mouth.corner_left_x, 1e-3)
     patch_u = (mx - mouth.corner_left_x) / span
-    return WarpPlan(x0, y0, map_x, map_y, alpha, patch_u, depth_top, depth_bottom, mx, my)
+    fields = (mx, my, above_src, below_src, depth_top, depth_bottom, lines.upper)
+    return np.stack((*fields, lines.lower_src, patch_u), axis=-1).astype(np.float32)
 
 
-def _source_y(
+def _source_rows(
     mouth: MouthFrame, pose: MouthPose, my: np.ndarray, lines: _LipLines, u_norm: np.ndarray
-) -> np.ndarray:
-    """Source rows: the upper lip eases towards the line where the lips meet, the gap stretches
-    the template's own opening, and the lower lip and jaw move as one, fading below the chin."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Source rows for the pixels above the output's upper lip and below its lower lip: the
+    upper lip eases towards the line where the lips meet, and the lower lip and jaw move as
+    one, fading below the chin. (Between the lips the template's own opening is stretched.)"""
     centre = _lip_lines(mouth, np.array([mouth.center_x]), pose.gap, pose.opening_shape)
     centre_shift = float((centre.upper_out + centre.gap - centre.lower_src)[0])
     lip_shift = lines.upper_out + lines.gap - lines.lower_src
@@ -142,10 +180,7 @@ def _source_y(
     shift *= 1.0 - smoothstep(chin_out, chin_out + CHIN_FADE, my)
     descent = lines.upper_out - lines.upper
     lift = descent * smoothstep(lines.upper_out - UPPER_FADE, lines.upper_out, my)
-    in_gap = (my >= lines.upper_out) & (my < lines.upper_out + lines.gap)
-    stretch = (lines.lower_src - lines.upper) / np.maximum(lines.gap, 1e-6)
-    gap_src = lines.upper + (my - lines.upper_out) * stretch
-    return np.where(my < lines.upper_out, my - lift, np.where(in_gap, gap_src, my - shift))
+    return my - lift, my - shift
 
 
 def _spread_x(mouth: MouthFrame, pose: MouthPose, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
