@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import av
@@ -24,7 +24,7 @@ import av.error
 import numpy as np
 
 from talkingface.audio.features import articulation_track
-from talkingface.engines.base import LipSyncEngine
+from talkingface.engines.base import CalibratingEngine, LipSyncEngine
 from talkingface.engines.person_model import PersonModel, fit_person_model
 from talkingface.engines.prepared_template import PreparedTemplate
 from talkingface.errors import InvalidMediaError, Stage, translate_errors
@@ -44,8 +44,9 @@ from talkingface.vocabulary import (
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 4  # 2: the person's articulation model; 3: re-encode PSNR per CRF; 4: at least
-# PREPARE_AT_LEAST_S prepared (older entries of short jobs held only what that job needed)
+CACHE_FORMAT = 5  # 2: the person's articulation model; 3: re-encode PSNR per CRF; 4: at least
+# PREPARE_AT_LEAST_S prepared (older entries of short jobs held only what that job needed);
+# 5: the engine's calibration (the classic engine's opening gain)
 
 # A job prepares at least this much of its template (all of a shorter one), however short its
 # speech: the person's model and the library of real mouths come from the prepared frames, so
@@ -266,6 +267,8 @@ def prepare_template(
         person_model=person_model,
         reencode_psnr_db=_reencode_psnr(path, info, fps),
     )
+    template = _calibrated(template, engine, path, info)
+    template = replace(template, prepare_s=time.monotonic() - started)
     cache.save(template, content_sha256=digest)
     logger.info(
         "template prepared",
@@ -300,6 +303,20 @@ def _track_template(
             observer=collector.add,
         )
     return track, collector.finish(), track.frame_count
+
+
+def _calibrated(
+    template: PreparedTemplate, engine: LipSyncEngine, path: Path, info: MediaInfo
+) -> PreparedTemplate:
+    """The template with what the engine measures by rendering on it (CalibratingEngine); only
+    a template with speech of its own has a person to match."""
+    if template.own_drive is None or not isinstance(engine, CalibratingEngine):
+        return template
+    count = min(engine.calibration_frames, template.frame_count)
+    with translate_errors(Stage.TRACK, context=f"calibrating the mouth on {path.name}"):
+        frames = iter_frames(path, fps=template.fps, info=info, max_frames=count)
+        measured = engine.calibrate(template, frames)
+    return replace(template, engine_data={**template.engine_data, **measured})
 
 
 def _reencode_psnr(path: Path, info: MediaInfo, fps: float) -> dict[int, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,24 @@ def test_a_person_who_keeps_the_lips_parted_gets_shallower_valleys_than_one_who_
     assert np.percentile(parted_gaps, 30) > 1.5 * np.percentile(closing_gaps, 30)
     assert np.percentile(parted_gaps, 3) < 0.5 * np.percentile(parted_gaps, 50)
     assert np.all(np.diff(gap_targets(_drive(np.linspace(0, 1, 50)), parted)) >= 0)  # monotone
+
+
+@pytest.mark.parametrize("measured", [False, True])
+@pytest.mark.parametrize("gain", [(1.2, 1.1), (0.85, 0.9)])
+def test_a_templates_calibration_gain_scales_its_targets(
+    measured: bool, gain: tuple[float, float]
+) -> None:
+    # The template's renders opened short (or past) the person's median and 90th percentile
+    # by these factors: the targets ask for that much more (or less).
+    rng = np.random.default_rng(7)
+    person = (
+        _measured_person(rng, rng.uniform(0.04, 0.16, 300))
+        if measured
+        else OpeningRange(0.09, 0.14, "own")
+    )
+    calibrated = replace(person, render_gain=gain)
+    drive = _drive(rng.uniform(0.05, 1.0, 500))
+    plain = np.percentile(gap_targets(drive, person)[drive.speech], [50, 90])
+    gained = np.percentile(gap_targets(drive, calibrated)[drive.speech], [50, 90])
+    assert gained[0] == pytest.approx(gain[0] * plain[0], rel=0.03)
+    assert gained[1] == pytest.approx(gain[1] * plain[1], rel=0.03)

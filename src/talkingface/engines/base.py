@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -64,6 +65,19 @@ class LipSyncEngine(Protocol):
     ) -> FrameRenderer: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class CalibratingEngine(Protocol):
+    """An engine that measures, once per prepared template, how its renders come out on it
+    (renders of the template's first `calibration_frames` frames); what it returns is added
+    to the template's engine data and cached with it."""
+
+    calibration_frames: int
+
+    def calibrate(
+        self, template: PreparedTemplate, frames: Iterable[np.ndarray]
+    ) -> dict[str, np.ndarray]: ...
 
 
 def get_engine(name: str, settings: EngineSettings | None = None) -> LipSyncEngine:

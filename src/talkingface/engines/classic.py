@@ -10,7 +10,8 @@ template that never opens its mouth gets a synthesised interior (synthetic_inter
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import cv2
@@ -35,6 +36,7 @@ from talkingface.engines.mouth_units import (
     unit_mask,
 )
 from talkingface.engines.mouth_warp import MouthPose, WarpPlan, plan_warp
+from talkingface.engines.opening_calibration import CALIBRATION_FRAMES, opening_gain
 from talkingface.engines.person_model import with_person_model
 from talkingface.engines.synthetic_interior import synthesised_interior
 from talkingface.engines.unit_selection import select_units
@@ -128,6 +130,9 @@ class ClassicRenderer:
         self._drive = drive
         own_speech = None if template.own_drive is None else template.own_drive.speech
         self.opening: OpeningRange = speaking_range(data["frame_gaps"], own_speech)
+        gain = data.get("opening_gain")
+        if gain is not None and self.opening.source == "own":
+            self.opening = replace(self.opening, render_gain=(float(gain[0]), float(gain[1])))
         self._gaps = gap_targets(drive, self.opening)
         self._units = _choose_units(template, drive, self._gaps)
         self._previous_unit = -1
@@ -318,6 +323,15 @@ class ClassicEngine:
 
     def template_collector(self) -> ClassicCollector:
         return ClassicCollector()
+
+    calibration_frames = CALIBRATION_FRAMES
+
+    def calibrate(
+        self, template: PreparedTemplate, frames: Iterable[np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Engine data measured by rendering the prepared template: the opening gain."""
+        gain = opening_gain(template, frames, ClassicRenderer)
+        return {} if gain is None else {"opening_gain": gain}
 
     def start_job(
         self, template: PreparedTemplate, drive: Articulation, audio: AudioClip

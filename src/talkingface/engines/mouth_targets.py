@@ -58,6 +58,9 @@ class OpeningRange:
     # people differ in shape, not only in scale (one keeps the lips parted through a sentence,
     # another closes between syllables), and a viewer sees the shape.
     quantiles: tuple[float, ...] | None = None
+    # Gains on the median and 90th-percentile targets measured for this template
+    # (opening_calibration): how much more, or less, its renders must be asked to open.
+    render_gain: tuple[float, float] = (1.0, 1.0)
 
 
 GENERIC_RANGE = OpeningRange(GENERIC_P50, GENERIC_P90, "generic")
@@ -114,8 +117,9 @@ def gap_targets(drive: Articulation, opening: OpeningRange) -> np.ndarray:
 
 def rendered_levels(opening: OpeningRange) -> tuple[float, float]:
     """Target median and 90th-percentile openings during speech that render as `opening`."""
-    want50 = RENDER_GAIN_P50 * opening.p50 + RENDER_MARGIN_P50
-    want90 = max(opening.p90 + RENDER_MARGIN_P90, want50 + 0.02)
+    gain50, gain90 = opening.render_gain
+    want50 = gain50 * (RENDER_GAIN_P50 * opening.p50 + RENDER_MARGIN_P50)
+    want90 = max(gain90 * (opening.p90 + RENDER_MARGIN_P90), want50 + 0.02)
     return want50, want90
 
 
@@ -130,7 +134,8 @@ def rendered_quantiles(opening: OpeningRange) -> np.ndarray:
     gain = (1.0 - weight) * RENDER_GAIN_P50 + weight * 1.0
     margin = (1.0 - weight) * RENDER_MARGIN_P50 + weight * RENDER_MARGIN_P90
     margin = margin * np.clip(own / (0.5 * opening.p50), 0.0, 1.0)
-    want = gain * own + margin
+    calibrated = (1.0 - weight) * opening.render_gain[0] + weight * opening.render_gain[1]
+    want = calibrated * (gain * own + margin)
     # Above the median the spacing stays even (median to p90): a person whose openings bunch
     # up there would otherwise get loud syllables that all look alike, and the rhythm is lost.
     want50, want90 = rendered_levels(opening)
