@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CALIBRATION_FRAMES = 250  # 10 s at 25 fps: about a second of rendering and tracking at 512²
+CALIBRATION_FRAMES = 250  # 10 s at 25 fps: about 2 s of decoding, rendering and tracking
 GAIN_LIMITS = (0.7, 1.4)  # beyond these the measurement is more likely wrong than the render
 CALIBRATION_TAG = JobTag(JobId("opening-calibration"))
 
