@@ -277,25 +277,43 @@ def _choose_units(
     needed = 1 if template.is_still_image else MIN_OPEN_UNITS
     if int((unit_gaps >= OPEN_UNIT_GAP).sum()) < needed:
         return None
-    difference = gaps[:, None] - unit_gaps[None, :]  # (N, M)
-    # A unit opened past its own gap shows a synthesised middle; one laid narrower only loses
-    # the middle of its interior, so a shortfall costs five times as much.
-    cost = (difference / GAP_COST_S) ** 2 + 4.0 * (np.maximum(difference, 0.0) / GAP_COST_S) ** 2
     grid = UnitGrid(float(data["unit_px_per_s"][0]))
     cavity = cavity_heights(images, data["unit_upper"], data["unit_lower"], grid)
+    own = template.own_drive
+    own_spectra = (
+        own.spectral_f32
+        if own is not None and own.spectral_f32.shape[1] == drive.spectral_f32.shape[1]
+        else None
+    )
+    # With the template's own sound, the spectral match below finds the frames where the
+    # person said a like vowel, and how much cavity those show is the person's own style.
+    # Without it, lips apart over teeth would be taken for the widest openings: a unit then
+    # counts only as open as the cavity it shows (the glasses clip: the loudest syllables got
+    # a grin, and the independent meter read them less open than the quiet ones).
+    opens_to = (
+        unit_gaps if own_spectra is not None else np.minimum(unit_gaps, cavity / CAVITY_SHARE)
+    )
+    difference = gaps[:, None] - unit_gaps[None, :]  # (N, M)
+    shortfall = np.maximum(gaps[:, None] - opens_to[None, :], 0.0)
+    # A unit opened past its own gap shows a synthesised middle; one laid narrower only loses
+    # the middle of its interior, so a shortfall costs five times as much.
+    cost = (difference / GAP_COST_S) ** 2 + 4.0 * (shortfall / GAP_COST_S) ** 2
     missing_cavity = np.maximum(CAVITY_SHARE * gaps[:, None] - cavity[None, :], 0.0)
     cost = cost + (missing_cavity / GAP_COST_S) ** 2
-    own = template.own_drive
     frames = data["unit_frames"]
-    if own is not None and own.spectral_f32.shape[1] == drive.spectral_f32.shape[1]:
-        source = own.spectral_f32[np.minimum(frames, own.frame_count - 1)]  # (M, D)
+    if own_spectra is not None:
+        source = own_spectra[np.minimum(frames, own_spectra.shape[0] - 1)]  # (M, D)
         target = drive.spectral_f32  # (N, D)
         sq = (target**2).sum(1)[:, None] + (source**2).sum(1)[None, :] - 2.0 * target @ source.T
         cost = cost + np.maximum(sq, 0.0) / target.shape[1]  # mean squared distance
     choice = select_units(cost, frames, jump_cost=3.0)
     logger.debug(
         "mouth units selected",
-        extra={"event": "mouth_units_selected", "units": len(images), "spectral": own is not None},
+        extra={
+            "event": "mouth_units_selected",
+            "units": len(images),
+            "spectral": own_spectra is not None,
+        },
     )
     return _Units(
         grid,
