@@ -37,7 +37,6 @@ from typing import Any
 
 from bench.quality_cases import MANDARIN, Case, Kind, build_cases
 from talkingface.errors import TalkingFaceError, error_from_exception
-from talkingface.vocabulary import LoopMode
 
 RENDERS_FILE = "renders.json"
 CHECKS = ("sync", "margin", "speech_silence", "amplitude_p50", "amplitude_p90", "psnr")
@@ -139,7 +138,11 @@ def render_cases(cases: list[Case], out_dir: Path) -> None:
     from talkingface.config import load_settings
     from talkingface.engines.base import get_engine
     from talkingface.pipeline.attempt import GenerateRequest, run_attempt
-    from talkingface.vocabulary import JobId, JobTag
+
+    try:
+        from talkingface.vocabulary import JobId, JobTag
+    except ImportError:  # engine code older than the move to vocabulary.py (d9e5722)
+        from talkingface.pipeline.items import JobId, JobTag  # type: ignore[no-redef]
 
     settings = load_settings(cache={"dir": out_dir / "cache"})
     engine = get_engine("classic")
@@ -212,6 +215,7 @@ def _write_sheet(case: Case, output: Path, opening: Any, path: Path) -> None:
     )
     from talkingface.media.decode import iter_frames, iter_template_frames
     from talkingface.media.probe import choose_output_fps, probe
+    from talkingface.vocabulary import LoopMode
 
     picks = mouth_moment_indices(opening)
     if not picks:

@@ -13,32 +13,18 @@ import pytest
 
 from talkingface.config import load_settings
 from talkingface.engines.base import get_engine
-from talkingface.engines.prepared_template import PreparedTemplate
 from talkingface.media.audio import load_audio
 from talkingface.media.decode import iter_frames
 from talkingface.media.probe import choose_output_fps, probe
 from talkingface.mouth_meter import MouthMeter
 from talkingface.pipeline.attempt import GenerateRequest, GenerateResult, run_attempt
 from talkingface.quality import lagged_correlation, speech_envelope
-from talkingface.templates import TemplateCache, prepare_template
-from talkingface.vocabulary import FacePolicy, JobId, JobTag
+from talkingface.vocabulary import JobId, JobTag
+from tests.integration.template_fixtures import prepare_whole
 
 ENGLISH_TEMPLATE = "video_en_female_older_512x512_talking.mp4"  # she speaks English
 MANDARIN_AUDIO = "audio_zh_female_5s_24k.wav"
 FOIL_AUDIO = "audio_en_male_radio_8s_16k_stereo.wav"
-
-
-def _prepare(video: Path, cache_dir: Path) -> PreparedTemplate:
-    info = probe(video)
-    return prepare_template(
-        video,
-        info,
-        fps=choose_output_fps(info),
-        frames_needed=10**6,
-        engine=get_engine("classic"),
-        policy=FacePolicy.LARGEST,
-        cache=TemplateCache(cache_dir),
-    )
 
 
 def _generate(audio: Path, video: Path, tmp_path: Path) -> GenerateResult:
@@ -52,8 +38,8 @@ def _generate(audio: Path, video: Path, tmp_path: Path) -> GenerateResult:
 def test_model_is_learned_cached_and_read_back_identically(
     shared_media: Path, tmp_path: Path
 ) -> None:
-    fresh = _prepare(shared_media / ENGLISH_TEMPLATE, tmp_path)
-    cached = _prepare(shared_media / ENGLISH_TEMPLATE, tmp_path)
+    fresh = prepare_whole(shared_media / ENGLISH_TEMPLATE, tmp_path)
+    cached = prepare_whole(shared_media / ENGLISH_TEMPLATE, tmp_path)
 
     assert fresh.person_model is not None and not fresh.from_cache
     assert cached.from_cache and cached.person_model is not None
@@ -77,7 +63,7 @@ def test_fit_is_reported_with_its_held_out_figures(shared_media: Path, tmp_path:
 
 
 def test_a_photo_falls_back_to_the_generic_articulation(photo_png: Path, tmp_path: Path) -> None:
-    template = _prepare(photo_png, tmp_path)
+    template = prepare_whole(photo_png, tmp_path)
     assert template.person_model is None
     summary = template.articulation_summary()
     assert summary == {"model": "generic", "reason": "still image", "person_fit": None}
@@ -88,7 +74,7 @@ def test_english_fitted_model_drives_mandarin_with_lips_in_sync(
     shared_media: Path, tmp_path: Path
 ) -> None:
     # Given a template whose own speech is English and whose model fits well
-    template = _prepare(shared_media / ENGLISH_TEMPLATE, tmp_path / "prep")
+    template = prepare_whole(shared_media / ENGLISH_TEMPLATE, tmp_path / "prep")
     assert template.person_model is not None and template.person_model.is_good
     # When Mandarin drives it
     audio = shared_media / MANDARIN_AUDIO

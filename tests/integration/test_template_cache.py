@@ -22,6 +22,7 @@ from talkingface.media.probe import choose_output_fps, probe
 from talkingface.scheduler import Scheduler
 from talkingface.templates import TemplateCache, prepare_template
 from talkingface.vocabulary import FacePolicy
+from tests.integration.template_fixtures import prepare_whole
 
 
 class OtherEngine(ClassicEngine):
@@ -35,25 +36,12 @@ class OtherEngine(ClassicEngine):
     )
 
 
-def _prepare(video: Path, cache_dir: Path, engine: ClassicEngine) -> PreparedTemplate:
-    info = probe(video)
-    return prepare_template(
-        video,
-        info,
-        fps=choose_output_fps(info),
-        frames_needed=10**6,
-        engine=engine,
-        policy=FacePolicy.LARGEST,
-        cache=TemplateCache(cache_dir),
-    )
-
-
 def test_a_second_engine_at_the_same_version_never_reads_the_first_engines_data(
     tmp_path: Path, short_template_clip: Path
 ) -> None:
-    classic = _prepare(short_template_clip, tmp_path, ClassicEngine())
-    other = _prepare(short_template_clip, tmp_path, OtherEngine())
-    classic_again = _prepare(short_template_clip, tmp_path, ClassicEngine())
+    classic = prepare_whole(short_template_clip, tmp_path, ClassicEngine())
+    other = prepare_whole(short_template_clip, tmp_path, OtherEngine())
+    classic_again = prepare_whole(short_template_clip, tmp_path, ClassicEngine())
 
     assert not classic.from_cache
     assert not other.from_cache, "the other engine was served the classic engine's entry"
@@ -86,7 +74,7 @@ def test_the_janitor_evicts_least_recently_used_templates_and_spares_one_in_use(
     # Given four cached templates: the oldest is the template of a queued job, the second
     # oldest was just read by a job, two others were last used a while ago
     cache_dir = tmp_path / "cache"
-    in_use = _prepare(short_template_clip, cache_dir, ClassicEngine())
+    in_use = prepare_whole(short_template_clip, cache_dir, ClassicEngine())
     in_use_entry = cache_dir / in_use.key
     size = _entry_bytes(in_use_entry)
     old = time.time() - 1000
@@ -122,7 +110,7 @@ def test_the_janitor_evicts_the_least_recently_used_first(
     tmp_path: Path, short_template_clip: Path
 ) -> None:
     cache_dir = tmp_path / "cache"
-    first = _prepare(short_template_clip, cache_dir, ClassicEngine())
+    first = prepare_whole(short_template_clip, cache_dir, ClassicEngine())
     entry = cache_dir / first.key
     size = _entry_bytes(entry)
     oldest = _copy_entry(entry, "e" * 32, "e" * 64, age_s=3000)
