@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from talkingface.engines.mouth_units import (
+    BAND_SHADE,
     MouthUnit,
     OutputLips,
     UnitGrid,
     grid_box,
     interior_split,
     lay_unit,
+    middle_band,
     skin_weight,
     unit_maps,
     unit_mask,
@@ -110,6 +112,27 @@ def test_teeth_past_the_middle_of_the_unit_stay_whole_when_the_output_opens_wide
     _, split_rows, _ = unit_maps(_lips(narrow, 0.05), with_split, GRID)
     _, middle_rows, _ = unit_maps(_lips(narrow, 0.05), unit, GRID)
     np.testing.assert_allclose(split_rows, middle_rows, atol=1e-3)
+
+
+def test_the_middle_left_by_a_wider_opening_takes_the_units_own_darkest_row() -> None:
+    # Upper teeth, a dark red-brown cavity row (the split), then the tongue: opened twice as
+    # wide as the unit, the band between its parts is that cavity, not a generic black.
+    unit = _unit(0.08)
+    ys = GRID.ys
+    image = np.full_like(unit.image_u8, 150)
+    image[(ys > -0.01) & (ys < 0.015)] = 230  # teeth
+    image[(ys >= 0.015) & (ys < 0.05)] = (70, 30, 25)  # cavity
+    image[(ys >= 0.05) & (ys < 0.07)] = (190, 110, 110)  # tongue
+    split = interior_split(MouthUnit(image, unit.upper_f32, unit.lower_f32), GRID)
+    with_split = MouthUnit(image, unit.upper_f32, unit.lower_f32, split)
+    my = np.linspace(0.001, 0.159, 60)[:, None] * np.ones((1, 5))  # a 0.16 opening
+    lips = _lips(my, 0.16)
+    col, _, shortfall = unit_maps(lips, with_split, GRID)
+    band = middle_band(lips, with_split, GRID, col, lips.scale_px)
+    filled = band[shortfall >= 1.0]
+    assert filled.shape[0] > 0
+    cavity = BAND_SHADE * np.array([70.0, 30.0, 25.0])
+    np.testing.assert_allclose(filled, np.broadcast_to(cavity, filled.shape), atol=8)
 
 
 def test_where_the_unit_is_shut_no_cavity_is_painted_over_the_lips_or_chin() -> None:

@@ -31,6 +31,7 @@ from talkingface.engines.mouth_units import (
     grid_for,
     interior_split,
     lay_unit,
+    middle_band,
     skin_weight,
     unit_maps,
     unit_mask,
@@ -239,17 +240,11 @@ class ClassicRenderer:
         sample = cv2.remap(
             units.images_u8[unit], col, row, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         ).astype(np.float32)
-        if float(shortfall.max()) > 0.0:  # opened wider than the unit: a cavity in the middle
+        if float(shortfall.max()) > 0.0:  # opened wider than the unit: a band in the middle
             box = _bounding_box(shortfall > 0.0)
-            cavity = synthesised_interior(
-                (lips.my - lips.upper)[box],
-                (lips.lower - lips.my)[box],
-                lips.u[box],
-                units.lips[unit],
-                lips.scale_px,
-                cavity_only=True,
-            )
-            sample[box] += shortfall[box][..., None] * (cavity - sample[box])
+            # a synthesised cavity there read as a flat black slot under the teeth
+            band = middle_band(lips, shape, units.grid, col, lips.scale_px)[box]
+            sample[box] += shortfall[box][..., None] * (band - sample[box])
         return sample
 
 

@@ -28,15 +28,12 @@ def synthesised_interior(
     u: np.ndarray,
     lip_rgb: np.ndarray,
     scale_px: float,
-    *,
-    cavity_only: bool = False,
 ) -> np.ndarray:
     """(h, w, 3) float32 RGB for the pixels of an opened gap.
 
     `depth_top`/`depth_bottom`: S units below the upper and above the lower inner lip (their
     sum is the local opening); `u`: 0..1 between the inner corners; `lip_rgb`: the current lip
     colour; `scale_px`: pixels per S unit (for one-pixel anti-aliased edges).
-    `cavity_only`: no teeth and no lip edges (filling the middle of a real mouth).
     """
     dt = np.maximum(depth_top, 0.0)
     db = np.maximum(depth_bottom, 0.0)
@@ -50,8 +47,6 @@ def synthesised_interior(
     near_lip = np.exp(-np.minimum(dt, db) / 0.025)
     cavity = (0.16 + 0.18 * near_lip + 0.08 * side)[..., None] * lip + 6.0
     image = cavity
-    if cavity_only:
-        return np.clip(image, 0.0, 255.0).astype(np.float32)
 
     # Upper teeth: just behind the upper lip edge, in the lip's shadow at the top, receding
     # into the dark towards the corners (only the front teeth catch light), faint gaps.
