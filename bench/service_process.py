@@ -161,9 +161,7 @@ def fresh_postgres_database(prefix: str = "tf_service") -> Iterator[str]:
     try:
         yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     finally:
+        # FORCE ends any session still open and drops in one step (terminating them first and
+        # dropping after lost a race with a running server's pool reconnecting in between).
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -88,8 +88,8 @@ def test_happy_path_over_http_on_sqlite(
 
 
 def test_happy_path_over_http_on_postgresql(
+    fresh_postgres_url: str,  # first: set up before the server, so dropped after it stops
     service_factory: ServiceFactory,
-    fresh_postgres_url: str,
     speech_wav: Path,
     short_template_clip: Path,
 ) -> None:
