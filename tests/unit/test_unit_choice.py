@@ -53,7 +53,6 @@ def _template(units: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Prepare
             "unit_upper": upper,
             "unit_lower": lower,
             "unit_frames": np.arange(count) * 10,  # far apart: no run of neighbours to favour
-            "unit_lips": np.full((count, 3), 150.0, np.float32),
         },
         prepare_s=0.0,
     )

@@ -65,7 +65,6 @@ class ClassicCollector:
         self._grid: UnitGrid | None = None
         self._units: list[MouthUnit] = []
         self._unit_frames: list[int] = []
-        self._unit_lips: list[np.ndarray] = []
         self._stride = 1
 
     def add(self, index: int, frame_rgb: np.ndarray, landmarks: np.ndarray | None) -> None:
@@ -80,9 +79,8 @@ class ClassicCollector:
             self._grid = grid_for(mouth)
         self._units.append(extract_unit(frame_rgb, mouth, self._grid))
         self._unit_frames.append(index)
-        self._unit_lips.append(lip_colour(frame_rgb, mouth))
         if len(self._units) > MAX_MOUTH_UNITS:  # keep every other unit: bounded memory
-            for items in (self._units, self._unit_frames, self._unit_lips):
+            for items in (self._units, self._unit_frames):
                 del items[1::2]
             self._stride *= 2
 
@@ -105,7 +103,6 @@ class ClassicCollector:
                 count, cols
             ),
             "unit_frames": np.asarray(self._unit_frames, dtype=np.int64),
-            "unit_lips": np.asarray(self._unit_lips, dtype=np.float32).reshape(count, 3),
         }
 
 
@@ -116,7 +113,6 @@ class _Units:
     upper: np.ndarray  # (M, C)
     lower: np.ndarray  # (M, C)
     frames: np.ndarray  # (M,) template frame of each unit
-    lips: np.ndarray  # (M, 3) lip colour of each unit
     choice: np.ndarray  # (N,) unit per output frame
 
 
@@ -290,8 +286,8 @@ def _choose_units(
     )
     difference = gaps[:, None] - unit_gaps[None, :]  # (N, M)
     shortfall = np.maximum(gaps[:, None] - opens_to[None, :], 0.0)
-    # A unit opened past its own gap shows a synthesised middle; one laid narrower only loses
-    # the middle of its interior, so a shortfall costs five times as much.
+    # A unit opened past its own gap shows a middle drawn from its darkest row; one laid
+    # narrower only loses the middle of its interior, so a shortfall costs five times as much.
     cost = (difference / GAP_COST_S) ** 2 + 4.0 * (shortfall / GAP_COST_S) ** 2
     missing_cavity = np.maximum(CAVITY_SHARE * gaps[:, None] - cavity[None, :], 0.0)
     cost = cost + (missing_cavity / GAP_COST_S) ** 2
@@ -316,7 +312,6 @@ def _choose_units(
         data["unit_upper"],
         data["unit_lower"],
         frames,
-        data["unit_lips"],
         choice,
     )
 

@@ -113,7 +113,7 @@ def unit_maps(
     lower inner lip its lower lip. Between them the upper half of the unit's interior rides
     the upper lip and the lower half the lower lip, at their real size: a smaller opening cuts
     out the middle, a larger one leaves a middle band the unit has no pixels for (returned as
-    the shortfall, to be filled with a synthesised cavity).
+    the shortfall, to be filled by middle_band).
     """
     xs = grid.xs
     unit_upper = np.interp(lips.mx, xs, unit.upper_f32)
@@ -169,7 +169,7 @@ def unit_maps(
 def interior_split(unit: MouthUnit, grid: UnitGrid) -> np.ndarray:
     """(C,) S units: the darkest row of each column's interior, smoothed across columns.
 
-    A real mouth opened wider than its unit gets a synthesised cavity where its two parts
+    A real mouth opened wider than its unit gets a band (middle_band) where its two parts
     part; split at the middle, a unit whose upper teeth reach past the middle had them cut in
     two, a grey line through the teeth. The darkest row is where the mouth is cavity anyway.
     """
