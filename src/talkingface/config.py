@@ -91,6 +91,8 @@ class EngineSettings(_Section):
     # the mouth. 0 always encodes at `crf` (media/encode_fidelity).
     min_psnr_db: float = Field(41.0, ge=0, le=60)
     min_crf: int = Field(10, ge=0, le=51)
+    # Photo templates only: blinks and a slow drift of the whole picture (photo_life.py).
+    photo_life: bool = False
     wav2lip: Wav2LipSettings = Field(default_factory=lambda: Wav2LipSettings())
 
 

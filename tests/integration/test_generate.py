@@ -244,6 +244,20 @@ def test_still_photo_template_talks_for_the_whole_audio(
     assert np.percentile(upper, 99.9) <= 2 * GREY_LEVELS and upper.mean() < 0.5  # held still
 
 
+def test_a_photo_with_photo_life_on_drifts_and_still_talks(
+    engine: LipSyncEngine, speech_wav: Path, photo_png: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "out.mp4"
+    request = GenerateRequest(JobTag(JobId("life")), speech_wav, photo_png, output)
+    settings = load_settings(cache={"dir": tmp_path / "cache"}, engines={"photo_life": True})
+    result = run_attempt(request, engine, settings)
+    stack = np.stack(read_frames(output)).astype(int)
+
+    assert result.frames_without_face == 0 and stack.shape[0] == round(SPEECH_DURATION_S * FPS)
+    upper = np.abs(stack[:, : int(0.4 * 256)] - stack[:1, : int(0.4 * 256)]).mean(axis=(1, 2, 3))
+    assert upper.max() > 2.0  # the picture drifts (held still without the setting: above)
+
+
 def test_rotated_template_gives_an_upright_output_of_the_rotated_size(
     engine: LipSyncEngine, speech_wav: Path, rotated_clip: Path, tmp_path: Path
 ) -> None:

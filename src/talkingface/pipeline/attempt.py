@@ -29,6 +29,7 @@ from talkingface.media.encode import VideoWriter
 from talkingface.media.encode_fidelity import crf_for_fidelity
 from talkingface.media.input_checks import check_inputs, check_output_path
 from talkingface.media.probe import MediaInfo, choose_output_fps
+from talkingface.photo_life import PhotoLife
 from talkingface.pipeline.graph import StageSpec, run_chain
 from talkingface.results import JobResult
 from talkingface.templates import TemplateCache, attach_landmarks, prepare_template
@@ -36,6 +37,7 @@ from talkingface.vocabulary import (
     FacePolicy,
     JobTag,
     LoopMode,
+    MouthRender,
     Progress,
     RenderedFrame,
     TemplateFrame,
@@ -225,7 +227,7 @@ def _stream(
             [
                 StageSpec(Stage.TRACK, partial(attach_landmarks, template.track)),
                 _render_stage(renderer),
-                StageSpec(Stage.BLEND, blend_region),
+                StageSpec(Stage.BLEND, _blend(template, frame_count, settings)),
                 StageSpec(Stage.ENCODE, convert),
             ],
             Stage.ENCODE,
@@ -236,6 +238,17 @@ def _stream(
         )
         _check_canceled(tag, Stage.ENCODE, cancel)  # a cancel after the last frame: no publish
     return passthrough
+
+
+def _blend(
+    template: PreparedTemplate, frame_count: int, settings: Settings
+) -> Callable[[MouthRender], RenderedFrame]:
+    """blend_region, followed for a photo with engines.photo_life by its blinks and drift."""
+    track = template.track
+    if not (settings.engines.photo_life and template.is_still_image and track.present[0]):
+        return blend_region
+    life = PhotoLife(track.landmarks_f32[0], template.fps, frame_count)
+    return lambda item: life.apply(blend_region(item))
 
 
 def _render_stage(renderer: FrameRenderer) -> StageSpec:
