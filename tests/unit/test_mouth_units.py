@@ -128,7 +128,7 @@ def test_the_middle_left_by_a_wider_opening_takes_the_units_own_darkest_row() ->
     my = np.linspace(0.001, 0.159, 60)[:, None] * np.ones((1, 5))  # a 0.16 opening
     lips = _lips(my, 0.16)
     col, _, shortfall = unit_maps(lips, with_split, GRID)
-    band = middle_band(lips, with_split, GRID, col, lips.scale_px)
+    band = middle_band(lips, with_split, GRID, col)
     filled = band[shortfall >= 1.0]
     assert filled.shape[0] > 0
     cavity = BAND_SHADE * np.array([70.0, 30.0, 25.0])

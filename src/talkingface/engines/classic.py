@@ -239,7 +239,7 @@ class ClassicRenderer:
         if float(shortfall.max()) > 0.0:  # opened wider than the unit: a band in the middle
             box = _bounding_box(shortfall > 0.0)
             # a synthesised cavity there read as a flat black slot under the teeth
-            band = middle_band(lips, shape, units.grid, col, lips.scale_px)[box]
+            band = middle_band(lips, shape, units.grid, col)[box]
             sample[box] += shortfall[box][..., None] * (band - sample[box])
         return sample
 

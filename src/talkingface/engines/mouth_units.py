@@ -190,9 +190,7 @@ def interior_split(unit: MouthUnit, grid: UnitGrid) -> np.ndarray:
     return np.asarray(uniform_filter1d(split, size=width, mode="nearest"), dtype=np.float32)
 
 
-def middle_band(
-    lips: OutputLips, unit: MouthUnit, grid: UnitGrid, col: np.ndarray, scale_px: float
-) -> np.ndarray:
+def middle_band(lips: OutputLips, unit: MouthUnit, grid: UnitGrid, col: np.ndarray) -> np.ndarray:
     """(h, w, 3) float32 RGB for the band a wider opening leaves between the unit's two parts
     (unit_maps' shortfall): the unit's own split row (its darkest interior row, or the middle
     of its gap) drawn down the band, smoothed along it and shaded, so the band joins the teeth
@@ -204,7 +202,7 @@ def middle_band(
     band = cv2.remap(
         unit.image_u8, col, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     ).astype(np.float32)
-    width = max(3, int(MIDDLE_SMOOTHING_S * scale_px) | 1)
+    width = max(3, int(MIDDLE_SMOOTHING_S * lips.scale_px) | 1)
     return np.asarray(cv2.blur(band, (width, 1))) * BAND_SHADE
 
 
